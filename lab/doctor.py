@@ -1,0 +1,85 @@
+"""`conlab doctor`: the machine facts a concurrency lab depends on."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+from typing import Any
+
+from lab.interpreters import find_interpreters
+from lab.machine import machine, tool_available
+
+
+def _tool_version(path: str | None, *args: str) -> str | None:
+    if not path:
+        return None
+    try:
+        done = subprocess.run([path, *args], capture_output=True, text=True, timeout=10,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr) else ""
+
+
+def _colour_system() -> str:
+    if os.environ.get("NO_COLOR"):
+        return "none (NO_COLOR is set)"
+    from rich.console import Console
+
+    return str(Console().color_system or "none")
+
+
+def gather() -> dict[str, Any]:
+    host = machine()
+    size = shutil.get_terminal_size((0, 0))
+    go = tool_available("go")
+    perf = tool_available("perf")
+    return {
+        "machine": host.to_json(),
+        "interpreters": [i.to_json() for i in find_interpreters()],
+        "go": {"path": go, "version": _tool_version(go, "version")},
+        "perf": {"path": perf, "usable": _perf_usable(perf)},
+        "terminal": {"columns": size.columns, "lines": size.lines,
+                     "term": os.environ.get("TERM", ""), "colour_system": _colour_system()},
+    }
+
+
+def _perf_usable(perf: str | None) -> bool:
+    if not perf:
+        return False
+    try:
+        done = subprocess.run([perf, "bench", "sched", "pipe", "-l", "1000"], capture_output=True,
+                              timeout=20, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    facts = gather()
+    if args.json:
+        print(json.dumps(facts, indent=1))
+        return 0
+    host = facts["machine"]
+    print("CPUs: %d logical, %d usable by the lab (affinity %s)%s"
+          % (host["cpus"], len(host["affinity"]), host["affinity"],
+             "; virtual machine (hypervisor flag)" if host["hypervisor"] else ""))
+    print("CPU: %s; kernel %s; schedstat %s" % (host["cpu_model"] or "?", host["kernel"],
+                                                "yes" if host["schedstat"] else "no (coarse psutil)"))
+    print("Memory available: %.1f GiB" % (host["mem_available_bytes"] / 2**30))
+    print("\nInterpreters (usable with --python):")
+    for i in facts["interpreters"]:
+        mods = ", ".join(m for m, ok in i["modules"].items() if ok) or "no aiohttp/uvloop"
+        print("  %-44s %-7s %-8s GIL %-3s  %s" % (i["path"], i["implementation"], i["version"],
+                                                  "on" if i["gil_enabled"] else "off", mods))
+    go, perf = facts["go"], facts["perf"]
+    print("\ngo:   %s" % (go["version"] or "not found (apt-get install golang-go for the M:N lab)"))
+    print("perf: %s" % ("%s (%s)" % (perf["path"], "works" if perf["usable"] else "not permitted here")
+                        if perf["path"] else "not found (apt-get install linux-perf)"))
+    term = facts["terminal"]
+    print("terminal: %dx%d, TERM=%s, colours: %s" % (term["columns"], term["lines"], term["term"],
+                                                     term["colour_system"]))
+    return 0

@@ -1,0 +1,51 @@
+"""The run record: what `conlab run --json` prints and what history keeps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lab.machine import machine
+from lab.runner import PreparedRun
+from lab.sampler import PSUTIL_GAUGES, SCHEDSTAT_GAUGES
+from lab.state import RunState
+
+RECORD_VERSION = 1
+
+
+def build_record(prepared: PreparedRun, state: RunState) -> dict[str, Any]:
+    interp = prepared.interpreter
+    hello_python = (state.hello or {}).get("python", {})
+    host = machine()
+    return {
+        "record_version": RECORD_VERSION,
+        "experiment": state.experiment,
+        "params": state.params,
+        "status": state.status,
+        "error": state.error,
+        "interpreter": {
+            "executable": hello_python.get("executable", interp.executable),
+            "version": hello_python.get("version", interp.version_text),
+            "implementation": hello_python.get("implementation", interp.implementation),
+            "gil_enabled": hello_python.get("gil_enabled", interp.gil_enabled),
+        },
+        "machine": {
+            "cpus": host.cpus,
+            "usable_cpus": host.usable_cpus,
+            "hypervisor": host.hypervisor,
+            "cpu_model": host.cpu_model,
+            "kernel": host.kernel,
+        },
+        "duration_s": round(state.duration_s, 4),
+        "sampler": {
+            "source": state.sampler_source,
+            "interval_s": prepared.request.sample_interval_s,
+            "samples": state.samples,
+            "gauges": [g.__dict__ for g in _gauges(state)],
+        },
+        "threads": state.thread_records(),
+        "result": state.result,
+    }
+
+
+def _gauges(state: RunState):
+    return PSUTIL_GAUGES if state.sampler_source == "psutil" else SCHEDSTAT_GAUGES

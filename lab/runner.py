@@ -1,0 +1,278 @@
+"""Start an experiment in a child interpreter, read its events, sample it, stop it, reap it.
+
+The same code serves the CLI (under asyncio.run) and the TUI (on Textual's loop), so a
+headless run and a live one are the same run. Children are started from the event
+loop's thread, which lives as long as the lab: PR_SET_PDEATHSIG fires when the *thread*
+that forked the child exits, so forking from a short-lived worker thread would kill it.
+
+Never harm the host: every child leads its own process group (so one killpg reaches the
+workers it forks), asks the kernel to kill it when the lab dies (also on kill -9),
+runs under a watchdog timeout, and is stopped with SIGTERM then SIGKILL. The lab is a
+child subreaper, so orphaned grandchildren come back to it to be reaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab import catalog
+from lab.interpreters import Interpreter, InterpreterError, probe, workloads_path
+from lab.sampler import make_sampler
+from lab.state import RunState
+from workloads._proto import ENV_CPU_CLOCKS, ENV_EVENT_FD, ENV_PARENT_PID
+from workloads._spec import ParamError
+
+PR_SET_CHILD_SUBREAPER = 36
+STOP_GRACE_S = 1.0  # between SIGTERM and SIGKILL
+MAX_EVENT_LINE = 4 * 1024 * 1024
+
+
+class Refused(ValueError):
+    """A run that must not start: the message names the parameter and what is allowed."""
+
+
+@dataclass
+class RunRequest:
+    experiment: str
+    params: dict[str, Any] = field(default_factory=dict)  # typed values, checked by prepare()
+    python: str | None = None  # None: the lab's own interpreter
+    timeout_s: float | None = None  # None: the experiment's own TIMEOUT_S
+    sample_interval_s: float = 0.25
+    cpu_clocks_s: float | None = None  # ask the child to report its thread CPU clocks
+
+
+@dataclass
+class PreparedRun:
+    experiment: catalog.Experiment
+    params: dict[str, Any]
+    interpreter: Interpreter
+    timeout_s: float
+    request: RunRequest
+
+    def command(self) -> list[str]:
+        return [self.interpreter.path, "-m", "workloads", self.experiment.name,
+                "--params", json.dumps(self.params, separators=(",", ":"))]
+
+
+def prepare(request: RunRequest) -> PreparedRun:
+    """Check everything before anything starts; raises Refused with one clear line."""
+    try:
+        experiment = catalog.get(request.experiment)
+        params = experiment.validate(request.params)
+        interpreter = probe(request.python or sys.executable)
+    except (ParamError, InterpreterError) as exc:
+        raise Refused(str(exc)) from None
+    except catalog.UnknownExperiment as exc:
+        raise Refused(str(exc)) from None
+    missing = [m for m in experiment.requires if not interpreter.has(m)]
+    if missing:
+        raise Refused("%s needs %s, which %s (%s) lacks" % (
+            experiment.name, " and ".join(missing), interpreter.path, interpreter.label))
+    timeout = request.timeout_s if request.timeout_s is not None else experiment.timeout_s
+    if not 0 < timeout <= 24 * 3600:
+        raise Refused("--timeout must be a number of seconds from 0 to 86400 (got %s)" % timeout)
+    return PreparedRun(experiment, params, interpreter, timeout, request)
+
+
+_subreaper = False
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants are re-parented to us (not init), so we can reap them."""
+    global _subreaper
+    if _subreaper or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    _subreaper = True
+
+
+class Run:
+    """One experiment in one child; `await run.run()` or start()/wait()/stop()."""
+
+    def __init__(self, prepared: PreparedRun):
+        self.prepared = prepared
+        self.state = RunState(
+            experiment=prepared.experiment.name, params=prepared.params,
+            python=prepared.interpreter.path,
+        )
+        self._process: asyncio.subprocess.Process | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._stop_reason: str | None = None
+        self._done = asyncio.Event()
+
+    # Lifecycle -------------------------------------------------------------------------
+    async def run(self) -> RunState:
+        await self.start()
+        return await self.wait()
+
+    async def start(self) -> None:
+        become_subreaper()
+        read_fd, write_fd = os.pipe()
+        env = dict(os.environ)
+        env.update({
+            ENV_EVENT_FD: str(write_fd),
+            ENV_PARENT_PID: str(os.getpid()),
+            "PYTHONPATH": workloads_path(),
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.pop("PYTHONHOME", None)
+        if self.prepared.request.cpu_clocks_s:
+            env[ENV_CPU_CLOCKS] = str(self.prepared.request.cpu_clocks_s)
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *self.prepared.command(),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                pass_fds=(write_fd,),
+                start_new_session=True,
+                env=env,
+                cwd=workloads_path(),
+            )
+        finally:
+            os.close(write_fd)
+        state = self.state
+        state.pid = self._process.pid
+        state.started_at = time.monotonic()
+        state.status = "running"
+        state.sampler_source = ""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=MAX_EVENT_LINE)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                     os.fdopen(read_fd, "rb", 0))
+        self._tasks = [
+            asyncio.create_task(self._read_events(reader)),
+            asyncio.create_task(self._read_output()),
+            asyncio.create_task(self._sample()),
+            asyncio.create_task(self._watchdog()),
+        ]
+
+    async def wait(self) -> RunState:
+        assert self._process is not None, "start() first"
+        code = await self._process.wait()
+        await self._kill_group(signal.SIGKILL)  # workers the child left behind
+        await self._reap_group()
+        readers = self._tasks[:2]
+        done, pending = await asyncio.wait(readers, timeout=2.0)
+        for task in self._tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._finish(code)
+        self._done.set()
+        return self.state
+
+    async def stop(self, reason: str = "stopped") -> None:
+        """SIGTERM the whole group, then SIGKILL what is left after a grace period."""
+        if self._process is None or self._process.returncode is not None:
+            return
+        self._stop_reason = self._stop_reason or reason
+        await self._kill_group(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._process.wait()), STOP_GRACE_S)
+        except asyncio.TimeoutError:
+            await self._kill_group(signal.SIGKILL)
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    # Internals -------------------------------------------------------------------------
+    def _finish(self, code: int) -> None:
+        state = self.state
+        state.exit_code = code
+        state.ended_at = time.monotonic()
+        if self._stop_reason:
+            state.status = self._stop_reason
+            state.error = state.error or (
+                "stopped by the watchdog after %.0f s" % self.prepared.timeout_s
+                if self._stop_reason == "timeout" else "stopped")
+        elif code == 0 and state.result is not None:
+            state.status = "done"
+        else:
+            state.status = "failed"
+            if not state.error:
+                tail = [line for line in state.stderr_tail if line.strip()]
+                why = tail[-1] if tail else "no result"
+                state.error = "child exited with code %s: %s" % (code, why)
+        state.version += 1
+
+    async def _kill_group(self, sig: int) -> None:
+        if self._process is None:
+            return
+        try:
+            os.killpg(self._process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    async def _reap_group(self) -> None:
+        """Collect workers re-parented to us, until the group is empty (at most 2 s)."""
+        pgid = self._process.pid
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            try:
+                while os.waitpid(-pgid, os.WNOHANG)[0] > 0:
+                    pass
+            except ChildProcessError:
+                pass
+            try:
+                os.killpg(pgid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            await asyncio.sleep(0.01)
+
+    async def _read_events(self, reader: asyncio.StreamReader) -> None:
+        state = self.state
+        while True:
+            try:
+                line = await reader.readline()
+            except ValueError:  # a line over MAX_EVENT_LINE: protocol broken
+                state.garbage_lines += 1
+                continue
+            if not line:
+                return
+            try:
+                event = json.loads(line)
+                if not isinstance(event, dict) or "ev" not in event:
+                    raise ValueError
+            except ValueError:
+                state.garbage_lines += 1
+                continue
+            state.apply_event(event)
+
+    async def _read_output(self) -> None:
+        """The child's stdout and stderr: kept for error reports, never shown raw."""
+        stream = self._process.stdout
+        while True:
+            line = await stream.readline()
+            if not line:
+                return
+            self.state.stderr_tail.append(line.decode("utf-8", "replace").rstrip()[:300])
+
+    async def _sample(self) -> None:
+        """Poll, apply, then schedule the next poll: never two samples at once."""
+        sampler = make_sampler(self._process.pid)
+        self.state.sampler_source = sampler.source
+        interval = self.prepared.request.sample_interval_s
+        while self._process.returncode is None:
+            self.state.apply_sample(sampler.sample())
+            await asyncio.sleep(interval)
+
+    async def _watchdog(self) -> None:
+        await asyncio.sleep(self.prepared.timeout_s)
+        await self.stop("timeout")
+
+
+async def run_experiment(request: RunRequest) -> RunState:
+    """Prepare, run to the end, return the final state (Refused before anything starts)."""
+    return await Run(prepare(request)).run()

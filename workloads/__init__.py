@@ -1,0 +1,42 @@
+"""The lab's experiments. Standard library only, runnable by any CPython 3.9+ (or PyPy).
+
+Each experiment is one module named after its id (``gil-cpu`` -> ``gil_cpu.py``) with:
+
+    NAME       the id
+    TITLE      one line
+    LESSON     a short explanation, in plain words
+    PARAMS     a tuple of ``_spec.Param``
+    REQUIRES   optional modules the interpreter must have (e.g. ``("aiohttp",)``)
+    TIMEOUT_S  how long a run with default parameters may take before the watchdog stops it
+    run(params, events) -> dict   the result record
+    check_limits(params)          optional: raise ``_spec.ParamError`` past the machine's caps
+
+Run one with ``python -m workloads NAME --params '{"tasks": 2}'``; events are JSON lines.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def module_name(experiment):
+    return experiment.replace("-", "_")
+
+
+def experiment_names():
+    """Every experiment id, found from the files beside this one (no imports)."""
+    names = []
+    for entry in sorted(os.listdir(_HERE)):
+        if entry.endswith(".py") and not entry.startswith("_"):
+            names.append(entry[:-3].replace("_", "-"))
+    return names
+
+
+def load(experiment):
+    """Import one experiment module (its spec and run function; importing runs nothing)."""
+    if experiment not in experiment_names():
+        raise KeyError(experiment)
+    return importlib.import_module(__name__ + "." + module_name(experiment))

@@ -1,0 +1,266 @@
+"""The child's side of the lab protocol: JSON lines to the parent, named threads,
+processes that die with their parent, and the kernel's own figures for each thread.
+
+Standard library only, Python 3.9+. Every event is one line, written with a single
+os.write() so lines from threads and forked worker processes sharing the pipe never
+interleave (writes up to PIPE_BUF bytes are atomic on a pipe).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import sysconfig
+import threading
+import time
+
+PROTOCOL_VERSION = 1
+
+# Environment the lab sets for the child.
+ENV_EVENT_FD = "CONLAB_EVENT_FD"  # where to write events (else: the original stdout)
+ENV_PARENT_PID = "CONLAB_PARENT_PID"  # die if this process is no longer our parent
+ENV_CPU_CLOCKS = "CONLAB_CPU_CLOCKS"  # seconds between thread CPU clock reports (off if unset)
+
+PR_SET_NAME = 15
+PR_SET_PDEATHSIG = 1
+
+
+def _libc():
+    try:
+        import ctypes
+        import ctypes.util
+
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except (OSError, ImportError):
+        return None
+
+
+_LIBC = _libc() if sys.platform.startswith("linux") else None
+
+
+def die_with_parent(expected_parent=None):
+    """Ask the kernel to SIGKILL this process when its parent goes away.
+
+    The signal fires when the *thread* that forked us exits, so the lab forks from a
+    long-lived thread. If the parent died before we got here, leave now.
+    """
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if expected_parent is not None and os.getppid() != expected_parent:
+        os._exit(1)
+
+
+def name_this_thread(name):
+    """Give the calling thread an OS-visible name (what htop and /proc/TID/comm show)."""
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_NAME, name.encode("utf-8", "replace")[:15], 0, 0, 0)
+
+
+def gil_enabled():
+    check = getattr(sys, "_is_gil_enabled", None)
+    return bool(check()) if check is not None else True
+
+
+def interpreter_facts():
+    return {
+        "executable": sys.executable,
+        "version": "%d.%d.%d" % sys.version_info[:3],
+        "implementation": sys.implementation.name,
+        "gil_enabled": gil_enabled(),
+        "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        "switch_interval_s": sys.getswitchinterval(),
+    }
+
+
+def cpus_available():
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def thread_stats(tid=None):
+    """The kernel's figures for one of our threads (default: the caller).
+
+    schedstat: nanoseconds on a CPU, nanoseconds runnable but waiting for one, time
+    slices; status: voluntary and involuntary context switches.
+    """
+    tid = tid or threading.get_native_id()
+    base = "/proc/self/task/%d/" % tid
+    stats = {"native_id": tid}
+    try:
+        with open(base + "schedstat") as f:
+            on_cpu, waiting, _slices = f.read().split()
+        stats["cpu_s"] = int(on_cpu) / 1e9
+        stats["run_delay_s"] = int(waiting) / 1e9
+        with open(base + "status") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches"):
+                    stats["voluntary"] = int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches"):
+                    stats["involuntary"] = int(line.split()[1])
+    except (OSError, ValueError):
+        stats["cpu_s"] = time.thread_time()
+    return stats
+
+
+class Events:
+    """Writes protocol events; one instance per process (re-made after fork)."""
+
+    def __init__(self, fd, experiment=""):
+        self.fd = fd
+        self.experiment = experiment
+        self._lock = threading.Lock()
+        self._last_sent = {}
+        self._pending = {}
+
+    def emit(self, ev, **fields):
+        record = {"v": PROTOCOL_VERSION, "ev": ev, "ts": time.monotonic(), "pid": os.getpid()}
+        record.update(fields)
+        line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
+        with self._lock:
+            view = memoryview(line)
+            while view:
+                written = os.write(self.fd, view)
+                view = view[written:]
+
+    def latest(self, ev, key="", interval=0.1, **fields):
+        """Send at most one `ev` per `interval` seconds (per key); the newest wins.
+
+        This keeps a hot loop from flooding the parent: the UI wants the latest state a
+        few times a second, not every step. Call flush() at the end for the final value.
+        """
+        slot = (ev, key)
+        now = time.monotonic()
+        if now - self._last_sent.get(slot, 0.0) >= interval:
+            self._last_sent[slot] = now
+            self._pending.pop(slot, None)
+            self.emit(ev, **fields)
+        else:
+            self._pending[slot] = fields
+
+    def flush(self):
+        for (ev, _key), fields in list(self._pending.items()):
+            self.emit(ev, **fields)
+        self._pending.clear()
+
+    def _after_fork(self):
+        self._lock = threading.Lock()
+        self._last_sent = {}
+        self._pending = {}
+
+
+_events = None
+
+
+def events():
+    """This process's event writer (set up by `python -m workloads`)."""
+    global _events
+    if _events is None:
+        fd = os.environ.get(ENV_EVENT_FD)
+        if fd is None:
+            # Run by hand: keep events on the real stdout and send stray prints to stderr,
+            # so the stream stays parseable.
+            fd = os.dup(1)
+            os.dup2(2, 1)
+        _events = Events(int(fd))
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_events._after_fork)
+    return _events
+
+
+# Threads and processes that report themselves ------------------------------------------
+
+
+def start_thread(target, name, role="worker", args=()):
+    """Start a named thread that announces itself and reports its kernel figures at exit."""
+
+    def body():
+        name_this_thread(name)
+        out = events()
+        out.emit("thread", native_id=threading.get_native_id(), name=name, role=role)
+        try:
+            target(*args)
+        finally:
+            out.emit("thread_exit", name=name, role=role, **thread_stats())
+
+    thread = threading.Thread(target=body, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def _process_body(parent_pid, name, role, target, args, conn):
+    die_with_parent(parent_pid)
+    name_this_thread(name)
+    out = events()
+    out.emit("process", name=name, role=role, ppid=parent_pid,
+             native_id=threading.get_native_id())
+    value = None
+    try:
+        value = target(*args)
+    finally:
+        times = os.times()
+        out.emit("process_exit", name=name, role=role, process_cpu_s=times.user + times.system,
+                 **thread_stats())
+        if conn is not None:
+            conn.send(value)
+            conn.close()
+
+
+def process_context():
+    """multiprocessing with fork where it exists: no resource tracker, no re-import."""
+    import multiprocessing
+
+    try:
+        return multiprocessing.get_context("fork")
+    except ValueError:
+        return multiprocessing.get_context()
+
+
+def start_process(target, name, role="worker", args=(), want_result=False):
+    """Start a worker process (multiprocessing, like the article) that dies with us.
+
+    Returns (process, receiver); receiver.recv() gives target's return value when
+    want_result is true.
+    """
+    context = process_context()
+    receiver = sender = None
+    if want_result:
+        receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_process_body, args=(os.getpid(), name, role, target, args, sender), name=name,
+        daemon=True,
+    )
+    process.start()
+    if sender is not None:
+        sender.close()
+    return process, receiver
+
+
+# Optional: exact per-thread CPU clocks, reported by the child itself ---------------------
+
+
+def start_cpu_clock_reporter(interval):
+    """Report every thread's CPU clock (pthread_getcpuclockid: exact, no tick rounding).
+
+    Used to check the parent's sampler; off unless the lab asks for it, since the
+    reporter thread needs the GIL a few times a second.
+    """
+
+    def report():
+        name_this_thread("cpu-clocks")
+        out = events()
+        while True:
+            clocks = {}
+            for thread in threading.enumerate():
+                try:
+                    clock = time.pthread_getcpuclockid(thread.ident)
+                    clocks[str(thread.native_id)] = time.clock_gettime(clock)
+                except (OSError, AttributeError, TypeError):
+                    continue
+            out.emit("cpu_clocks", clocks=clocks)
+            time.sleep(interval)
+
+    threading.Thread(target=report, name="cpu-clocks", daemon=True).start()

@@ -1,0 +1,185 @@
+"""race: threads incrementing one shared counter, with and without protection."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from ._proto import gil_enabled, start_thread
+from ._spec import Param
+
+NAME = "race"
+TITLE = "Lost updates: four ways to race on a counter, two ways not to"
+LESSON = """\
+Several threads add 1 to one shared counter. `counter += 1` is a read, an add and a
+write; if another thread runs between the read and the write, one increment is lost.
+Whether that happens depends on where the interpreter may switch threads: CPython
+3.10+ only hands the GIL over at calls and backward jumps, so a bare `+=` rarely
+loses there, while a call (or a sleep) between read and write loses on every build.
+A lock, or per-thread counts summed at the end, never lose anything.
+"""
+REQUIRES = ()
+TIMEOUT_S = 300
+
+SLEEP0_CAP = 20_000  # every sleep(0) is a syscall and a GIL hand-off: ~20 us each
+VARIANTS = ("naive", "call", "sleep0", "len", "locked", "local")
+PARAMS = (
+    Param.int("threads", 4, 2, 64, "threads incrementing the counter"),
+    Param.int("increments", 1_000_000, 100, 20_000_000,
+              "increments per thread (sleep0 does at most %d: each is a system call)" % SLEEP0_CAP),
+    Param.choice("variant", "all", ("all",) + VARIANTS, "which variant to run"),
+    Param.float("switch_interval_ms", 5.0, 0.01, 1000.0,
+                "sys.setswitchinterval: shorter means more GIL hand-offs"),
+)
+
+CHUNK = 1_000  # increments between progress updates
+
+counter = 0
+lock = threading.Lock()
+
+
+def noop():
+    pass
+
+
+# The variants. Each adds `n` to the shared counter, or should. --------------------------
+
+
+def naive(n):
+    global counter
+    for _ in range(n):
+        counter += 1
+
+
+def call(n):
+    global counter
+    for _ in range(n):
+        value = counter
+        noop()  # a Python call between read and write: a point where the GIL may move
+        counter = value + 1
+
+
+def sleep0(n):
+    global counter
+    for _ in range(n):
+        value = counter
+        time.sleep(0)  # drops the GIL outright
+        counter = value + 1
+
+
+def length(n):
+    global counter
+    for _ in range(n):
+        value = counter
+        len(())  # a call on 3.10; specialised (no hand-off) from 3.11
+        counter = value + 1
+
+
+def locked(n):
+    global counter
+    for _ in range(n):
+        with lock:
+            counter += 1
+
+
+def local(n):
+    global counter
+    mine = 0
+    for _ in range(n):
+        mine += 1
+    with lock:
+        counter += mine
+
+
+STEPS = {"naive": naive, "call": call, "sleep0": sleep0, "len": length, "locked": locked,
+         "local": local}
+
+
+def run_variant(variant, threads, increments, out):
+    global counter
+    counter = 0
+    step = STEPS[variant]
+    if variant == "sleep0":
+        increments = min(increments, SLEEP0_CAP)
+    done = [0] * threads  # each thread writes only its own slot
+
+    def worker(index):
+        remaining = increments
+        while remaining:
+            chunk = min(CHUNK, remaining)
+            step(chunk)
+            remaining -= chunk
+            done[index] += chunk
+
+    out.emit("phase", variant=variant, state="start", threads=threads)
+    started = time.perf_counter()
+    workers = [start_thread(worker, "%s-%d" % (variant, i + 1), "worker", (i,))
+               for i in range(threads)]
+    while any(w.is_alive() for w in workers):
+        out.latest("counter", variant=variant, expected=sum(done), actual=counter)
+        time.sleep(0.05)
+    for w in workers:
+        w.join()
+    expected = threads * increments
+    summary = {"expected": expected, "actual": counter, "lost": expected - counter,
+               "wall_s": time.perf_counter() - started}
+    out.emit("counter", variant=variant, expected=expected, actual=counter)
+    out.emit("phase", variant=variant, state="end", **summary)
+    return summary
+
+
+def run(params, out):
+    sys.setswitchinterval(params["switch_interval_ms"] / 1000.0)
+    variants = VARIANTS if params["variant"] == "all" else (params["variant"],)
+    results = {}
+    for variant in variants:
+        results[variant] = run_variant(variant, params["threads"], params["increments"], out)
+    return {
+        "variants": results,
+        "threads": params["threads"],
+        "increments": params["increments"],
+        "switch_interval_s": sys.getswitchinterval(),
+        "gil_enabled": gil_enabled(),
+        "explanation": explain(results),
+    }
+
+
+def explain(results):
+    """Read the measured losses in the light of this interpreter's switching rules."""
+    version = "%s %d.%d" % (sys.implementation.name, sys.version_info[0], sys.version_info[1])
+    modern = sys.version_info >= (3, 10)
+    lines = []
+    naive_result = results.get("naive")
+    if naive_result is not None:
+        lost = naive_result["lost"]
+        if not gil_enabled():
+            lines.append("naive lost %d: without a GIL threads really run at once, so the "
+                         "read-add-write of `+=` interleaves freely." % lost)
+        elif lost == 0 and modern and sys.implementation.name == "cpython":
+            lines.append("naive lost nothing on %s: the GIL changes hands only at calls and "
+                         "backward jumps, and `counter += 1` has neither between its read and "
+                         "write. It is still a race; the next variants show it." % version)
+        elif lost == 0:
+            lines.append("naive lost nothing on %s this time; the race is real but no switch "
+                         "happened inside a read-add-write." % version)
+        elif not modern:
+            lines.append("naive lost %d on %s: this version may switch threads between any "
+                         "two bytecodes, including between the read and the write." % (lost, version))
+        else:
+            lines.append("naive lost %d on %s." % (lost, version))
+    for name, why in (("call", "a Python call between read and write is a switch point"),
+                      ("sleep0", "time.sleep(0) releases the GIL between read and write")):
+        if name in results:
+            lines.append("%s lost %d: %s." % (name, results[name]["lost"], why))
+    if "len" in results:
+        lost = results["len"]["lost"]
+        if lost == 0 and sys.version_info >= (3, 11):
+            lines.append("len lost nothing: from 3.11 `len()` is specialised and no longer "
+                         "offers the GIL.")
+        else:
+            lines.append("len lost %d: here `len()` is an ordinary call, a switch point." % lost)
+    for name in ("locked", "local"):
+        if name in results:
+            lines.append("%s lost %d (it must always be 0)." % (name, results[name]["lost"]))
+    return " ".join(lines)

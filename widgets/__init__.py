@@ -1,0 +1,1 @@
+"""Textual widgets that draw measurements. No workload code, no subprocesses."""

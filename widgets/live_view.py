@@ -1,0 +1,58 @@
+"""The contract every experiment's live view follows.
+
+A live view draws one run from its `RunState`. The screen that owns it calls
+`show(state)` at the lab's refresh rate (default 4 Hz), never once per event, and only
+when `state.version` moved. Views keep their own cursor into `state.events` (see
+`RunState.events_since`) to fold new experiment events into whatever they draw.
+"""
+
+from __future__ import annotations
+
+from textual.widget import Widget
+
+from lab.state import RunState
+
+
+class LiveView(Widget):
+    """Base class: subclasses implement `draw(state)`; `show` skips unchanged frames."""
+
+    DEFAULT_CSS = """
+    LiveView {
+        height: auto;
+    }
+    """
+
+    #: Experiment ids this view knows how to draw (informational).
+    EXPERIMENTS: tuple[str, ...] = ()
+
+    def __init__(self, *, compact: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.compact = compact  # 80x24 dashboard pane: fewer rows, no history strips
+        self._drawn_version = -1
+        self._drawn_state_id = 0
+        self.event_cursor = 0
+
+    def show(self, state: RunState | None) -> None:
+        """Draw `state` if it changed since the last frame (cheap to call every frame)."""
+        if state is None:
+            return
+        if id(state) != self._drawn_state_id:  # a new run: start reading events afresh
+            self._drawn_state_id = id(state)
+            self._drawn_version = -1
+            self.event_cursor = 0
+            self.reset()
+        if state.version == self._drawn_version:
+            return
+        self._drawn_version = state.version
+        self.draw(state)
+
+    def new_events(self, state: RunState) -> list[dict]:
+        """Experiment events that arrived since this view last looked."""
+        self.event_cursor, events = state.events_since(self.event_cursor)
+        return events
+
+    def reset(self) -> None:
+        """Forget what was drawn for the previous run."""
+
+    def draw(self, state: RunState) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError

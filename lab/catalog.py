@@ -53,6 +53,10 @@ class Experiment:
             check(params)
         return params
 
+    def requires_for(self, params: dict[str, Any]) -> list[str]:
+        """Modules the interpreter needs for these parameter values (e.g. loop=uvloop)."""
+        return workloads.required_modules(self.module, params)
+
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
 

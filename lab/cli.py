@@ -109,14 +109,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ParamError, Refused) as exc:
         return refuse(str(exc))
 
-    from lab.record import build_record
+    from lab.record import build_record, save_run_record
 
     try:
         state = asyncio.run(_run_until_done(Run(prepared)))
     except KeyboardInterrupt:
         return 130
     record = build_record(prepared, state)
-    _save_history(record)
+    save_run_record(record)
     if args.json:
         print(json.dumps(record, indent=1))
     else:
@@ -136,15 +136,6 @@ async def _run_until_done(run: Run):
         await run.stop("stopped")
         await run.wait()
         raise
-
-
-def _save_history(record: dict) -> None:
-    """Keep the run in history when the history module exists (it never fails a run)."""
-    try:
-        from lab import history
-    except ImportError:
-        return
-    history.save_quietly(record)
 
 
 def format_record(record: dict) -> str:

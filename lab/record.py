@@ -49,3 +49,12 @@ def build_record(prepared: PreparedRun, state: RunState) -> dict[str, Any]:
 
 def _gauges(state: RunState):
     return PSUTIL_GAUGES if state.sampler_source == "psutil" else SCHEDSTAT_GAUGES
+
+
+def save_run_record(record: dict[str, Any]) -> None:
+    """Keep a finished run in history (TUI and CLI alike); saving never fails a run."""
+    try:
+        from lab import history
+    except ImportError:  # history not built into this copy of the lab
+        return
+    history.save_quietly(record)

@@ -71,7 +71,7 @@ def prepare(request: RunRequest) -> PreparedRun:
         raise Refused(str(exc)) from None
     except catalog.UnknownExperiment as exc:
         raise Refused(str(exc)) from None
-    missing = [m for m in experiment.requires if not interpreter.has(m)]
+    missing = [m for m in experiment.requires_for(params) if not interpreter.has(m)]
     if missing:
         raise Refused("%s needs %s, which %s (%s) lacks" % (
             experiment.name, " and ".join(missing), interpreter.path, interpreter.label))

@@ -7,6 +7,8 @@ Each experiment is one module named after its id (``gil-cpu`` -> ``gil_cpu.py``)
     LESSON     a short explanation, in plain words
     PARAMS     a tuple of ``_spec.Param``
     REQUIRES   optional modules the interpreter must have (e.g. ``("aiohttp",)``)
+    REQUIRES_FOR  optional: modules needed only for some parameter values,
+               ``{"loop": {"uvloop": "uvloop"}}`` = loop=uvloop needs module uvloop
     TIMEOUT_S  how long a run with default parameters may take before the watchdog stops it
     run(params, events) -> dict   the result record
     check_limits(params)          optional: raise ``_spec.ParamError`` past the machine's caps
@@ -40,3 +42,13 @@ def load(experiment):
     if experiment not in experiment_names():
         raise KeyError(experiment)
     return importlib.import_module(__name__ + "." + module_name(experiment))
+
+
+def required_modules(module, params):
+    """The optional modules an experiment needs with these parameter values."""
+    needed = list(getattr(module, "REQUIRES", ()))
+    for param, by_value in getattr(module, "REQUIRES_FOR", {}).items():
+        extra = by_value.get(params.get(param))
+        if extra and extra not in needed:
+            needed.append(extra)
+    return needed

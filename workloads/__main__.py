@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 
-from . import experiment_names, load
+from . import experiment_names, load, required_modules
 from ._proto import (
     ENV_CPU_CLOCKS,
     ENV_PARENT_PID,
@@ -70,7 +70,7 @@ def main(argv=None):
     except (ParamError, ValueError) as exc:
         out.emit("error", kind="params", message=str(exc))
         return 2
-    missing = [m for m in getattr(module, "REQUIRES", ()) if importlib.util.find_spec(m) is None]
+    missing = [m for m in required_modules(module, params) if importlib.util.find_spec(m) is None]
     if missing:
         out.emit("error", kind="requires", message="this interpreter lacks %s" % ", ".join(missing))
         return 3

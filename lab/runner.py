@@ -96,6 +96,15 @@ def become_subreaper() -> None:
     _subreaper = True
 
 
+def _log_spawn(pid: int, command: list[str]) -> None:
+    """With CONLAB_SPAWN_LOG=path, note every child started (lets tests prove a refusal
+    started nothing, and helps debugging)."""
+    path = os.environ.get("CONLAB_SPAWN_LOG")
+    if path:
+        with open(path, "a") as log:
+            log.write("%d %s\n" % (pid, " ".join(command)))
+
+
 class Run:
     """One experiment in one child; `await run.run()` or start()/wait()/stop()."""
 
@@ -141,6 +150,7 @@ class Run:
             )
         finally:
             os.close(write_fd)
+        _log_spawn(self._process.pid, self.prepared.command())
         state = self.state
         state.pid = self._process.pid
         state.started_at = time.monotonic()

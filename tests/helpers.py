@@ -1,0 +1,95 @@
+"""Shared test helpers: run the CLI for real, find the lab's children, wait for events."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+PYENV = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+
+
+def conlab(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m lab ARGS` as a user would, stdin closed."""
+    return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
+
+
+def run_json(experiment: str, *params: str, python: str | None = None, timeout: float = 300) -> dict:
+    args = ["run", experiment, "--json"]
+    for p in params:
+        args += ["-p", p]
+    if python:
+        args += ["--python", python]
+    done = conlab(*args, timeout=timeout)
+    assert done.returncode == 0, "conlab %s failed (%d): %s" % (args, done.returncode, done.stderr)
+    return json.loads(done.stdout)
+
+
+def interpreter(version: str) -> str | None:
+    """An interpreter of that minor version under pyenv, if this machine has one."""
+    for candidate in sorted(PYENV.glob(version + ".*")):
+        path = candidate / "bin" / "python"
+        if path.exists():
+            return str(path)
+    return None
+
+
+def workload_processes(tag: str | None = None) -> list[psutil.Process]:
+    """Live (non-zombie) `-m workloads` processes; with `tag`, only those started by a
+    lab that ran with CONLAB_TEST_TAG=tag in its environment (children inherit it)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            cmd = proc.info["cmdline"] or []
+            if "workloads" not in cmd or "-m" not in cmd:
+                continue
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if tag is not None and proc.environ().get("CONLAB_TEST_TAG") != tag:
+                continue
+            found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def new_tag() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.02):
+    """Poll `condition` until it returns something truthy; fail naming `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def alive(pids) -> list[int]:
+    """The pids still running (zombies count as gone: they hold no CPU and no memory)."""
+    left = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                left.append(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return left
+
+
+def usable_cpus() -> int:
+    return len(os.sched_getaffinity(0))

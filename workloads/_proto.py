@@ -254,13 +254,14 @@ def start_cpu_clock_reporter(interval):
         out = events()
         while True:
             clocks = {}
+            read_at = time.monotonic()  # we hold the GIL: the other threads' clocks stand still
             for thread in threading.enumerate():
                 try:
                     clock = time.pthread_getcpuclockid(thread.ident)
                     clocks[str(thread.native_id)] = time.clock_gettime(clock)
                 except (OSError, AttributeError, TypeError):
                     continue
-            out.emit("cpu_clocks", clocks=clocks)
+            out.emit("cpu_clocks", clocks=clocks, at=read_at)
             time.sleep(interval)
 
     threading.Thread(target=report, name="cpu-clocks", daemon=True).start()

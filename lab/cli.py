@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="what this machine offers the lab")
     doctor.add_argument("--json", action="store_true")
+    from lab import history_cli
+
+    history_cli.add_commands(sub)
     return parser
 
 
@@ -71,6 +74,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from lab.doctor import cmd_doctor
 
         return cmd_doctor(args)
+    from lab import history_cli
+
+    if args.command in history_cli.COMMANDS:
+        return history_cli.dispatch(args)
     return cmd_tui(args)
 
 

@@ -1,0 +1,241 @@
+"""`conlab history | compare | export | import | report`: the run history from a shell.
+
+Exit codes as elsewhere: 0 fine, 1 history unusable (the reason is printed), 2 refused
+input (an unknown run id, a file that is not an export).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from lab import history
+
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+COMMANDS = ("history", "compare", "export", "import", "report")
+
+
+def add_commands(sub: Any) -> None:
+    """Register the subcommands on `conlab`'s subparsers."""
+    hist = sub.add_parser("history", help="the runs kept on this machine (newest first)")
+    hist.add_argument("--json", action="store_true", help="print a JSON list")
+    hist.add_argument("--limit", type=_positive, default=30, metavar="N",
+                      help="show the newest N runs (default 30)")
+    hist.add_argument("--experiment", metavar="NAME", help="only runs of this experiment")
+    hist_sub = hist.add_subparsers(dest="history_command", parser_class=type(hist))
+    show = hist_sub.add_parser("show", help="one run in full")
+    show.add_argument("id", type=_positive, help="the run's id (see `conlab history`)")
+    show.add_argument("--json", dest="show_json", action="store_true",
+                      help="print the stored record as JSON")
+
+    compare = sub.add_parser("compare", help="two or more runs side by side")
+    compare.add_argument("ids", type=_positive, nargs="+", metavar="ID")
+    compare.add_argument("--json", action="store_true")
+
+    export = sub.add_parser("export", help="write runs to a JSON file (all runs if no ID)")
+    export.add_argument("ids", type=_positive, nargs="*", metavar="ID")
+    export.add_argument("-o", "--output", required=True, metavar="FILE.json")
+    export.add_argument("--experiment", metavar="NAME", help="only runs of this experiment")
+
+    imp = sub.add_parser("import", help="add the runs of an exported JSON file")
+    imp.add_argument("file", metavar="FILE.json")
+
+    report = sub.add_parser("report", help="a Markdown handout of this machine's figures")
+    report.add_argument("-o", "--output", default="conlab-report", metavar="DIR",
+                        help="folder for report.md and screenshots (default ./conlab-report)")
+    report.add_argument("--no-svg", action="store_true", help="skip the screenshots")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a positive whole number, got %r" % text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected a positive whole number, got %r" % text)
+    return value
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    handler = {"history": cmd_history, "compare": cmd_compare, "export": cmd_export,
+               "import": cmd_import, "report": cmd_report}[args.command]
+    try:
+        return handler(args)
+    except history.HistoryError as exc:
+        print("conlab: history unavailable: %s" % exc, file=sys.stderr)
+        return EXIT_FAILED
+    except KeyError as exc:
+        print("conlab: no run with id %s in %s (see `conlab history`)"
+              % (exc.args[0], history.db_path()), file=sys.stderr)
+        return EXIT_REFUSED
+
+
+# history -------------------------------------------------------------------------------
+def cmd_history(args: argparse.Namespace) -> int:
+    if getattr(args, "history_command", None) == "show":
+        return cmd_show(args)
+    if args.experiment:
+        refused = _unknown_experiment(args.experiment)
+        if refused:
+            return refused
+    runs = history.list_runs(args.limit, args.experiment)
+    if args.json:
+        print(json.dumps(runs, indent=1))
+        return EXIT_OK
+    if not runs:
+        print("no runs kept yet (%s); try `conlab run race`" % history.db_path())
+        return EXIT_OK
+    print(format_listing(runs, history.get_runs([r["id"] for r in runs])))
+    return EXIT_OK
+
+
+def _unknown_experiment(name: str) -> int:
+    from lab import catalog
+
+    try:
+        catalog.get(name)
+    except catalog.UnknownExperiment as exc:
+        print("conlab: %s" % exc, file=sys.stderr)
+        return EXIT_REFUSED
+    return 0
+
+
+def format_listing(runs: list[dict], entries: list[dict], width: int = 79) -> str:
+    from lab.report import headline
+
+    several_hosts = len({r["host"] for r in runs}) > 1 or any(r["imported"] for r in runs)
+    head = "%5s  %-11s  %-12s %-7s %-13s %7s  " % ("id", "saved", "experiment", "status",
+                                                  "python", "time")
+    if several_hosts:
+        head += "%-10s " % "host"
+    room = max(10, width - len(head))
+    lines = [head + "figures"]
+    for run, entry in zip(runs, entries):
+        python = run["python"].replace("cpython ", "")
+        if run["gil_enabled"] is False:
+            python += " nogil"
+        line = "%5d  %-11s  %-12s %-7s %-13s %6.1fs  " % (
+            run["id"], time.strftime("%m-%d %H:%M", time.localtime(run["saved_at"])),
+            run["experiment"][:12], run["status"][:7], python[:13], run["duration_s"] or 0.0)
+        if several_hosts:
+            line += "%-10s " % (("*" if run["imported"] else "") + run["host"])[:10]
+        lines.append(line + headline(entry["record"], room))
+    if several_hosts:
+        lines.append("(* imported from another machine)")
+    return "\n".join(lines)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from lab.cli import format_record
+
+    entry = history.get_run(args.id)
+    if args.show_json:
+        print(json.dumps(entry, indent=1))
+        return EXIT_OK
+    print("run %d, saved %s on %s%s" % (
+        entry["id"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["saved_at"])),
+        entry["host"], " (imported)" if entry["imported"] else ""))
+    from lab.report import repeat_command
+
+    print("repeat: %s" % repeat_command(entry["record"]))
+    print(format_record(entry["record"]))
+    return EXIT_OK
+
+
+# compare -------------------------------------------------------------------------------
+def cmd_compare(args: argparse.Namespace) -> int:
+    if len(args.ids) < 2:
+        print("conlab: compare needs at least two run ids (see `conlab history`)",
+              file=sys.stderr)
+        return EXIT_REFUSED
+    entries = history.get_runs(args.ids)
+    rows = history.compare(entries)
+    if args.json:
+        print(json.dumps([{"label": label, "values": values} for label, values in rows],
+                         indent=1, default=str))
+        return EXIT_OK
+    print(format_compare(rows))
+    experiments = {e["experiment"] for e in entries}
+    if len(experiments) > 1:
+        print("\nnote: these are runs of different experiments (%s); only shared rows line up"
+              % ", ".join(sorted(experiments)))
+    return EXIT_OK
+
+
+def format_compare(rows: list[tuple[str, list[Any]]], width: int = 79) -> str:
+    """Label column, then one column per run; rows whose values differ are marked `*`."""
+    from lab.cli import _fmt
+
+    cells = [[_fmt(v) for v in values] for _label, values in rows]
+    runs = len(rows[0][1])
+    col = max(8, max(len(c) for row in cells for c in row))
+    col = min(col, max(8, (width - 24) // runs - 2))
+    label_width = max(10, min(max(len(label) for label, _ in rows) + 2,
+                              width - runs * (col + 2)))
+    lines = []
+    for (label, values), row in zip(rows, cells):
+        differs = len({repr(v) for v in values}) > 1 and label != "run"
+        mark = "*" if differs else " "
+        shown = label if len(label) <= label_width - 2 else "…" + label[-(label_width - 3):]
+        lines.append("%s %-*s%s" % (mark, label_width - 2, shown,
+                                    "".join("  %*s" % (col, _clip(c, col)) for c in row)))
+        if label == "duration_s":
+            lines.append("")
+    lines.append("")
+    lines.append("* the runs differ on this row")
+    return "\n".join(lines)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# export / import -----------------------------------------------------------------------
+def cmd_export(args: argparse.Namespace) -> int:
+    if args.ids and args.experiment:
+        print("conlab: give run ids or --experiment, not both", file=sys.stderr)
+        return EXIT_REFUSED
+    if args.experiment:
+        refused = _unknown_experiment(args.experiment)
+        if refused:
+            return refused
+        ids = history.all_ids(args.experiment)
+    else:
+        ids = args.ids or None
+    try:
+        count = history.export_runs(ids, args.output)
+    except OSError as exc:
+        print("conlab: cannot write %s: %s" % (args.output, exc.strerror or exc),
+              file=sys.stderr)
+        return EXIT_REFUSED
+    print("exported %d run%s to %s" % (count, "" if count == 1 else "s", args.output))
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    try:
+        added, present = history.import_runs(args.file)
+    except history.ImportRefused as exc:
+        print("conlab: %s" % exc, file=sys.stderr)
+        return EXIT_REFUSED
+    print("imported %d run%s from %s%s" % (
+        added, "" if added == 1 else "s", args.file,
+        " (%d already in history)" % present if present else ""))
+    return EXIT_OK
+
+
+# report --------------------------------------------------------------------------------
+def cmd_report(args: argparse.Namespace) -> int:
+    from lab.report import write_report
+
+    try:
+        path = write_report(args.output, with_svgs=not args.no_svg)
+    except OSError as exc:
+        print("conlab: cannot write the report in %s: %s" % (args.output, exc.strerror or exc),
+              file=sys.stderr)
+        return EXIT_REFUSED
+    print("wrote %s" % path)
+    return EXIT_OK

@@ -1,0 +1,366 @@
+"""`conlab report`: a Markdown handout of this machine's latest figures, experiment by
+experiment, beside what the article claims, with the disagreements called out.
+
+Every number comes from run history (runs measured here, not imported ones). The
+article's claims are summarised in our own words and always labelled as the article's;
+where a result can be checked against a claim automatically, the check uses the figures
+just read, never a stored answer.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from lab import catalog, history
+from lab.machine import machine
+
+ARTICLE = "Concurrency: Threads, the GIL, and the Event Loop"
+MAX_FIGURES = 24  # rows per experiment table in the handout
+
+
+# Key figures ---------------------------------------------------------------------------
+# For experiments whose result shape we know, the figures a reader wants first; any other
+# experiment gets its numeric leaves in order.
+CURATED = {
+    "gil-cpu": ("modes.sequential.wall_s", "modes.threads.wall_s", "modes.processes.wall_s",
+                "speedup.threads", "speedup.processes", "tasks", "gil_enabled"),
+    "race": ("variants.naive.lost", "variants.call.lost", "variants.sleep0.lost",
+             "variants.len.lost", "variants.locked.lost", "variants.local.lost",
+             "variants.naive.expected", "threads", "gil_enabled"),
+}
+
+
+def result_of(record: dict) -> dict:
+    result = record.get("result")
+    return result if isinstance(result, dict) else {}
+
+
+def key_figures(record: dict, limit: int = MAX_FIGURES) -> list[tuple[str, Any]]:
+    leaves = dict((k, v) for k, v in history.flatten(result_of(record))
+                  if k != "explanation" and _is_figure(v))
+    curated = [k for k in CURATED.get(record.get("experiment", ""), ()) if k in leaves]
+    if record.get("experiment") == "decision":
+        curated = [k for k in leaves if k.endswith(".winner") or k.endswith("jobs_per_s")]
+    keys = curated or list(leaves)
+    return [(k, leaves[k]) for k in keys[:limit]]
+
+
+def _is_figure(value: Any) -> bool:
+    if isinstance(value, (bool, int, float)):
+        return True
+    return isinstance(value, str) and len(value) <= 40
+
+
+def headline(record: dict, width: int = 40) -> str:
+    """One short line of a run's main figures (history listings)."""
+    result = result_of(record)
+    experiment = record.get("experiment")
+    if experiment == "race" and isinstance(result.get("variants"), dict):
+        parts = ["%s lost %s" % (name, _short(v.get("lost")))
+                 for name, v in result["variants"].items() if isinstance(v, dict)]
+    elif experiment == "gil-cpu" and isinstance(result.get("speedup"), dict):
+        parts = ["%s %.2fx" % (k, v) for k, v in result["speedup"].items()
+                 if isinstance(v, (int, float))]
+    elif experiment == "decision" and isinstance(result.get("rows"), list):
+        parts = ["%s:%s" % (r.get("id"), "/".join(r.get("winners") or ["?"]))
+                 for r in result["rows"] if isinstance(r, dict)]
+    else:
+        parts = ["%s %s" % (k.rsplit(".", 1)[-1], _short(v)) for k, v in key_figures(record, 4)]
+    text = ", ".join(parts)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return "%.3g" % value
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10000:
+        return "{:,}".format(value).replace(",", " ")
+    return str(value)
+
+
+# The article's claims, in our words, with checks against this machine's figures -------
+Check = Callable[[dict], Optional[list]]  # record -> disagreements ([] agrees, None: can't tell
+
+
+@dataclass(frozen=True)
+class Claim:
+    says: str
+    check: Check | None = None
+
+
+def _check_gil_cpu(record: dict) -> list | None:
+    result = result_of(record)
+    speedup = result.get("speedup") or {}
+    threads, processes = speedup.get("threads"), speedup.get("processes")
+    if threads is None and processes is None:
+        return None
+    cpus = result.get("cpus") or (record.get("machine") or {}).get("usable_cpus") or 1
+    tasks = result.get("tasks") or 0
+    sequential = ((result.get("modes") or {}).get("sequential") or {}).get("wall_s")
+    if isinstance(sequential, (int, float)) and sequential < 0.25:
+        return ["the run was too short to compare (%.3f s sequential): starting threads and "
+                "processes costs milliseconds, which swamps work this small; raise `work`"
+                % sequential]
+    found = []
+    if isinstance(threads, (int, float)) and threads > 1.15:
+        found.append("threads ran %.2fx the sequential speed, not slower: %s" % (
+            threads, "this interpreter has no GIL" if not result.get("gil_enabled", True)
+            else "something let the threads overlap"))
+    if isinstance(processes, (int, float)) and tasks >= 2:
+        expected = min(tasks, cpus)
+        if expected >= 2 and processes < 0.75 * expected:
+            found.append("processes reached only %.2fx with %d CPUs usable: other load on the "
+                         "machine (or a busy hypervisor) took CPU time" % (processes, cpus))
+        elif expected < 2:
+            found.append("processes reached %.2fx: with %d usable CPU there is no second core "
+                         "to run on, so the article's near-2x cannot happen here"
+                         % (processes, cpus))
+    return found
+
+
+def _check_race(record: dict) -> list | None:
+    naive = ((result_of(record).get("variants") or {}).get("naive")) or {}
+    if "lost" not in naive or not naive.get("expected"):
+        return None
+    share = naive["lost"] / float(naive["expected"])
+    interp = record.get("interpreter") or {}
+    version = str(interp.get("version", "?"))
+    if share >= 0.01:
+        return []
+    lost = "naive `counter += 1` lost %s of %s (%.2f%%) on Python %s, not most of them" % (
+        _short(naive["lost"]), _short(naive["expected"]), 100 * share, version)
+    if _version_tuple(version) >= (3, 10) and interp.get("implementation") == "cpython":
+        why = ("from 3.10 CPython hands the GIL over only at calls and backward jumps, and `+=` "
+               "has neither between its read and its write (the `call` and `sleep0` variants "
+               "still lose)")
+    else:
+        why = ("this version may switch between any two bytecodes, but a switch is only "
+               "requested every switch interval (5 ms by default), so a short run may see none "
+               "land inside a read-add-write: raise `increments` or lower "
+               "`switch_interval_ms`")
+    return ["%s: %s" % (lost, why)]
+
+
+def _version_tuple(text: str) -> tuple:
+    try:
+        return tuple(int(p) for p in text.split(".")[:3])
+    except ValueError:
+        return (0,)
+
+
+def _check_decision(record: dict) -> list | None:
+    rows = result_of(record).get("rows")
+    if not isinstance(rows, list):
+        return None
+    found = []
+    for row in rows:
+        if isinstance(row, dict) and row.get("article_pick") and not row.get("agrees", True):
+            found.append("%s: the article picks %s, this machine's winner was %s" % (
+                row.get("label", row.get("id")), row["article_pick"],
+                " / ".join(row.get("winners") or ["?"])))
+    return found
+
+
+CLAIMS: dict[str, Claim] = {
+    "gil-cpu": Claim(
+        "Two threads doing pure-Python arithmetic finish a little later than doing the same "
+        "two jobs one after the other (its figures: about 2.4 s sequential, 2.5 s threaded), "
+        "because only one thread may run bytecode at a time and they pay to pass the lock; "
+        "two processes finish in about half the time (about 1.3 s), one core each.",
+        _check_gil_cpu),
+    "race": Claim(
+        "Four threads each adding one a million times to a shared counter end far below "
+        "four million (its run: about 1.25 million, so roughly seven in ten updates lost), "
+        "because `+=` is a load, an add and a store and the GIL may change hands between "
+        "them.", _check_race),
+    "io-bound": Claim(
+        "Two one-second network waits take about 2 s one after the other and about 1 s in "
+        "two threads, since a thread blocked in a socket call has let go of the GIL; asyncio "
+        "overlaps many such waits on a single thread."),
+    "loop-freeze": Claim(
+        "A coroutine that computes without awaiting holds the only thread of the event loop: "
+        "a timer meant to fire every half second does not fire until the computation ends "
+        "(its run: the first tick came after about 2.4 s)."),
+    "epoll": Claim(
+        "An event loop is one thread around epoll_wait: one system call watches thousands of "
+        "sockets and returns the ones that are ready, instead of one blocked thread per "
+        "connection."),
+    "deadlock": Claim(
+        "Two threads that take the same two locks in opposite orders can each hold one and "
+        "wait forever for the other; taking locks in one agreed order makes this impossible."),
+    "ctx-switch": Claim(
+        "A thread context switch costs a few microseconds on current Linux (its pipe "
+        "ping-pong: about 4.9 µs per round trip of 100 000), more once the caches it spoils "
+        "are counted."),
+    "goroutines": Claim(
+        "Goroutines start with stacks of a few kilobytes and are switched by Go's own "
+        "scheduler, so 100 000 of them finish in milliseconds, where 100 000 OS threads would "
+        "reserve hundreds of gigabytes of stack address space."),
+    "decision": Claim(
+        "Its decision table for Python: CPU-bound parallel work → multiprocessing; I/O with "
+        "many connections → asyncio; simple I/O → threading; mixed CPU and I/O → a process "
+        "pool fed by asyncio (\"depends on the ratio\").", _check_decision),
+}
+
+
+# Building the handout ------------------------------------------------------------------
+def _python_label(entry: dict) -> str:
+    interp = entry["record"].get("interpreter") or {}
+    gil = "" if interp.get("gil_enabled", True) else " (no GIL)"
+    return "%s %s%s" % (interp.get("implementation", "?"), interp.get("version", "?"), gil)
+
+
+def _version_key(entry: dict) -> tuple:
+    return _version_tuple(str((entry["record"].get("interpreter") or {}).get("version", "0")))
+
+
+def repeat_command(record: dict) -> str:
+    """The `conlab run` line that repeats a run (parameters that differ from defaults)."""
+    name = record.get("experiment", "?")
+    words = ["conlab", "run", name]
+    try:
+        defaults = catalog.get(name).defaults()
+    except catalog.UnknownExperiment:
+        defaults = {}
+    for key, value in (record.get("params") or {}).items():
+        if defaults.get(key, object()) != value:
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            words += ["-p", "%s=%s" % (key, text)]
+    executable = (record.get("interpreter") or {}).get("executable")
+    if executable and os.path.realpath(executable) != os.path.realpath(sys.executable):
+        words += ["--python", executable]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    return _short(value).replace("|", "\\|")
+
+
+def experiment_section(name: str, title: str, entries: list[dict]) -> list[str]:
+    entries = sorted(entries, key=_version_key)
+    lines = ["## %s — %s" % (name, title), ""]
+    per_run = [dict(key_figures(e["record"])) for e in entries]
+    keys: list[str] = []
+    for figures in per_run:
+        keys += [k for k in figures if k not in keys]
+    headers = ["%s, run %d (%s)" % (_python_label(e), e["id"],
+                                    time.strftime("%Y-%m-%d", time.localtime(e["saved_at"])))
+               for e in entries]
+    lines.append("| measured here | " + " | ".join(headers) + " |")
+    lines.append("|---|" + "---:|" * len(entries))
+    for key in keys[:MAX_FIGURES]:
+        lines.append("| %s | %s |" % (key, " | ".join(_cell(f.get(key)) for f in per_run)))
+    lines.append("")
+    lines.append("Repeat: " + "; ".join("`%s`" % repeat_command(e["record"]) for e in entries))
+    lines.append("")
+    claim = CLAIMS.get(name)
+    if claim is not None:
+        lines += ["**The article says** (our summary): " + claim.says, ""]
+    for entry in entries:
+        explanation = result_of(entry["record"]).get("explanation")
+        if explanation:
+            lines += ["**This machine, %s:** %s" % (_python_label(entry), explanation), ""]
+    if claim is None:
+        return lines
+    if claim.check is None:
+        lines += ["_No automatic comparison for this experiment: set the figures above "
+                  "beside the article's claim._", ""]
+        return lines
+    disagreements, unchecked = [], []
+    for entry in entries:
+        found = claim.check(entry["record"])
+        if found is None:
+            unchecked.append(_python_label(entry))
+        for item in found or ():
+            disagreements.append("%s: %s" % (_python_label(entry), item))
+    if disagreements:
+        lines.append("**Where this machine disagrees with the article:**")
+        lines += ["- " + item for item in disagreements]
+    elif not unchecked:
+        lines.append("**Agrees with the article** on the figures above.")
+    if unchecked:
+        lines.append("_Could not check automatically for %s (unfamiliar result shape)._"
+                     % ", ".join(unchecked))
+    lines.append("")
+    return lines
+
+
+def build_markdown(latest: dict[str, list[dict]], svgs: list[str] | None = None,
+                   svg_base: str = "") -> str:
+    host = machine()
+    now = time.strftime("%Y-%m-%d %H:%M")
+    interpreters = sorted({_python_label(e) for runs in latest.values() for e in runs})
+    lines = [
+        "# conlab handout — %s" % now,
+        "",
+        "Measured on this machine: %s, %d logical CPUs (%d usable by the lab)%s, Linux %s."
+        % (host.cpu_model or "unknown CPU", host.cpus, host.usable_cpus,
+           ", a virtual machine" if host.hypervisor else "", host.kernel),
+        "Interpreters: %s." % (", ".join(interpreters) if interpreters else "none yet"),
+        "",
+        "Every figure below was measured by conlab on this machine and read from its run "
+        "history (the newest finished run of each experiment under each interpreter). "
+        "Paragraphs marked **The article says** summarise, in our own words, claims from the "
+        "article \"%s\"; they are there to be checked, not trusted." % ARTICLE,
+        "",
+    ]
+    missing = []
+    for experiment in catalog.all_experiments():
+        entries = latest.get(experiment.name)
+        if entries:
+            lines += experiment_section(experiment.name, experiment.title, entries)
+        else:
+            missing.append(experiment.name)
+    for name in sorted(set(latest) - {e.name for e in catalog.all_experiments()}):
+        lines += experiment_section(name, "(no longer in this lab's catalogue)", latest[name])
+    if missing:
+        lines += ["## Not measured on this machine yet", ""]
+        lines += ["- %s: `conlab run %s`" % (name, name) for name in missing]
+        lines.append("")
+    if svgs:
+        lines += ["## Screens", ""]
+        for path in svgs:
+            rel = os.path.relpath(path, svg_base) if svg_base else path
+            lines.append("![%s](%s)" % (os.path.splitext(os.path.basename(path))[0], rel))
+        lines.append("")
+    return "\n".join(lines)
+
+
+# Screenshots ---------------------------------------------------------------------------
+def render_svgs(directory: str) -> list[str]:
+    """SVG screenshots of the lab's panes for the handout; [] until the TUI exists.
+
+    Hook for the app: if `lab.app` offers `report_screenshots(directory) -> list[path]`,
+    it is used; otherwise there is nothing to draw yet.
+    """
+    try:
+        from lab import app  # noqa: F401  (the Textual app; may not be built yet)
+    except ImportError:
+        return []
+    hook = getattr(app, "report_screenshots", None)
+    if hook is None:
+        return []
+    try:
+        return list(hook(directory))
+    except Exception as exc:  # screenshots are a garnish: the handout stands without them
+        print("conlab: report: no screenshots (%s: %s)" % (type(exc).__name__, exc),
+              file=sys.stderr)
+        return []
+
+
+def write_report(directory: str, with_svgs: bool = True) -> str:
+    """Write `report.md` (and SVGs) into `directory`; returns the Markdown file's path."""
+    os.makedirs(directory, exist_ok=True)
+    latest = history.latest_per_interpreter()
+    svgs = render_svgs(directory) if with_svgs else []
+    path = os.path.join(directory, "report.md")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(build_markdown(latest, svgs, svg_base=directory))
+    return path

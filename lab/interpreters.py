@@ -97,7 +97,9 @@ def probe(path: str) -> Interpreter:
     resolved = shutil.which(path) or path
     if not os.path.isfile(resolved) or not os.access(resolved, os.X_OK):
         raise InterpreterError("--python %s does not exist or is not executable" % path)
-    interp = _probe_cached(os.path.realpath(resolved), os.path.getmtime(resolved))
+    # Probe the path as given: a venv's python is a symlink to its base interpreter, and
+    # running the link's target would lose the venv (and its aiohttp/uvloop).
+    interp = _probe_cached(os.path.abspath(resolved), os.path.getmtime(resolved))
     interp = replace(interp, path=resolved)
     if interp.implementation not in SUPPORTED or interp.version < MIN_VERSION:
         raise InterpreterError(

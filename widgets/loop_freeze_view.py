@@ -1,0 +1,339 @@
+"""Live view of `loop-freeze`: expected vs actual ticks, frozen spans named and blamed.
+
+Compact (a dashboard pane, about 38x9): a text timeline of the whole run, one column
+per slice of time, `┊` where a tick was due, `│` where one arrived, `█` where the loop
+was frozen, labelled `FROZEN 253 ms` underneath, then the blamed line and the lag
+percentiles. The full view adds a lag strip, the 1 ms lag histogram and every span.
+Nothing is told by colour alone: the glyphs and labels carry it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from rich.text import Text
+
+from lab.state import RunState
+from widgets.live_view import LiveView
+
+BINS = 1000  # ticks are folded into this many time bins over the run
+STRIP = "▁▂▃▄▅▆▇█"
+LABEL_W = 4  # "exp " / "got " in compact mode
+FULL_LABEL_W = 9
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 100:
+        return "%.0f" % value
+    if value >= 10:
+        return "%.1f" % value
+    return "%.2f" % value
+
+
+class FreezeModel:
+    """What the view knows about one run, folded from its events."""
+
+    def __init__(self) -> None:
+        self.t0: float | None = None
+        self.period_s = 0.01
+        self.duration_s = 3.0
+        self.threshold_ms = 20.0
+        self.info: dict = {}
+        self.bin_count = [0] * BINS
+        self.bin_lag = [0.0] * BINS
+        self.hist: dict[int, int] = {}
+        self.spans: dict[int, dict] = {}
+        self.blocks: list[tuple[float, float]] = []
+        self.stats: dict = {}
+        self.last_t = 0.0
+
+    def configure(self, params: dict) -> None:
+        self.period_s = float(params.get("period_ms", 10.0)) / 1000
+        self.duration_s = float(params.get("duration_s", 3.0))
+        self.threshold_ms = max(2 * self.period_s * 1000, 5.0)
+        self.info = dict(params)
+
+    def fold(self, event: dict) -> None:
+        kind = event.get("ev")
+        if kind == "start":
+            self.t0 = event["t0"]
+            self.period_s = event["period_ms"] / 1000
+            self.duration_s = event["duration_s"]
+            self.threshold_ms = event["threshold_ms"]
+        elif kind == "ticks":
+            for t, lag in event.get("ticks", ()):
+                b = self.bin_of(t)
+                self.bin_count[b] += 1
+                if lag > self.bin_lag[b]:
+                    self.bin_lag[b] = lag
+                bucket = max(0, int(lag))
+                self.hist[bucket] = self.hist.get(bucket, 0) + 1
+                self.last_t = max(self.last_t, t)
+            self.stats = {"count": event.get("count", 0), "missed": event.get("missed", 0),
+                          "lag_ms": event.get("lag_ms", {}), "spans": event.get("spans", 0)}
+        elif kind == "frozen":
+            index = event.get("index", -1)
+            known = self.spans.get(index)
+            if event.get("ongoing") and known is not None and not known.get("ongoing"):
+                return  # a late report of a span already closed
+            self.spans[index] = event
+        elif kind == "block":
+            self.blocks.append((event["start_s"], event["end_s"]))
+
+    def bin_of(self, t: float) -> int:
+        return min(BINS - 1, max(0, int(t / self.duration_s * BINS)))
+
+    def now(self, state: RunState) -> float:
+        if self.t0 is None:
+            return 0.0
+        if state.running:
+            return min(self.duration_s, time.monotonic() - self.t0)
+        return max(self.last_t, min(self.duration_s, (state.ended_at or time.monotonic()) - self.t0))
+
+    def span_ranges(self, now: float) -> list[tuple[float, float, dict]]:
+        ranges = []
+        for span in self.spans.values():
+            start = span.get("start_s", 0.0)
+            if span.get("ongoing"):
+                end = max(start + span.get("so_far_ms", 0.0) / 1000, now)
+            else:
+                end = span.get("end_s", start + span.get("duration_ms", 0.0) / 1000)
+            ranges.append((start, end, span))
+        return sorted(ranges, key=lambda r: r[0])
+
+
+class LoopFreezeView(LiveView):
+    """Tick timeline with frozen spans; compact for the dashboard's event-loop pane."""
+
+    EXPERIMENTS = ("loop-freeze",)
+
+    DEFAULT_CSS = """
+    LoopFreezeView {
+        height: auto;
+        min-height: 9;
+    }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.model = FreezeModel()
+        self._state: RunState | None = None
+
+    def reset(self) -> None:
+        self.model = FreezeModel()
+
+    def draw(self, state: RunState) -> None:
+        if not self.model.info:
+            self.model.configure(state.params)
+        for event in self.new_events(state):
+            self.model.fold(event)
+        self._state = state
+        self.refresh(layout=not self.compact)
+
+    # Rendering -----------------------------------------------------------------------
+    def render(self) -> Text:
+        state = self._state
+        width = max(20, self.content_size.width or 38)
+        if state is None:
+            return Text("waiting for the loop-freeze run…", style="dim")
+        if self.compact:
+            return self.render_compact(state, width)
+        return self.render_full(state, width)
+
+    def header(self, width: int) -> str:
+        info = self.model.info
+        text = "%s tick %sms %s %dms fix:%s" % (
+            info.get("loop", "?"), _ms(self.model.period_s * 1000).rstrip("0").rstrip("."),
+            info.get("block", "?"), info.get("block_ms", 0), info.get("fix", "?"))
+        return text[:width]
+
+    def timeline(self, width: int, now: float) -> tuple[Text, Text, Text]:
+        """Rows: expected ticks, actual ticks (frozen spans as █), span labels."""
+        m = self.model
+        per_col = m.duration_s / width
+        ranges = m.span_ranges(now)
+        expected, actual = Text(), Text()
+        for col in range(width):
+            a, b = col * per_col, (col + 1) * per_col
+            due = math.ceil(a / m.period_s) * m.period_s
+            if due == 0:
+                due = m.period_s
+            has_due = due < b
+            expected.append("┊" if has_due else " ", style="dim" if a > now else "")
+            if a > now:
+                actual.append(" ")
+                continue
+            frozen = any(s < b and e > a for s, e, _ in ranges)
+            lo, hi = m.bin_of(a), max(m.bin_of(a) + 1, m.bin_of(b))
+            ticked = any(m.bin_count[i] for i in range(lo, min(hi, BINS)))
+            if frozen:
+                actual.append("█", style="bold red")
+            elif ticked:
+                actual.append("│")
+            elif has_due and b <= m.last_t:
+                actual.append("·", style="yellow")  # a tick was due here and none came
+            else:
+                actual.append(" ")
+        labels = [" "] * width
+        styles: list[tuple[int, int]] = []
+        taken = -1
+        for start, end, span in ranges:
+            ms = span.get("duration_ms") if not span.get("ongoing") else (end - start) * 1000
+            tail = "…" if span.get("ongoing") else ""
+            start_col = max(min(int(start / per_col), width - 1), taken + 2 if taken >= 0 else 0)
+            for label in ("FROZEN %s ms%s" % (_ms(ms), tail), "%s ms%s" % (_ms(ms), tail)):
+                col = min(start_col, width - len(label))
+                if col >= 0 and (taken < 0 or col > taken + 1):
+                    break
+            else:
+                continue  # no room left on this row: the full view lists every span
+            labels[col:col + len(label)] = list(label)
+            styles.append((col, col + len(label)))
+            taken = col + len(label) - 1
+        label_row = Text("".join(labels))
+        for s, e in styles:
+            label_row.stylize("bold red", s, e)
+        return expected, actual, label_row
+
+    def worst_span(self) -> dict | None:
+        spans = list(self.model.spans.values())
+        if not spans:
+            return None
+        ongoing = [s for s in spans if s.get("ongoing")]
+        if ongoing:
+            return ongoing[-1]
+        return max(spans, key=lambda s: s.get("duration_ms", 0.0))
+
+    def lag_line(self, state: RunState) -> str:
+        lag = (state.result or {}).get("lag_ms") or self.model.stats.get("lag_ms") or {}
+        return "lag p50 %s  p99 %s  max %s ms" % (
+            _ms(lag.get("p50")), _ms(lag.get("p99")), _ms(lag.get("max")))
+
+    def count_line(self, state: RunState, now: float) -> str:
+        result = state.result or {}
+        ticks = result.get("ticks", self.model.stats.get("count", 0))
+        missed = result.get("missed_ticks", self.model.stats.get("missed", 0))
+        status = "%.1f/%.1f s" % (now, self.model.duration_s) if state.running else state.status
+        return "ticks %d  missed %d  %s" % (ticks, missed, status)
+
+    def blame_lines(self, width: int) -> list[Text]:
+        span = self.worst_span()
+        if span is None:
+            return [Text("no frozen span yet", style="dim"), Text("")]
+        if not span.get("blamed"):
+            return [Text("blame: not caught in time"[:width]), Text("")]
+        where = span["blamed"].replace("workloads/", "")
+        first = Text("blame ", style="bold")
+        first.append(("%s %s" % (where, span.get("function", "")))[: width - 6])
+        return [first, Text(("  " + (span.get("code") or ""))[:width], style="italic")]
+
+    def render_compact(self, state: RunState, width: int) -> Text:
+        now = self.model.now(state)
+        cols = width - LABEL_W
+        expected, actual, labels = self.timeline(cols, now)
+        rows = [Text(self.header(width), style="bold"),
+                Text("exp ") + expected,
+                Text("got ") + actual,
+                Text(" " * LABEL_W) + labels]
+        rows += self.blame_lines(width)
+        rows.append(Text(self.lag_line(state)[:width]))
+        rows.append(Text(self.count_line(state, now)[:width]))
+        if state.error:
+            rows.append(Text(("error: " + state.error)[:width], style="bold"))
+        return Text("\n").join(rows[:9])
+
+    def render_full(self, state: RunState, width: int) -> Text:
+        m = self.model
+        now = m.now(state)
+        cols = width - FULL_LABEL_W
+        expected, actual, labels = self.timeline(cols, now)
+        pad = " " * FULL_LABEL_W
+        rows = [Text(self.header(width), style="bold"),
+                Text("expected ".ljust(FULL_LABEL_W)) + expected,
+                Text("actual ".ljust(FULL_LABEL_W)) + actual,
+                Text(pad) + labels,
+                Text("max lag ".ljust(FULL_LABEL_W)) + Text(self.lag_strip(cols, now)),
+                Text("blocking ".ljust(FULL_LABEL_W)) + Text(self.block_row(cols, now)),
+                Text(pad + "0 s".ljust(cols - 6) + ("%.1f s" % m.duration_s).rjust(6), style="dim"),
+                Text("")]
+        rows.append(Text("lag histogram, 1 ms buckets (height: log of count)", style="bold"))
+        rows.extend(self.histogram_rows(width))
+        rows.append(Text(self.lag_line(state) + "   " + self.count_line(state, now)))
+        rows.append(Text(""))
+        rows.append(Text("frozen spans (a tick late by >= %s ms)" % _ms(m.threshold_ms),
+                         style="bold"))
+        spans = m.span_ranges(now)
+        if not spans:
+            rows.append(Text("  none", style="dim"))
+        for start, end, span in spans[-6:]:
+            ms = (end - start) * 1000 if span.get("ongoing") else span.get("duration_ms")
+            where = span.get("blamed") or "not caught in time"
+            line = "  at %5.2f s  FROZEN %s ms%s  %s %s" % (
+                start, _ms(ms), "…" if span.get("ongoing") else "", where,
+                span.get("function", ""))
+            rows.append(Text(line[:width]))
+            if span.get("code"):
+                after = span.get("blamed_after_ms")
+                note = "      %s" % span["code"]
+                if after is not None:
+                    note += "   (named %s ms into the freeze)" % _ms(after)
+                rows.append(Text(note[:width], style="italic"))
+        if len(spans) > 6:
+            rows.append(Text("  … %d more (see the result)" % (len(spans) - 6), style="dim"))
+        explanation = (state.result or {}).get("explanation")
+        if explanation:
+            rows.append(Text(""))
+            rows.append(Text(explanation))
+        return Text("\n").join(rows)
+
+    def lag_strip(self, cols: int, now: float) -> str:
+        """Max lag per column on a log scale: ▁ ~0.1 ms ... █ >= 1 s."""
+        m = self.model
+        per_col = m.duration_s / cols
+        out = []
+        for col in range(cols):
+            a, b = col * per_col, (col + 1) * per_col
+            if a > now:
+                out.append(" ")
+                continue
+            lo, hi = m.bin_of(a), max(m.bin_of(a) + 1, m.bin_of(b))
+            lag = max(m.bin_lag[lo:min(hi, BINS)] or [0.0])
+            if lag <= 0:
+                out.append(" ")
+                continue
+            level = (math.log10(max(lag, 0.1)) + 1) / 4  # 0.1 ms -> 0, 1000 ms -> 1
+            out.append(STRIP[min(len(STRIP) - 1, max(0, int(level * len(STRIP))))])
+        return "".join(out)
+
+    def block_row(self, cols: int, now: float) -> str:
+        m = self.model
+        per_col = m.duration_s / cols
+        out = []
+        for col in range(cols):
+            a, b = col * per_col, (col + 1) * per_col
+            busy = any(s < b and e > a for s, e in m.blocks)
+            out.append("━" if busy else " ")
+        return "".join(out)
+
+    def histogram_rows(self, width: int) -> list[Text]:
+        m = self.model
+        buckets = max(10, width - 8)
+        counts = [0] * buckets
+        for ms, count in m.hist.items():
+            counts[min(ms, buckets - 1)] += count
+        top = max(counts) or 1
+        strip = []
+        for count in counts:
+            if not count:
+                strip.append(" ")
+            else:
+                level = math.log1p(count) / math.log1p(top)
+                strip.append(STRIP[min(len(STRIP) - 1, int(level * (len(STRIP) - 1) + 0.5))])
+        axis = "0 ms".ljust(buckets - 8) + ("%d+ ms" % (buckets - 1)).rjust(8)
+        return [Text("".join(strip)), Text(axis, style="dim")]
+
+
+VIEW = LoopFreezeView

@@ -1,0 +1,163 @@
+"""loop-freeze: frozen spans measured and blamed, the fixes, both loops, the live view."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+
+import pytest
+
+from tests.helpers import conlab, interpreter, run_json
+from workloads import _loops, loop_freeze
+from workloads._spec import resolve
+
+HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
+LOOPS = ["asyncio", pytest.param("uvloop", marks=pytest.mark.skipif(
+    not HAVE_UVLOOP, reason="uvloop is not installed for this interpreter"))]
+SLEEP_LINE = "time.sleep(ms / 1000)"
+
+
+def source_lines(function):
+    code = function.__code__
+    import inspect
+
+    lines, first = inspect.getsourcelines(function)
+    return range(first, first + len(lines))
+
+
+class Recorder:
+    """Stands in for the protocol writer in in-process runs."""
+
+    def __init__(self):
+        self.events = []
+        self.lock = threading.Lock()
+
+    def emit(self, ev, **fields):
+        with self.lock:
+            self.events.append(dict(fields, ev=ev))
+
+
+# In-process, on both loops: the measurement itself --------------------------------------
+
+
+@pytest.mark.timing
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_watchdog_blames_the_sleep_line_before_the_block_ends(loop_name):
+    params = resolve(loop_freeze.PARAMS, {"block": "sleep", "block_ms": 200, "blocks": 1,
+                                          "duration_s": 0.6, "loop": loop_name})
+    out = Recorder()
+    clock = _loops.run_on(loop_name, lambda: loop_freeze.main(params, out, None))
+    assert clock.span_count == 1, clock.spans
+    span = clock.spans[0]
+    assert abs(span["duration_ms"] - 200) <= 20, span
+    assert span["code"] == SLEEP_LINE and span["function"] == "sleep_block"
+    assert span["blamed"] == "workloads/loop_freeze.py:%d" % (
+        source_lines(loop_freeze.sleep_block)[-1])
+    # Named while still frozen: an ongoing report came before the span closed.
+    kinds = [(e["ev"], e.get("ongoing")) for e in out.events if e["ev"] == "frozen"]
+    assert kinds.index(("frozen", True)) < kinds.index(("frozen", False))
+    assert span["blamed_after_ms"] < span["duration_ms"]
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_ticks_are_batched_per_window_not_sent_one_by_one(loop_name):
+    params = resolve(loop_freeze.PARAMS, {"blocks": 0, "duration_s": 0.5, "period_ms": 5,
+                                          "loop": loop_name})
+    out = Recorder()
+    clock = _loops.run_on(loop_name, lambda: loop_freeze.main(params, out, None))
+    batches = [e for e in out.events if e["ev"] == "ticks"]
+    assert sum(len(b["ticks"]) for b in batches) == len(clock.lags) > 50
+    assert len(batches) <= 0.5 / loop_freeze.WINDOW_S + 2
+
+
+# Real children, as the lab runs them -----------------------------------------------------
+
+
+@pytest.mark.timing
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_a_cpu_block_is_one_span_per_block_blamed_inside_cpu_heavy(loop_name):
+    record = run_json("loop-freeze", "block_ms=200", "blocks=2", "duration_s=1.2",
+                      "loop=" + loop_name)
+    result = record["result"]
+    assert result["loop"] == loop_name
+    assert result["frozen_count"] == 2
+    body = source_lines(loop_freeze.cpu_heavy)
+    for span in result["frozen_spans"]:
+        assert abs(span["duration_ms"] - 200) <= 20, span
+        assert span["function"] == "cpu_heavy"
+        assert int(span["blamed"].rsplit(":", 1)[1]) in body
+    assert result["lag_ms"]["max"] >= 180
+    assert {"p50", "p99", "max"} <= set(result["lag_ms"])
+    assert sum(c for _ms, c in result["lag_histogram"]["counts"]) == result["ticks"]
+
+
+@pytest.mark.timing
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_the_process_pool_keeps_ticks_punctual(loop_name):
+    record = run_json("loop-freeze", "fix=process_pool", "block_ms=200", "blocks=2",
+                      "duration_s=1.2", "loop=" + loop_name)
+    result = record["result"]
+    assert result["frozen_count"] == 0
+    assert result["lag_ms"]["max"] < 20, result["lag_ms"]
+    assert any(t["name"] == "pool-worker" for t in record["threads"])
+
+
+@pytest.mark.timing
+def test_to_thread_leaves_the_loop_waiting_for_the_gil():
+    """The work leaves the loop, but ticks during it wait for the GIL: lateness of the
+    order of the switch interval, far above the quiet lateness and far below a freeze."""
+    record = run_json("loop-freeze", "fix=to_thread", "block_ms=300", "blocks=1",
+                      "duration_s=1.0", "switch_interval_ms=10", "loop=asyncio")
+    result = record["result"]
+    assert result["frozen_count"] == 0 or max(
+        s["duration_ms"] for s in result["frozen_spans"]) < 100
+    during = result["lag_ms_during_blocks"]
+    assert during["max"] >= 5, during  # at least half a switch interval
+    assert during["max"] < 150
+    assert any(t["name"] == "to_thread" for t in record["threads"])
+
+
+def test_unknown_loop_is_refused_naming_the_parameter():
+    done = conlab("run", "loop-freeze", "-p", "loop=trio")
+    assert done.returncode == 2
+    assert "loop" in done.stderr and "asyncio" in done.stderr
+
+
+PY39 = interpreter("3.9")
+
+
+@pytest.mark.skipif(PY39 is None, reason="no CPython 3.9 under pyenv")
+def test_runs_on_python_39_and_refuses_uvloop_there_cleanly():
+    import subprocess
+
+    has_uvloop = subprocess.run([PY39, "-c", "import uvloop"], capture_output=True).returncode == 0
+    record = run_json("loop-freeze", "block=sleep", "block_ms=100", "blocks=1",
+                      "duration_s=0.5", python=PY39)
+    assert record["result"]["frozen_count"] == 1
+    if not has_uvloop:
+        done = conlab("run", "loop-freeze", "-p", "loop=uvloop", "--python", PY39)
+        assert done.returncode == 2
+        assert "uvloop" in done.stderr
+
+
+# The live view, drawn from a real run's state -------------------------------------------
+
+
+async def test_compact_view_fits_the_dashboard_pane_and_labels_the_freeze():
+    from rich.console import Console
+
+    from lab.runner import RunRequest, prepare, run_experiment
+    from widgets.loop_freeze_view import VIEW
+
+    state = await run_experiment(RunRequest("loop-freeze", {
+        "block": "sleep", "block_ms": 150, "blocks": 1, "duration_s": 0.8}))
+    view = VIEW(compact=True)
+    view.draw(state)
+    console = Console(width=38, no_color=True, force_terminal=False, record=True)
+    console.print(view.render_compact(state, 38))
+    lines = console.export_text().rstrip("\n").split("\n")
+    assert len(lines) <= 9
+    assert all(len(line) <= 38 for line in lines)
+    text = "\n".join(lines)
+    assert "FROZEN" in text and "█" in text  # said in words and glyphs, not colour
+    assert "sleep_block" in text

@@ -1,0 +1,238 @@
+"""The Textual app: screens, the frame clock, runs launched from async workers, clean exit.
+
+Drawing: one interval timer at --refresh-hz (4 Hz by default) asks the *active* screen to
+draw its panes from their RunStates; views skip frames whose state did not change, and
+nothing animates while idle. Runs: started from async workers on the app's own loop
+(never thread workers: the child's death signal is tied to the thread that forked it).
+Quitting (q, ctrl+c, SIGTERM, SIGHUP) stops every run and waits until it is reaped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from typing import Any, Iterable
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from lab.live import RunController
+from lab.runner import Refused
+from lab.screens.dashboard import DashboardScreen
+from lab.screens.too_small import TooSmallScreen, too_small
+from widgets.lab_footer import LabFooter, ObserverGauge
+
+LOW_BANDWIDTH_HZ = 1.0
+IDLE_GAUGE_S = 5.0
+
+
+class LabApp(App[int]):
+    TITLE = "conlab"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
+    BINDINGS = [
+        Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
+        Binding("question_mark", "help", "help"),
+    ]
+    CSS = """
+    Screen {
+        background: $background;
+    }
+    """
+
+    def __init__(self, python: str | None = None, refresh_hz: float = 4.0,
+                 low_bandwidth: bool = False, controller: RunController | None = None,
+                 handle_signals: bool = False, live_gauge: bool = True,
+                 machine_line: str | None = None) -> None:
+        # Low bandwidth: the terminal's own 16 colours (short escapes), 1 Hz, no strips.
+        super().__init__(ansi_color=low_bandwidth)
+        self.low_bandwidth = low_bandwidth
+        self.refresh_hz = min(refresh_hz, LOW_BANDWIDTH_HZ) if low_bandwidth else refresh_hz
+        self.controller = controller or RunController(python=python)
+        self.handle_signals = handle_signals
+        self.live_gauge = live_gauge
+        self.gauge = ObserverGauge()
+        self._machine_line = machine_line
+        self._quitting = False
+        self._signals: list[int] = []
+        self.frames = 0
+
+    # Start-up --------------------------------------------------------------------------
+    def get_default_screen(self) -> Screen:
+        return DashboardScreen()
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0 / self.refresh_hz, self.frame)
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(sig, self._on_signal)
+                self._signals.append(sig)
+        self.call_after_refresh(self.check_size)
+        self.call_after_refresh(self.frame)
+        if not self.live_gauge:
+            self._set_footer("lab -% cpu · lag - ms")
+
+    def on_unmount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._signals:
+            loop.remove_signal_handler(sig)
+
+    def _on_signal(self) -> None:
+        self.call_later(self.action_quit)
+
+    @property
+    def machine_line(self) -> str:
+        """`CPython 3.11 (GIL on) · 2 CPUs` for the children's interpreter (probed once)."""
+        if self._machine_line is None:
+            from lab.interpreters import probe
+            from lab.machine import machine
+
+            try:
+                interp = probe(self.controller.python or __import__("sys").executable)
+                name = "%s %s (GIL %s)" % (
+                    "CPython" if interp.implementation == "cpython" else interp.implementation,
+                    interp.version_text, "on" if interp.gil_enabled else "off")
+            except Exception as exc:
+                name = "interpreter? %s" % exc
+            self._machine_line = "%s · %d CPUs" % (name, machine().usable_cpus)
+        return self._machine_line
+
+    # The frame clock -------------------------------------------------------------------
+    def frame(self) -> None:
+        """One tick at refresh_hz: draw the active screen's live parts, then the gauge."""
+        self.frames += 1
+        screen = self.screen
+        draw = getattr(screen, "refresh_live", None)
+        if draw is not None:
+            draw()
+        # Idle, the gauge refreshes every few seconds only: nothing animates while idle.
+        window = 1.0 if self.controller.running_keys() else IDLE_GAUGE_S
+        if self.live_gauge and self.gauge.frame(1.0 / self.refresh_hz, window):
+            self._set_footer(self.gauge.text())
+
+    def _set_footer(self, text: str) -> None:
+        for footer in self.screen.query(LabFooter):
+            footer.set_observer(text)
+
+    # Size ------------------------------------------------------------------------------
+    def on_resize(self, event) -> None:
+        self.check_size()
+
+    def check_size(self) -> None:
+        width, height = self.size
+        small = isinstance(self.screen, TooSmallScreen)
+        if too_small(width, height):
+            if small:
+                self.screen.show_size(width, height)
+            else:
+                self.push_screen(TooSmallScreen())
+        elif small:
+            self.pop_screen()
+
+    # Runs ------------------------------------------------------------------------------
+    def start_run(self, key: str, experiment: str, params: dict[str, Any]) -> bool:
+        """Validate, then run in an async worker; False (and the reason kept) if refused."""
+        if self._quitting:
+            return False
+        try:
+            prepared = self.controller.prepare(key, experiment, params)
+        except Refused:
+            self.frame()
+            return False
+        self.run_worker(self.controller.run(key, prepared), group="run:" + key,
+                        exit_on_error=False)
+        return True
+
+    def stop_runs(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            if self.controller.is_running(key):
+                self.run_worker(self.controller.stop(key), group="stop:" + key,
+                                exit_on_error=False)
+
+    # Screens ---------------------------------------------------------------------------
+    def open_experiment(self, name: str, params: dict[str, Any] | None = None,
+                        key: str | None = None, title: str | None = None) -> None:
+        from lab.screens.experiment import ExperimentScreen
+
+        try:
+            screen = ExperimentScreen(name, params, key=key, title=title)
+        except Exception as exc:
+            self.notify("cannot open %s: %s" % (name, exc), severity="error")
+            return
+        self.push_screen(screen)
+
+    def action_help(self) -> None:
+        from lab.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_experiments(self) -> None:
+        from lab.screens.experiments import ExperimentListScreen
+
+        def chosen(name: str | None) -> None:
+            if name:
+                self.open_experiment(name)
+
+        self.push_screen(ExperimentListScreen(), chosen)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        dashboard = screen if isinstance(screen, DashboardScreen) else None
+        if dashboard is not None:
+            yield SystemCommand("Run focused pane", "r: run the focused pane's experiment",
+                                dashboard.action_run_pane)
+            yield SystemCommand("Run all panes", "a: run every pane at once",
+                                dashboard.action_run_all)
+            yield SystemCommand("Stop all", "x: stop every run", dashboard.action_stop_all)
+            yield SystemCommand("Open focused pane", "enter: the pane's experiment screen",
+                                dashboard.action_open)
+        run = getattr(screen, "action_run", None)
+        if dashboard is None and run is not None:
+            yield SystemCommand("Run", "r: run with the form's values", run)
+            yield SystemCommand("Stop", "x: stop this run", screen.action_stop)
+        from lab import catalog
+
+        for exp in _experiments(catalog):
+            yield SystemCommand("Experiment: %s" % exp.name, exp.title,
+                                lambda name=exp.name: self.open_experiment(name))
+        yield SystemCommand("Experiments list", "e: every experiment", self.action_experiments)
+        yield SystemCommand("Help", "?: keys and glyphs", self.action_help)
+        yield from super().get_system_commands(screen)
+
+    # Quitting --------------------------------------------------------------------------
+    async def action_quit(self) -> None:
+        """Stop every run, wait until each is reaped, then leave."""
+        if self._quitting:
+            return
+        self._quitting = True
+        if self.controller.running_keys():
+            self.notify("stopping every run…", timeout=5)
+        await self.controller.shutdown()
+        self.exit(0)
+
+
+def _experiments(catalog):
+    found = []
+    import workloads
+
+    for name in workloads.experiment_names():
+        try:
+            found.append(catalog.get(name))
+        except Exception:
+            continue
+    return found
+
+
+def run_app(args: argparse.Namespace) -> int:
+    """`conlab` with no sub-command: the dashboard. Returns the process exit code."""
+    app = LabApp(python=args.python, refresh_hz=args.refresh_hz,
+                 low_bandwidth=args.low_bandwidth, handle_signals=True)
+    try:
+        app.run(mouse=not args.no_mouse)
+    finally:
+        app.controller.kill_leftovers()  # whatever happened above, no child outlives us
+    return app.return_code or 0

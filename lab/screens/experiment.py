@@ -1,0 +1,202 @@
+"""One experiment: its lesson, a parameter form, the live view, the result, and the same
+run's headless command line so it can be repeated from a shell or a script.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Static
+
+from lab import catalog
+from lab.views import view_class
+from widgets.lab_footer import LabFooter
+from widgets.pane import Pane
+from widgets.param_form import ParamForm
+from widgets.result_table import ResultTable
+from workloads._spec import ParamError
+
+KEYS = "r run  x stop  esc back  ? help  q quit"
+
+
+def lesson_text(lesson: str) -> str:
+    """The lesson's hard-wrapped lines joined back into paragraphs (the screen wraps)."""
+    paragraphs = [" ".join(p.split()) for p in lesson.strip().split("\n\n")]
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def command_line(experiment: str, assignments: list[str], python: str | None) -> str:
+    parts = ["conlab", "run", experiment]
+    for item in assignments:
+        parts += ["-p", item]
+    if python:
+        parts += ["--python", python]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+class ExperimentScreen(Screen):
+    BINDINGS = [
+        Binding("r", "run", "run"),
+        Binding("x", "stop", "stop"),
+        Binding("escape", "back", "back"),
+    ]
+    AUTO_FOCUS = "#run"
+    DEFAULT_CSS = """
+    ExperimentScreen #topbar {
+        height: 1;
+        padding: 0 1;
+        background: $panel;
+        text-style: bold;
+    }
+    ExperimentScreen #cols {
+        height: 1fr;
+    }
+    ExperimentScreen #left {
+        width: 40;
+        padding: 0 1;
+        border-right: vkey $foreground 30%;
+    }
+    ExperimentScreen.-wide #left {
+        width: 56;
+    }
+    ExperimentScreen #right {
+        width: 1fr;
+    }
+    ExperimentScreen .heading {
+        text-style: bold;
+        margin-top: 1;
+    }
+    ExperimentScreen #lesson {
+        margin-bottom: 1;
+    }
+    ExperimentScreen #buttons {
+        height: 1;
+        margin-top: 1;
+    }
+    ExperimentScreen #buttons Button {
+        margin-right: 2;
+    }
+    ExperimentScreen #form-error {
+        text-style: bold;
+        color: $error;
+        height: auto;
+    }
+    ExperimentScreen #command {
+        height: auto;
+    }
+    ExperimentScreen #explanation {
+        height: auto;
+        padding: 0 1;
+    }
+    """
+
+    def __init__(self, experiment: str, params: dict[str, Any] | None = None,
+                 key: str | None = None, title: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.experiment = catalog.get(experiment)
+        self.key = key or "exp:" + experiment
+        self.initial = dict(params or {})
+        self.pane_title = title
+        self._shown_result: Any = None
+        self._shown_state = 0
+
+    def compose(self) -> ComposeResult:
+        exp = self.experiment
+        yield Static("%s · %s" % (exp.name, exp.title), id="topbar")
+        with Horizontal(id="cols"):
+            with VerticalScroll(id="left"):
+                yield Static(lesson_text(exp.lesson), id="lesson")
+                yield Static("Parameters", classes="heading")
+                yield ParamForm(exp.params, self.initial, id="form")
+                yield Static("", id="form-error")
+                with Horizontal(id="buttons"):
+                    yield Button("Run (r)", id="run", compact=True)
+                    yield Button("Stop (x)", id="stop", compact=True)
+                yield Static("The same run, headless:", classes="heading")
+                yield Static(id="command")
+            with VerticalScroll(id="right"):
+                yield Pane(self.pane_title or "Live", exp.name, view=view_class(exp.name)(),
+                           full=True, id="live")
+                yield Static("Result", classes="heading")
+                yield ResultTable(id="result")
+                yield Static(id="explanation")
+        yield LabFooter(KEYS)
+
+    def on_mount(self) -> None:
+        self.update_command()
+
+    @property
+    def form(self) -> ParamForm:
+        return self.query_one("#form", ParamForm)
+
+    # Frames ----------------------------------------------------------------------------
+    def refresh_live(self) -> None:
+        controller = self.app.controller
+        state = controller.state(self.key)
+        self.query_one("#live", Pane).show(state, controller.refusals.get(self.key),
+                                           idle_hint="idle · r run")
+        if state is None or state.running:
+            result = None
+        else:
+            result = state.result if isinstance(state.result, dict) else None
+        if result is not self._shown_result:
+            self._shown_result = result
+            self.query_one("#result", ResultTable).show(result)
+            explanation = (result or {}).get("explanation") or ""
+            self.query_one("#explanation", Static).update(explanation)
+
+    # The command line follows the form -------------------------------------------------
+    def update_command(self) -> None:
+        assignments = self.form.changed_from_defaults()
+        if assignments is None:
+            text = Text("(a field is not valid: see ✗ in the form)", style="bold")
+        else:
+            text = Text("$ " + command_line(self.experiment.name, assignments,
+                                            self.app.controller.python))
+        self.query_one("#command", Static).update(text)
+
+    def on_param_form_changed(self, event: ParamForm.Changed) -> None:
+        self.update_command()
+
+    def on_param_form_submitted(self, event: ParamForm.Submitted) -> None:
+        self.action_run()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "run":
+            self.action_run()
+        elif event.button.id == "stop":
+            self.action_stop()
+
+    # Actions ---------------------------------------------------------------------------
+    def action_run(self) -> bool:
+        """Start a run with the form's values; a bad value starts nothing."""
+        form = self.form
+        error = self.query_one("#form-error", Static)
+        values = form.read()
+        if values is None:
+            error.update("✗ not started: fix the field%s marked ✗"
+                         % ("s" if len(form.errors_shown) > 1 else ""))
+            return False
+        try:
+            self.experiment.validate(values)  # the machine's caps, named by parameter
+        except ParamError as exc:
+            form.show_error(exc.name, str(exc))
+            error.update("✗ not started: %s" % exc)
+            return False
+        error.update("")
+        started = self.app.start_run(self.key, self.experiment.name, values)
+        if not started:
+            error.update("✗ not started: %s" % self.app.controller.refusals.get(self.key, ""))
+        return started
+
+    def action_stop(self) -> None:
+        self.app.stop_runs([self.key])
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

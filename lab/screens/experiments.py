@@ -1,0 +1,57 @@
+"""Every experiment in the catalogue, one line each; enter opens its screen."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+
+from lab import catalog
+
+
+class ExperimentListScreen(ModalScreen[str]):
+    """Dismisses with the chosen experiment's id (or None on escape)."""
+
+    BINDINGS = [Binding("escape", "dismiss", "close"), Binding("q", "dismiss", "close", show=False)]
+    DEFAULT_CSS = """
+    ExperimentListScreen {
+        align: center middle;
+    }
+    ExperimentListScreen > Vertical {
+        width: 76;
+        max-width: 100%;
+        height: auto;
+        max-height: 100%;
+        border: round $foreground 60%;
+        background: $surface;
+    }
+    ExperimentListScreen OptionList {
+        height: auto;
+        max-height: 18;
+        border: none;
+    }
+    """
+
+    def compose(self) -> ComposeResult:
+        options = []
+        problems = []
+        import workloads
+
+        for name in workloads.experiment_names():
+            try:
+                exp = catalog.get(name)
+            except Exception as exc:  # a file being written right now: say so, keep going
+                problems.append("%s: %s" % (name, exc))
+                continue
+            options.append(Option("%-12s %s" % (exp.name, exp.title), id=exp.name))
+        with Vertical():
+            yield Static(" Experiments (enter opens, escape closes)", classes="title")
+            yield OptionList(*options)
+            if problems:
+                yield Static("\n".join(" not loaded: " + p for p in problems))
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)

@@ -1,0 +1,69 @@
+"""Keys and the meaning of every glyph (so nothing depends on colour)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+HELP = """\
+conlab - every concurrency model live, measured on this machine
+
+Keys (dashboard)
+  r          run the focused pane          a      run every pane
+  x          stop every run                enter  open the pane's experiment
+  tab, arrows  move between panes          e      list all experiments
+  ?          this help                     q      quit (stops every run first)
+  ctrl+p     command palette: every action, every experiment
+
+Keys (experiment screen)
+  r          run with the form's values    x      stop
+  enter      in a field: run               escape back to the dashboard
+
+Thread rows
+  █ on a CPU   ▒ runnable, waiting for a CPU (run_delay)   · off-CPU (asleep)
+  cpu / wait   share of one CPU over the last sample (about 4 a second)
+  vol          voluntary context switches per second: under the GIL each one is
+               a thread giving up and waiting for the GIL - its hand-off rate
+  ▸ name pid   a process; its threads are indented beneath it
+
+Markers
+  ▶ running   ✓ finished   · waiting   ✗ did not finish
+  RUNNING / DONE / STOPPED / FAILED / TIMEOUT / REFUSED: the run's state in words
+  ▶ before a pane's title: the pane that r and enter act on
+
+Footer
+  lab N% cpu   this UI's own CPU (children excluded)
+  lag N ms     how late the UI's event loop drew its last frames
+
+Every figure comes from a real child process and the kernel; nothing is canned.
+escape, q or ? closes this help.
+"""
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [
+        Binding("escape", "dismiss", "close"),
+        Binding("q", "dismiss", "close", show=False),
+        Binding("question_mark", "dismiss", "close", show=False),
+    ]
+    DEFAULT_CSS = """
+    HelpScreen {
+        align: center middle;
+    }
+    HelpScreen > VerticalScroll {
+        width: 84;
+        max-width: 100%;
+        height: auto;
+        max-height: 100%;
+        border: round $foreground 60%;
+        padding: 0 1;
+        background: $surface;
+    }
+    """
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(HELP)

@@ -1,0 +1,319 @@
+"""The generic live view: one row per thread (grouped per process), from the kernel's figures.
+
+Each row is a bar of one CPU's time over the last sampling interval, split three ways:
+`█` on a CPU, `▒` runnable but waiting for a CPU (schedstat run_delay), `·` off-CPU
+(asleep: for a thread under the GIL, mostly waiting for the GIL). Beside it the same
+figures as numbers and the voluntary switches per second - for threads taking turns on
+the GIL, each voluntary switch is a wait for the GIL, so this is the hand-off rate.
+Glyphs and numbers carry the meaning; colour only repeats it (NO_COLOR, 16 colours).
+
+`LinesView` is the small base the lab's views share: it draws lines of text sized to the
+widget, and repaints only when the text really changed (fewer bytes over SSH).
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+
+from lab.state import RunState, ThreadView
+from widgets.live_view import LiveView
+
+ON, WAIT, OFF = "█", "▒", "·"
+STYLE_ON, STYLE_WAIT, STYLE_OFF = "green", "yellow", "dim"
+STRIP = "▁▂▃▄▅▆▇█"
+
+
+# Formatting helpers (shared by the lab's views) -------------------------------------------
+def fmt_int(value: int | float | None) -> str:
+    """12 345 678: thin groups a person can read at a glance."""
+    if value is None:
+        return "-"
+    return "{:,}".format(int(value)).replace(",", " ")
+
+
+def fmt_rate(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1000:
+        return "%d" % round(value)
+    if value < 100_000:
+        return "%.1fk" % (value / 1000)
+    return "%dk" % round(value / 1000)
+
+
+def fmt_s(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return "%.0f ms" % (seconds * 1000)
+    if seconds < 100:
+        return "%.2f s" % seconds
+    return "%.0f s" % seconds
+
+
+def pct(fraction: float) -> str:
+    return "%d%%" % round(fraction * 100)
+
+
+def bar(on: float, wait: float, width: int) -> Text:
+    """`width` cells of one CPU: on-CPU, waiting for a CPU, the rest off-CPU."""
+    width = max(1, width)
+    on_cells = min(width, round(max(0.0, on) * width))
+    wait_cells = min(width - on_cells, round(max(0.0, wait) * width))
+    off_cells = width - on_cells - wait_cells
+    text = Text()
+    if on_cells:
+        text.append(ON * on_cells, STYLE_ON)
+    if wait_cells:
+        text.append(WAIT * wait_cells, STYLE_WAIT)
+    if off_cells:
+        text.append(OFF * off_cells, STYLE_OFF)
+    return text
+
+
+def strip(values: list[float], width: int, top: float = 1.0) -> str:
+    """A one-style text strip of the newest `width` values scaled to 0..top."""
+    if width <= 0 or not values:
+        return ""
+    cells = []
+    for value in values[-width:]:
+        if value <= 0 or top <= 0:
+            cells.append(STRIP[0])
+        else:
+            level = 1 + int(math.sqrt(min(1.0, value / top)) * (len(STRIP) - 2))
+            cells.append(STRIP[min(level, len(STRIP) - 1)])
+    return "".join(cells)
+
+
+def fit(text: Text | str, width: int) -> Text:
+    """One line, cut to `width` cells."""
+    line = Text(text) if isinstance(text, str) else text.copy()
+    line.truncate(max(0, width), overflow="ellipsis")
+    return line
+
+
+# The base view ---------------------------------------------------------------------------
+class LinesView(LiveView):
+    """A live view drawn as lines of text; repaints only when the lines changed.
+
+    Compact (a dashboard pane): fills the space it is given and draws as many rows as fit.
+    Full (an experiment screen): as tall as its content, up to MAX_ROWS.
+    """
+
+    DEFAULT_CSS = """
+    LinesView {
+        height: auto;
+    }
+    LinesView.-compact {
+        height: 1fr;
+    }
+    """
+    MAX_ROWS = 40
+
+    def __init__(self, *, compact: bool = False, **kwargs) -> None:
+        super().__init__(compact=compact, **kwargs)
+        if compact:
+            self.add_class("-compact")
+        self._state: RunState | None = None
+        self._lines: list[Text] = []
+
+    # LiveView contract
+    def draw(self, state: RunState) -> None:
+        self._state = state
+        self.fold(self.new_events(state), state)
+        self.repaint()
+
+    def reset(self) -> None:
+        self._state = None
+
+    # For subclasses
+    def fold(self, events: list[dict], state: RunState) -> None:
+        """Take in the experiment events that arrived since the last frame."""
+
+    def lines(self, state: RunState, width: int, rows: int) -> list[Text]:
+        raise NotImplementedError
+
+    @property
+    def low_bandwidth(self) -> bool:
+        return bool(getattr(self.app, "low_bandwidth", False))
+
+    # Drawing
+    def rows_budget(self) -> int:
+        if self.compact:
+            return max(1, self.size.height)
+        return self.MAX_ROWS
+
+    def repaint(self) -> None:
+        if self._state is None:
+            new: list[Text] = []
+        else:
+            width = self.size.width or 40
+            new = [fit(line, width) for line in self.lines(self._state, width,
+                                                            self.rows_budget())]
+            new = new[:self.rows_budget()]
+        if new != self._lines:
+            grew = len(new) != len(self._lines)
+            self._lines = new
+            self.refresh(layout=grew and not self.compact)
+
+    def on_resize(self) -> None:
+        self.repaint()
+
+    def render(self) -> Text:
+        return Text("\n").join(self._lines) if self._lines else Text("")
+
+
+# Thread rows -----------------------------------------------------------------------------
+NAME_W = 9
+WIDE = 50  # from this width on, the number columns get labels of their own
+
+
+def _right_w(width: int) -> int:
+    return 20 if width >= WIDE else 16
+
+
+def _right(cpu: float, wait: float, vol: float | None, width: int) -> str:
+    if width >= WIDE:
+        return " %4s w%4s %6s/s" % (pct(cpu), pct(wait), fmt_rate(vol))  # 20 cells
+    return " %4s %4s %5s" % (pct(cpu), pct(wait), fmt_rate(vol))  # 16 cells
+
+
+def _bar_w(width: int) -> int:
+    return max(4, width - NAME_W - 1 - _right_w(width))
+
+
+def thread_header(width: int) -> Text:
+    bar_w = _bar_w(width)
+    legend = "%scpu %swait %soff" % (ON, WAIT, OFF)
+    if len(legend) > bar_w:
+        legend = "of 1 CPU"
+    text = Text("thread".ljust(NAME_W) + " ", style="bold")
+    text.append(legend[:bar_w].ljust(bar_w), style="bold")
+    if width >= WIDE:
+        text.append(" %4s %5s %8s" % ("cpu", "wait", "vol"), style="bold")
+    else:
+        text.append(" %4s %4s %5s" % ("cpu", "wait", "vol/s"), style="bold")
+    return text
+
+
+def thread_row(name: str, cpu: float, wait: float, vol: float | None, width: int,
+               indent: int = 0) -> Text:
+    label = (" " * indent + name)[:NAME_W].ljust(NAME_W)
+    text = Text(label + " ")
+    text.append_text(bar(cpu, wait, _bar_w(width)))
+    text.append(_right(cpu, wait, vol, width))
+    return text
+
+
+def ended_row(t: ThreadView, width: int, indent: int = 0) -> Text:
+    label = (" " * indent + t.name)[:NAME_W].ljust(NAME_W)
+    text = "%s ✓ ended · cpu %s" % (label, fmt_s(t.cpu_s))
+    more = " · vol %s" % fmt_int(t.voluntary)
+    if len(text) + len(more) <= width:
+        text += more
+    return Text(text, style="dim")
+
+
+def process_name(state: RunState, pid: int) -> str:
+    proc = state.processes.get(pid)
+    if pid == state.pid:
+        return "child"
+    return proc.name if proc is not None else "pid %d" % pid
+
+
+def thread_rows(state: RunState, width: int, rows: int, show_ended: bool = True) -> list[Text]:
+    """Rows for the run's threads, grouped per process, cut down to `rows` lines."""
+    if rows <= 0:
+        return []
+    # Stable order: the child first, then by pid and thread id (which grow as they start).
+    ordered = sorted(state.threads.values(), key=lambda t: (t.pid != state.pid, t.pid, t.tid))
+    alive = [t for t in ordered if t.alive]
+    ended = [t for t in ordered if not t.alive] if show_ended else []
+    pids = []
+    for t in alive:
+        if t.pid not in pids:
+            pids.append(t.pid)
+    several = len(pids) > 1
+    out: list[Text] = []
+    if not several:
+        out = [thread_row(t.name, t.cpu_share, t.wait_share, t.voluntary_rate, width)
+               for t in alive]
+    else:
+        for pid in pids:
+            mine = [t for t in alive if t.pid == pid]
+            name = "%s %d" % (process_name(state, pid), pid)
+            head = Text("▸ %s" % name, style="bold")
+            head.append("  %d thread%s" % (len(mine), "" if len(mine) == 1 else "s"))
+            out.append(head)
+            out += [thread_row(t.name, t.cpu_share, t.wait_share, t.voluntary_rate, width, 2)
+                    for t in mine]
+        if len(out) > rows:  # not enough room: one row per process
+            out = []
+            for pid in pids:
+                mine = [t for t in alive if t.pid == pid]
+                out.append(thread_row(
+                    process_name(state, pid), sum(t.cpu_share for t in mine),
+                    sum(t.wait_share for t in mine), sum(t.voluntary_rate for t in mine), width))
+    if len(out) > rows:
+        hidden = len(out) - (rows - 1)
+        out = out[:rows - 1] + [Text("… %d more rows (enter: full view)" % hidden, style="dim")]
+        return out
+    room = rows - len(out)
+    if room > 0 and ended:
+        shown = ended[-room:] if len(ended) <= room else ended[-(room - 1):]
+        out += [ended_row(t, width) for t in shown]
+        if len(ended) > len(shown):
+            out.append(Text("… %d threads ended" % (len(ended) - len(shown)), style="dim"))
+    return out
+
+
+def summary_line(state: RunState) -> Text:
+    alive = state.live_threads()
+    pids = {t.pid for t in alive}
+    cpu = sum(t.cpu_share for t in alive)
+    wait = sum(t.wait_share for t in alive)
+    return Text("%d thread%s in %d process%s · cpu %s · waiting for cpu %s" % (
+        len(alive), "" if len(alive) == 1 else "s", len(pids), "" if len(pids) == 1 else "es",
+        pct(cpu), pct(wait)))
+
+
+def event_line(kind: str, event: dict) -> Text:
+    fields = " ".join("%s=%s" % (k, _short(v)) for k, v in event.items()
+                      if k not in ("v", "ev", "ts", "pid"))
+    text = Text(kind + " ", style="bold")
+    text.append(fields)
+    return text
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return "%.4g" % value
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10000:
+        return fmt_int(value)
+    text = str(value)
+    return text if len(text) <= 24 else text[:23] + "…"
+
+
+class ThreadsView(LinesView):
+    """Any experiment: its threads and processes, then its newest events."""
+
+    EXPERIMENTS = ()
+
+    def lines(self, state: RunState, width: int, rows: int) -> list[Text]:
+        out = [summary_line(state)]
+        if not state.threads:
+            return out
+        out.append(thread_header(width))
+        room = rows - len(out)
+        extra = list(state.last.items())
+        body = thread_rows(state, width, max(1, room - min(len(extra), 3)))
+        out += body
+        room = rows - len(out)
+        for kind, event in extra[:max(0, room)]:
+            out.append(event_line(kind, event))
+        return out
+
+
+VIEW = ThreadsView

@@ -107,8 +107,8 @@ def format_listing(runs: list[dict], entries: list[dict], width: int = 79) -> st
     from lab.report import headline
 
     several_hosts = len({r["host"] for r in runs}) > 1 or any(r["imported"] for r in runs)
-    head = "%5s  %-11s  %-12s %-7s %-13s %7s  " % ("id", "saved", "experiment", "status",
-                                                  "python", "time")
+    head = "%4s  %-11s  %-11s %-7s %-12s %6s  " % ("id", "saved", "experiment", "status",
+                                                 "python", "time")
     if several_hosts:
         head += "%-10s " % "host"
     room = max(10, width - len(head))
@@ -117,9 +117,9 @@ def format_listing(runs: list[dict], entries: list[dict], width: int = 79) -> st
         python = run["python"].replace("cpython ", "")
         if run["gil_enabled"] is False:
             python += " nogil"
-        line = "%5d  %-11s  %-12s %-7s %-13s %6.1fs  " % (
+        line = "%4d  %-11s  %-11s %-7s %-12s %5.1fs  " % (
             run["id"], time.strftime("%m-%d %H:%M", time.localtime(run["saved_at"])),
-            run["experiment"][:12], run["status"][:7], python[:13], run["duration_s"] or 0.0)
+            run["experiment"][:11], run["status"][:7], python[:12], run["duration_s"] or 0.0)
         if several_hosts:
             line += "%-10s " % (("*" if run["imported"] else "") + run["host"])[:10]
         lines.append(line + headline(entry["record"], room))

@@ -20,7 +20,7 @@ from lab import catalog, history
 from lab.machine import machine
 
 ARTICLE = "Concurrency: Threads, the GIL, and the Event Loop"
-MAX_FIGURES = 24  # rows per experiment table in the handout
+MAX_FIGURES = 30  # rows per experiment table in the handout
 
 
 # Key figures ---------------------------------------------------------------------------
@@ -43,11 +43,29 @@ def result_of(record: dict) -> dict:
 def key_figures(record: dict, limit: int = MAX_FIGURES) -> list[tuple[str, Any]]:
     leaves = dict((k, v) for k, v in history.flatten(result_of(record))
                   if k != "explanation" and _is_figure(v))
-    curated = [k for k in CURATED.get(record.get("experiment", ""), ()) if k in leaves]
     if record.get("experiment") == "decision":
-        curated = [k for k in leaves if k.endswith(".winner") or k.endswith("jobs_per_s")]
+        figures = _decision_figures(result_of(record))
+        if figures:
+            return figures[:limit]
+    curated = [k for k in CURATED.get(record.get("experiment", ""), ()) if k in leaves]
     keys = curated or list(leaves)
     return [(k, leaves[k]) for k in keys[:limit]]
+
+
+def _decision_figures(result: dict) -> list[tuple[str, Any]]:
+    """Per workload row: the winners, the article's pick, then jobs/s of each model."""
+    figures: list[tuple[str, Any]] = []
+    for row in result.get("rows") or []:
+        if not isinstance(row, dict):
+            continue
+        rid = row.get("id", "?")
+        figures.append(("%s: winner" % rid, " / ".join(row.get("winners") or []) or "none"))
+        figures.append(("%s: article's pick" % rid, "%s (%s)" % (
+            row.get("article_pick"), "agrees" if row.get("agrees") else "DISAGREES")))
+        for model, figs in (row.get("models") or {}).items():
+            if isinstance(figs, dict):
+                figures.append(("%s: %s jobs/s" % (rid, model), figs.get("jobs_per_s")))
+    return figures
 
 
 def _is_figure(value: Any) -> bool:
@@ -67,16 +85,24 @@ def headline(record: dict, width: int = 40) -> str:
         parts = ["%s %.2fx" % (k, v) for k, v in result["speedup"].items()
                  if isinstance(v, (int, float))]
     elif experiment == "decision" and isinstance(result.get("rows"), list):
-        parts = ["%s:%s" % (r.get("id"), "/".join(r.get("winners") or ["?"]))
-                 for r in result["rows"] if isinstance(r, dict)]
+        won = ["%s%s" % (SHORT_MODEL.get((r.get("winners") or ["?"])[0], "?"),
+                         "" if r.get("agrees", True) else "≠")
+               for r in result["rows"] if isinstance(r, dict)]
+        parts = ["won " + " ".join(won)]  # one per row, in the table's order
     else:
         parts = ["%s %s" % (k.rsplit(".", 1)[-1], _short(v)) for k, v in key_figures(record, 4)]
     text = ", ".join(parts)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+SHORT_MODEL = {"sequential": "seq", "threads": "thr", "processes": "proc", "asyncio": "aio",
+               "asyncio+pool": "a+pl"}
+
+
 def _short(value: Any) -> str:
-    if isinstance(value, float):
+    if isinstance(value, float) and abs(value) >= 1000:
+        value = int(round(value))
+    elif isinstance(value, float):
         return "%.3g" % value
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10000:
         return "{:,}".format(value).replace(",", " ")
@@ -265,7 +291,11 @@ def experiment_section(name: str, title: str, entries: list[dict]) -> list[str]:
         lines += ["**The article says** (our summary): " + claim.says, ""]
     for entry in entries:
         explanation = result_of(entry["record"]).get("explanation")
-        if explanation:
+        if explanation and "\n" in explanation:  # one point per line (decision: per row)
+            lines += ["**This machine, %s:**" % _python_label(entry), ""]
+            lines += ["- " + part for part in explanation.split("\n") if part.strip()]
+            lines.append("")
+        elif explanation:
             lines += ["**This machine, %s:** %s" % (_python_label(entry), explanation), ""]
     if claim is None:
         return lines

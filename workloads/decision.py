@@ -471,7 +471,7 @@ def run(params, out):
         "seconds_per_model": params["seconds"],
         "wait": params["wait"],
         "tie_within": TIE,
-        "explanation": explain(rows, cpus),
+        "explanation": "\n".join(explain_row(row, cpus) for row in rows),  # a line per row
     }
 
 
@@ -485,10 +485,6 @@ def _rate(value):
 def _names(names):
     names = list(names)
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def explain(rows, cpus):
-    return " ".join(explain_row(row, cpus) for row in rows)
 
 
 def explain_row(row, cpus):

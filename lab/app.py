@@ -107,7 +107,7 @@ class LabApp(App[int]):
         self.frames += 1
         screen = self.screen
         draw = getattr(screen, "refresh_live", None)
-        if draw is not None:
+        if draw is not None and screen.is_mounted:
             draw()
         # Idle, the gauge refreshes every few seconds only: nothing animates while idle.
         window = 1.0 if self.controller.running_keys() else IDLE_GAUGE_S

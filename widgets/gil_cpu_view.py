@@ -88,13 +88,6 @@ class GilCpuView(LinesView):
         if state.threads and rows - len(out) >= 2:
             out.append(thread_header(width))
             out += thread_rows(state, width, rows - len(out))
-        explanation = (state.result or {}).get("explanation") if isinstance(state.result, dict) else None
-        room = rows - len(out)
-        if explanation and not self.compact and room > 1:
-            import textwrap
-
-            out.append(Text(""))
-            out += [Text(line) for line in textwrap.wrap(explanation, max(20, width))[:room - 1]]
         return out
 
 

@@ -80,11 +80,12 @@ class Pane(Vertical, can_focus=True):
         self.view_error: str | None = None
         self._error_run = 0  # id() of the state the view failed on
         self._status = Text("")
+        self._status_line = Static(classes="status")
         if full:
             self.add_class("-full")
 
     def compose(self) -> ComposeResult:
-        yield Static(classes="status")
+        yield self._status_line
         if self.view is not None:
             yield self.view
         else:
@@ -135,7 +136,7 @@ class Pane(Vertical, can_focus=True):
             status = Text.assemble(("VIEW ERROR", "bold reverse"), " " + self.view_error)
         if status != self._status:
             self._status = status
-            self.query_one(".status", Static).update(status)
+            self._status_line.update(status)
         if self.view is None or state is None or self.view_error:
             return
         try:

@@ -36,14 +36,15 @@ class ParamForm(Vertical):
         height: 1;
     }
     ParamForm .name {
-        width: 20;
+        width: 19;
     }
     ParamForm Input, ParamForm Select {
         width: 1fr;
     }
-    ParamForm .help {
+    ParamForm #hint {
         color: $text-muted;
-        padding-left: 2;
+        margin-top: 1;
+        height: auto;
     }
     ParamForm .error {
         display: none;
@@ -81,8 +82,13 @@ class ParamForm(Vertical):
             with Horizontal(classes="row"):
                 yield Label(param.name, classes="name")
                 yield self._field(param, value)
-            yield Static("%s; %s" % (param.help, param.allowed()), classes="help")
             yield Static("", classes="error", id="error-" + param.name)
+        # The focused field's help and allowed values: one line, not one per field.
+        yield Static(self.hint(self.params[0]) if self.params else "", id="hint")
+
+    @staticmethod
+    def hint(param: Param) -> str:
+        return "%s: %s; %s" % (param.name, param.help, param.allowed())
 
     def _field(self, param: Param, value: Any):
         field_id = "field-" + param.name
@@ -147,6 +153,12 @@ class ParamForm(Vertical):
         return [e.id.removeprefix("error-") for e in self.query(".error.-shown") if e.id]
 
     # Events ----------------------------------------------------------------------------
+    def on_descendant_focus(self, event) -> None:
+        field_id = getattr(event.widget, "id", None) or ""
+        for param in self.params:
+            if field_id == "field-" + param.name:
+                self.query_one("#hint", Static).update(self.hint(param))
+
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
         self.post_message(self.Changed(self))

@@ -4,8 +4,6 @@ number, and a short strip of the share lost over the run (one style, no per-cell
 
 from __future__ import annotations
 
-import textwrap
-
 from rich.text import Text
 
 from lab.state import RunState
@@ -109,11 +107,6 @@ class RaceView(LinesView):
             out.append(Text("%s threads × %s each%s" % (
                 state.params.get("threads", "?"), fmt_int(state.params.get("increments")),
                 "" if gil is None else (" · GIL on" if gil else " · GIL off")), style="dim"))
-        result = state.result if isinstance(state.result, dict) else {}
-        room = rows - len(out)
-        if result.get("explanation") and not self.compact and room > 1:
-            out.append(Text(""))
-            out += [Text(line) for line in textwrap.wrap(result["explanation"], max(20, width))[:room - 1]]
         return out
 
 

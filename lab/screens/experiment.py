@@ -46,7 +46,7 @@ class ExperimentScreen(Screen):
         Binding("x", "stop", "stop"),
         Binding("escape", "back", "back"),
     ]
-    AUTO_FOCUS = "#run"
+    AUTO_FOCUS = None  # focus goes to Run without scrolling the lesson away (on_mount)
     DEFAULT_CSS = """
     ExperimentScreen #topbar {
         height: 1;
@@ -123,13 +123,14 @@ class ExperimentScreen(Screen):
             with VerticalScroll(id="right"):
                 yield Pane(self.pane_title or "Live", exp.name, view=view_class(exp.name)(),
                            full=True, id="live")
+                yield Static(id="explanation")
                 yield Static("Result", classes="heading")
                 yield ResultTable(id="result")
-                yield Static(id="explanation")
         yield LabFooter(KEYS)
 
     def on_mount(self) -> None:
         self.update_command()
+        self.set_focus(self.query_one("#run", Button), scroll_visible=False)
 
     @property
     def form(self) -> ParamForm:
@@ -153,6 +154,8 @@ class ExperimentScreen(Screen):
 
     # The command line follows the form -------------------------------------------------
     def update_command(self) -> None:
+        if not self.is_mounted:
+            return
         assignments = self.form.changed_from_defaults()
         if assignments is None:
             text = Text("(a field is not valid: see ✗ in the form)", style="bold")

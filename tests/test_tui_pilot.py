@@ -1,0 +1,223 @@
+"""Pilot tests of the dashboard and the experiment screen, with a fake run source
+(no child) except where the point is a real child misbehaving."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from lab.app import LabApp
+from lab.live import RunController
+from lab.screens.dashboard import DashboardScreen, PaneSpec
+from lab.screens.experiment import ExperimentScreen
+from lab.screens.help import HelpScreen
+from lab.screens.too_small import TooSmallScreen
+from tests.tui_fakes import MACHINE, FakeRun, fake_controller
+from widgets.pane import Pane
+
+
+async def until(pilot, condition, timeout: float = 10.0, what: str = "condition"):
+    """Let the app run until `condition()` holds (no blind sleeps)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
+        await pilot.pause(0.02)
+
+
+def status(app: LabApp, pane_id: str) -> str:
+    return str(app.screen.query_one("#" + pane_id, Pane)._status)
+
+
+def make_app(controller: RunController | None = None, **kwargs) -> LabApp:
+    return LabApp(controller=controller or fake_controller(), live_gauge=False,
+                  machine_line=MACHINE, **kwargs)
+
+
+async def test_r_runs_the_focused_pane_x_stops_it_q_quits():
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert isinstance(app.screen, DashboardScreen)
+        assert app.screen.focused.id == "pane-0"
+        await pilot.press("r")
+        await until(pilot, lambda: "RUNNING" in status(app, "pane-0"), what="RUNNING")
+        assert len(FakeRun.instances) == 1
+        run = FakeRun.instances[0]
+        assert run.prepared.experiment.name == "gil-cpu"
+        assert run.prepared.params["tasks"] == 2  # the pane's own small parameters
+        await pilot.press("x")
+        await until(pilot, lambda: "STOPPED" in status(app, "pane-0"), what="STOPPED")
+        assert run.stop_calls == 1
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, what="the app to exit")
+    assert app.return_code == 0
+
+
+async def test_a_runs_every_available_pane_and_quit_stops_them_all_first():
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("a")
+        screen = app.screen
+        available = [p.id for p in screen.panes if p.available]
+        await until(pilot, lambda: sorted(app.controller.running_keys()) == sorted(available),
+                    what="every pane running")
+        assert len(FakeRun.instances) == len(available)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, what="the app to exit")
+    assert all(run.stop_calls == 1 for run in FakeRun.instances)
+    assert app.controller.running_keys() == []
+
+
+async def test_a_finished_run_shows_done_and_its_record_is_kept(monkeypatch):
+    saved = []
+    monkeypatch.setattr("lab.record.save_run_record", saved.append)
+    controller = fake_controller()
+    controller.save_records = True
+    app = make_app(controller)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("r")
+        await until(pilot, lambda: FakeRun.instances, what="a run")
+        FakeRun.instances[0].finish({"speedup": {"threads": 1.0}})
+        await until(pilot, lambda: "DONE" in status(app, "pane-0"), what="DONE")
+    assert len(saved) == 1 and saved[0]["experiment"] == "gil-cpu"
+    assert saved[0]["result"] == {"speedup": {"threads": 1.0}}
+
+
+async def test_enter_opens_the_panes_experiment_and_escape_returns():
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("down", "down")  # to the race pane
+        assert app.screen.focused.id == "pane-2"
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ExperimentScreen) and app.screen.is_mounted,
+                    what="screen")
+        screen = app.screen
+        assert screen.experiment.name == "race" and screen.key == "pane-2"
+        command = str(screen.query_one("#command").render())
+        assert "conlab run race -p increments=200000" in command
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
+
+
+async def test_a_bad_value_is_shown_beside_its_field_with_the_range_and_nothing_starts():
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_experiment("gil-cpu")
+        await until(pilot, lambda: isinstance(app.screen, ExperimentScreen) and app.screen.is_mounted,
+                    what="screen")
+        screen = app.screen
+        field = screen.query_one("#field-work")
+        field.value = "12x"
+        await pilot.pause()
+        assert "a field is not valid" in str(screen.query_one("#command").render())
+        await pilot.press("r")
+        await pilot.pause()
+        error = screen.query_one("#error-work")
+        assert error.has_class("-shown")
+        assert "an integer from 1000 to 500_000_000" in str(error.render())
+        assert "'12x'" in str(error.render())
+        assert FakeRun.instances == []
+        assert app.controller.state(screen.key) is None
+
+        field.value = "999"  # below the minimum: the same inline message
+        field.focus()
+        await pilot.press("enter")  # enter in a field = run
+        await pilot.pause()
+        assert "got 999" in str(screen.query_one("#error-work").render())
+        assert FakeRun.instances == []
+
+        field.value = "5000"
+        await pilot.press("enter")
+        await until(pilot, lambda: FakeRun.instances, what="the run to start")
+        assert not screen.query_one("#error-work").has_class("-shown")
+        assert FakeRun.instances[0].prepared.params["work"] == 5000
+        assert "-p work=5000" in str(screen.query_one("#command").render())
+
+
+async def test_a_refused_run_says_why_in_its_pane():
+    controller = RunController(python="/nonexistent/python3", run_factory=FakeRun,
+                               save_records=False)
+    FakeRun.instances = []
+    app = make_app(controller)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("r")
+        await until(pilot, lambda: "REFUSED" in status(app, "pane-0"), what="REFUSED")
+        assert "does not exist" in status(app, "pane-0")
+        assert FakeRun.instances == []
+
+
+async def test_a_crashing_and_a_garbage_printing_child_show_as_errors_and_the_ui_lives_on():
+    panes = (PaneSpec("Crash", "selftest", {"behave": "crash"}),
+             PaneSpec("Garbage", "selftest", {"behave": "garbage"}))
+    app = make_app(RunController(save_records=False))
+    app.get_default_screen = lambda: DashboardScreen(panes)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("a")
+        await until(pilot, lambda: "FAILED" in status(app, "pane-0"), what="FAILED")
+        assert "crashed on purpose" in status(app, "pane-0")
+        await until(pilot, lambda: not app.controller.running_keys(), what="both runs to end")
+        assert "garbage line" in status(app, "pane-1")
+        await pilot.press("question_mark")  # the UI still answers
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
+
+
+async def test_below_80x24_the_too_small_screen_replaces_the_layout():
+    app = make_app()
+    async with app.run_test(size=(70, 20)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, TooSmallScreen), what="too small")
+        text = str(app.screen.query_one("#message").render())
+        assert "terminal too small: need 80x24, have 70x20" in text
+        await pilot.resize_terminal(80, 24)
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
+
+
+async def test_a_pane_whose_experiment_is_missing_says_so_and_picks_it_up_later(monkeypatch):
+    from lab.screens import dashboard
+
+    panes = (PaneSpec("Threads", "gil-cpu", {}), PaneSpec("Coming", "not-yet-written", {}))
+    app = make_app()
+    app.get_default_screen = lambda: DashboardScreen(panes)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        pane = screen.query_one("#pane-1", Pane)
+        assert not pane.available
+        assert "not-yet-written not available yet" in str(
+            pane.query_one(".unavailable").render())
+        await pilot.press("tab", "r")  # running it is refused politely, nothing starts
+        assert FakeRun.instances == []
+
+        real = dashboard.load_view  # the experiment lands: the next poll mounts its view
+        monkeypatch.setattr(dashboard, "load_view",
+                            lambda spec: real(PaneSpec(spec.title, "gil-cpu", {})))
+        screen.look_for_experiments()
+        await until(pilot, lambda: pane.available, what="the view to be mounted")
+
+
+async def test_every_experiment_is_in_the_command_palette():
+    from lab import catalog
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)):
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+    for exp in catalog.all_experiments():
+        assert "Experiment: %s" % exp.name in titles
+    assert {"Run all panes", "Stop all", "Run focused pane", "Help"} <= set(titles)
+
+
+@pytest.mark.parametrize("hz", [4.0, 10.0])
+async def test_frames_come_from_one_timer_at_the_refresh_rate(hz):
+    app = make_app(refresh_hz=hz)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.frames >= 2, what="the clock to start")
+        start, frames = time.monotonic(), app.frames
+        await until(pilot, lambda: app.frames - frames >= 4, what="four frames")
+        elapsed = time.monotonic() - start
+    assert elapsed >= 3.5 / hz  # the timer's pace, not once per event or faster
+
+
+async def test_low_bandwidth_caps_the_rate_and_uses_the_terminals_colours():
+    app = make_app(low_bandwidth=True, refresh_hz=4.0)
+    assert app.refresh_hz == 1.0 and app.ansi_color

@@ -1,0 +1,180 @@
+"""Fakes for the TUI tests: a Run that starts no child, and synthetic RunStates.
+
+Pilot and snapshot tests draw from these so they are quick and deterministic (no
+children, no clocks); the smoke test uses real children.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from lab.live import RunController
+from lab.state import RunState, ThreadView
+
+MACHINE = "CPython 3.11.7 (GIL on) · 2 CPUs"
+
+
+class FrozenState(RunState):
+    """A RunState whose clock is stopped: the pane's `RUNNING 2 s` never changes."""
+
+    frozen_duration = 2.0
+
+    @property
+    def duration_s(self) -> float:  # type: ignore[override]
+        return self.frozen_duration
+
+
+class FakeRun:
+    """Quacks like lab.runner.Run; a test ends it with finish() or the app with stop()."""
+
+    instances: list["FakeRun"] = []
+
+    def __init__(self, prepared) -> None:
+        self.prepared = prepared
+        self.state = RunState(experiment=prepared.experiment.name, params=prepared.params,
+                              python=prepared.interpreter.path)
+        self._end = asyncio.Event()
+        self.stop_calls = 0
+        FakeRun.instances.append(self)
+
+    async def start(self) -> None:
+        self.state.status = "running"
+        self.state.started_at = time.monotonic()
+        self.state.version += 1
+
+    async def wait(self) -> RunState:
+        await self._end.wait()
+        state = self.state
+        state.ended_at = time.monotonic()
+        if self.stop_calls:
+            state.status, state.error = "stopped", "stopped"
+        else:
+            state.status = "done"
+        state.version += 1
+        return state
+
+    async def stop(self, reason: str = "stopped") -> None:
+        self.stop_calls += 1
+        self._end.set()
+
+    def finish(self, result: dict) -> None:
+        self.state.result = result
+        self._end.set()
+
+
+def fake_controller() -> RunController:
+    FakeRun.instances = []
+    return RunController(run_factory=FakeRun, save_records=False)
+
+
+def _thread(state: RunState, pid: int, tid: int, name: str, cpu: float, wait: float,
+            vol: float, alive: bool = True) -> None:
+    state.threads[tid] = ThreadView(pid=pid, tid=tid, name=name, cpu_share=cpu,
+                                    wait_share=wait, voluntary_rate=vol, alive=alive,
+                                    cpu_s=1.25, voluntary=120)
+
+
+def _hello(state: RunState, pid: int) -> None:
+    state.apply_event({"ev": "hello", "pid": pid, "ts": 1.0,
+                       "python": {"gil_enabled": True, "version": "3.11.7"}})
+
+
+def gil_state() -> RunState:
+    """gil-cpu in its threads phase: sequential done, two threads sharing the GIL."""
+    state = FrozenState(experiment="gil-cpu", python="python",
+                        params={"work": 12_000_000, "tasks": 2, "switch_interval_ms": 5.0,
+                                "modes": "all"})
+    state.pid, state.status = 4242, "running"
+    _hello(state, 4242)
+    for event in (
+        {"ev": "phase", "mode": "sequential", "state": "start", "tasks": 2},
+        {"ev": "phase", "mode": "sequential", "state": "end", "wall_s": 1.31, "cpu_s": 1.3},
+        {"ev": "phase", "mode": "threads", "state": "start", "tasks": 2},
+        {"ev": "progress", "task": 0, "done": 0.45},
+        {"ev": "progress", "task": 1, "done": 0.40},
+    ):
+        state.apply_event(dict(event, pid=4242, ts=2.0))
+    _thread(state, 4242, 4242, "main", 0.0, 0.0, 2)
+    _thread(state, 4242, 4243, "cpu-1", 0.49, 0.02, 198)
+    _thread(state, 4242, 4244, "cpu-2", 0.50, 0.01, 204)
+    return state
+
+
+def race_state() -> RunState:
+    """race part-way: naive and call done, sleep0 running, the rest waiting."""
+    state = FrozenState(experiment="race", python="python",
+                        params={"threads": 4, "increments": 200_000, "variant": "all",
+                                "switch_interval_ms": 5.0})
+    state.pid, state.status = 4300, "running"
+    _hello(state, 4300)
+    events = [{"ev": "phase", "variant": "naive", "state": "start", "threads": 4}]
+    for expected in (200_000, 400_000, 800_000):
+        events.append({"ev": "counter", "variant": "naive", "expected": expected,
+                       "actual": expected})
+    events.append({"ev": "phase", "variant": "naive", "state": "end", "expected": 800_000,
+                   "actual": 800_000, "lost": 0, "wall_s": 0.09})
+    events.append({"ev": "phase", "variant": "call", "state": "start", "threads": 4})
+    for expected, actual in ((200_000, 190_112), (400_000, 371_020), (800_000, 742_310)):
+        events.append({"ev": "counter", "variant": "call", "expected": expected,
+                       "actual": actual})
+    events.append({"ev": "phase", "variant": "call", "state": "end", "expected": 800_000,
+                   "actual": 742_310, "lost": 57_690, "wall_s": 0.1})
+    events.append({"ev": "phase", "variant": "sleep0", "state": "start", "threads": 4})
+    events.append({"ev": "counter", "variant": "sleep0", "expected": 41_000, "actual": 10_321})
+    for event in events:
+        state.apply_event(dict(event, pid=4300, ts=3.0))
+    for i in range(4):
+        _thread(state, 4300, 4301 + i, "sleep0-%d" % (i + 1), 0.22, 0.03, 2100 + i)
+    return state
+
+
+def processes_state() -> RunState:
+    """gil-cpu processes only: four workers on two CPUs, each queuing for a core."""
+    state = FrozenState(experiment="gil-cpu", python="python",
+                        params={"work": 12_000_000, "tasks": 4, "switch_interval_ms": 5.0,
+                                "modes": "processes"})
+    state.pid, state.status = 5000, "running"
+    _hello(state, 5000)
+    state.apply_event({"ev": "phase", "mode": "processes", "state": "start", "tasks": 4,
+                       "pid": 5000, "ts": 2.0})
+    _thread(state, 5000, 5000, "main", 0.0, 0.0, 1)
+    for i in range(4):
+        pid = 5001 + i
+        state.apply_event({"ev": "process", "pid": pid, "native_id": pid,
+                           "name": "proc-%d" % (i + 1), "role": "worker", "ts": 2.0})
+        state.apply_event({"ev": "progress", "task": i, "done": 0.5, "pid": pid, "ts": 2.5})
+        _thread(state, pid, pid, "proc-%d" % (i + 1), 0.5, 0.47, 0)
+    return state
+
+
+def finished_race_state() -> RunState:
+    """race run to the end, with its result record."""
+    state = FrozenState(experiment="race", python="python",
+                        params={"threads": 4, "increments": 200_000, "variant": "call",
+                                "switch_interval_ms": 5.0})
+    state.pid, state.status = 4400, "done"
+    state.frozen_duration = 0.6
+    _hello(state, 4400)
+    for event in (
+        {"ev": "phase", "variant": "call", "state": "start", "threads": 4},
+        {"ev": "counter", "variant": "call", "expected": 400_000, "actual": 380_101},
+        {"ev": "phase", "variant": "call", "state": "end", "expected": 800_000,
+         "actual": 744_519, "lost": 55_481, "wall_s": 0.21},
+    ):
+        state.apply_event(dict(event, pid=4400, ts=3.0))
+    for i in range(4):
+        _thread(state, 4400, 4401 + i, "call-%d" % (i + 1), 0.0, 0.0, 0, alive=False)
+    state.result = {
+        "variants": {"call": {"expected": 800_000, "actual": 744_519, "lost": 55_481,
+                              "wall_s": 0.21}},
+        "threads": 4, "increments": 200_000, "switch_interval_s": 0.005, "gil_enabled": True,
+        "explanation": "call lost 55481: a Python call between read and write is a "
+                       "switch point.",
+    }
+    state.version += 1
+    return state
+
+
+def dashboard_states() -> dict[str, RunState]:
+    return {"pane-0": gil_state(), "pane-2": race_state(), "pane-3": processes_state()}

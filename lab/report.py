@@ -88,7 +88,7 @@ def headline(record: dict, width: int = 40) -> str:
         won = ["%s%s" % (SHORT_MODEL.get((r.get("winners") or ["?"])[0], "?"),
                          "" if r.get("agrees", True) else "≠")
                for r in result["rows"] if isinstance(r, dict)]
-        parts = ["won " + " ".join(won)]  # one per row, in the table's order
+        parts = [" ".join(won)]  # the winner of each row, in the table's order
     else:
         parts = ["%s %s" % (k.rsplit(".", 1)[-1], _short(v)) for k, v in key_figures(record, 4)]
     text = ", ".join(parts)

@@ -1,0 +1,83 @@
+"""The decision live view: drawn from a real run's state; the compact form fits a
+dashboard pane (38x9) and says everything in glyphs and words, not colour."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.text import Text
+from textual.app import App, ComposeResult
+
+from lab.runner import RunRequest, run_experiment
+from lab.state import RunState
+from widgets.decision_view import DecisionView
+
+SMALL = {"job_ms": 5.0, "seconds": 0.1, "many": 16}
+
+
+def plain(lines: list[Text], width: int) -> list[str]:
+    console = Console(width=width, no_color=True, record=True, force_terminal=False)
+    for line in lines:
+        console.print(line, no_wrap=True, overflow="crop", crop=True)
+    return console.export_text().rstrip("\n").split("\n")
+
+
+def drawn(view: DecisionView, state: RunState, width: int, rows: int) -> list[str]:
+    view.fold(view.new_events(state), state)
+    return plain(view.lines(state, width, rows), width)
+
+
+async def test_compact_and_full_views_of_a_real_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONLAB_DATA_DIR", str(tmp_path))
+    state = await run_experiment(RunRequest("decision", SMALL))
+    assert state.status == "done"
+    rows = state.result["rows"]
+
+    compact = drawn(DecisionView(compact=True), state, 38, 9)
+    assert len(compact) <= 9 and all(len(line) <= 38 for line in compact)
+    text = "\n".join(compact)
+    for row in rows:
+        line = next(l for l in compact if l.startswith(row["id"][:7]))
+        assert line.count("*") == len(row["winners"])  # winners marked by a glyph
+        assert line.endswith("✓" if row["agrees"] else "≠")
+    assert "jobs/s" in text and "%d rows" % len(rows) in text
+
+    full = drawn(DecisionView(), state, 80, 24)
+    assert all(len(line) <= 80 for line in full)
+    assert any(row["article_pick"] in line for row in rows for line in full)
+    assert any(line.startswith("CPU-bound parallel") for line in full)  # the explanation
+
+
+def test_a_row_being_measured_is_marked_until_its_figure_arrives():
+    state = RunState("decision", {}, "python")
+    state.status = "running"
+    for event in ({"ev": "row", "state": "start", "id": "mixed", "label": "Mixed",
+                   "cpu_percent": 50, "concurrency": 8, "article_pick": "process pool + asyncio"},
+                  {"ev": "model", "state": "end", "row": "mixed", "model": "sequential",
+                   "jobs_per_s": 41.0},
+                  {"ev": "model", "state": "start", "row": "mixed", "model": "threads"}):
+        state.apply_event(event)
+    view = DecisionView(compact=True)
+    lines = drawn(view, state, 38, 9)
+    row = next(l for l in lines if l.startswith("mixed"))
+    assert "41" in row and "…" in row and "·" in row
+    assert any(l.startswith("▶ mixed: threads") for l in lines)
+
+
+class Pane(App):
+    CSS = "DecisionView { width: 38; height: 9; }"
+
+    def compose(self) -> ComposeResult:
+        yield DecisionView(compact=True)
+
+
+async def test_the_view_renders_inside_textual(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONLAB_DATA_DIR", str(tmp_path))
+    state = await run_experiment(RunRequest("decision", dict(SMALL, workload="dial")))
+    app = Pane()
+    async with app.run_test(size=(38, 9)) as pilot:
+        view = app.query_one(DecisionView)
+        view.show(state)
+        await pilot.pause()
+        rendered = str(view.render())
+        assert rendered.startswith("mix")
+        assert "dial" in rendered and "*" in rendered

@@ -110,12 +110,12 @@ class Watchdog:
                     return
             self.finished.wait(WATCH_EVERY_S)
 
-    def draw(self, owner, waiting, cycle, now):
+    def draw(self, owner, waiting, cycle, now, force=False):
         """The graph as an event, when it changed (at most every GRAPH_EVERY_S)."""
         shape = (tuple(sorted(owner.items())), tuple(sorted((t, w[0]) for t, w in waiting.items())))
-        if shape == self._last_drawn and now - self._last_drawn_at < 1.0:
+        if not force and shape == self._last_drawn and now - self._last_drawn_at < 1.0:
             return
-        if now - self._last_drawn_at < GRAPH_EVERY_S and not cycle:
+        if not force and now - self._last_drawn_at < GRAPH_EVERY_S and not cycle:
             return
         self._last_drawn, self._last_drawn_at = shape, now
         self.out.emit("graph", owner=owner, holds=holdings(owner),
@@ -178,6 +178,9 @@ def run(params, out):
         out.latest("progress", rounds={names[i]: p["rounds"] for i, p in enumerate(progress)},
                    retries={names[i]: p["retries"] for i, p in enumerate(progress)})
     watcher.join(1.0)
+    if watchdog.report is None:  # the final picture: every lock free, nobody waiting
+        owner, waiting = graph.snapshot()
+        watchdog.draw(owner, waiting, [], time.monotonic(), force=True)
     elapsed = time.monotonic() - started
     out.emit("progress", rounds={names[i]: p["rounds"] for i, p in enumerate(progress)},
              retries={names[i]: p["retries"] for i, p in enumerate(progress)})

@@ -287,7 +287,9 @@ def run(params, out):
     out.emit("limits", caps=caps, machine=_limits.machine_limits())
     units = {}
     for kind in kinds_of(params):
-        out.emit("phase", run=kind, state="start", target=params["count"])
+        base = snapshot()
+        out.emit("phase", run=kind, state="start", target=params["count"], rss_bytes=base["rss"],
+                 vm_bytes=base["vm"], mem_available_bytes=base["available"])
         units[kind] = SPAWNERS[kind](params["count"], out)
         out.flush()
         out.emit("units", kind=kind, **units[kind])

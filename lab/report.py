@@ -364,32 +364,83 @@ def build_markdown(latest: dict[str, list[dict]], svgs: list[str] | None = None,
 
 
 # Screenshots ---------------------------------------------------------------------------
-def render_svgs(directory: str) -> list[str]:
+def render_svgs(directory: str, latest: dict[str, list[dict]] | None = None) -> list[str]:
     """SVG screenshots of the lab's panes for the handout; [] until the TUI exists.
 
-    Hook for the app: if `lab.app` offers `report_screenshots(directory) -> list[path]`,
-    it is used; otherwise there is nothing to draw yet.
+    If `lab.app` offers `report_screenshots(directory) -> list[path]`, that is used.
+    Otherwise each experiment whose live view can draw a finished run from its record
+    alone (a view class with `FROM_RECORD = True`) is drawn at 80x24 from this machine's
+    newest run: a picture of real figures, never of an empty pane.
     """
     try:
         from lab import app  # noqa: F401  (the Textual app; may not be built yet)
     except ImportError:
         return []
-    hook = getattr(app, "report_screenshots", None)
-    if hook is None:
-        return []
     try:
-        return list(hook(directory))
+        hook = getattr(app, "report_screenshots", None)
+        if hook is not None:
+            return list(hook(directory))
+        import asyncio
+
+        latest = history.latest_per_interpreter() if latest is None else latest
+        return asyncio.run(_view_screenshots(directory, latest))
     except Exception as exc:  # screenshots are a garnish: the handout stands without them
         print("conlab: report: no screenshots (%s: %s)" % (type(exc).__name__, exc),
               file=sys.stderr)
         return []
 
 
+def state_from_record(record: dict):
+    """A finished RunState carrying what a record keeps (no events: those are not kept)."""
+    from lab.state import RunState
+
+    interp = record.get("interpreter") or {}
+    state = RunState(record.get("experiment", "?"), dict(record.get("params") or {}),
+                     interp.get("executable", ""))
+    state.status = record.get("status", "done")
+    state.result = result_of(record) or None
+    state.error = record.get("error")
+    state.hello = {"python": interp}
+    state.version = 1
+    return state
+
+
+async def _view_screenshots(directory: str, latest: dict[str, list[dict]]) -> list[str]:
+    from textual.app import App, ComposeResult
+    from textual.widgets import Static
+
+    from lab.views import view_class
+
+    paths = []
+    for name in sorted(latest):
+        view_cls = view_class(name)
+        if not getattr(view_cls, "FROM_RECORD", False):
+            continue
+        entry = sorted(latest[name], key=_version_key)[-1]
+        state = state_from_record(entry["record"])
+        caption = "%s · %s · run %d" % (name, _python_label(entry), entry["id"])
+
+        class Shot(App):
+            TITLE = "conlab: %s" % name
+            CSS = "Screen { padding: 0 1; } #caption { text-style: bold; }"
+
+            def compose(self) -> ComposeResult:
+                yield Static(caption, id="caption")
+                yield view_cls()
+
+        shot = Shot()
+        async with shot.run_test(size=(80, 24)) as pilot:
+            shot.query_one(view_cls).show(state)
+            await pilot.pause()
+            paths.append(shot.save_screenshot(filename="%s.svg" % name, path=directory))
+    return paths
+
+
 def write_report(directory: str, with_svgs: bool = True) -> str:
     """Write `report.md` (and SVGs) into `directory`; returns the Markdown file's path."""
     os.makedirs(directory, exist_ok=True)
     latest = history.latest_per_interpreter()
-    svgs = render_svgs(directory) if with_svgs else []
+    svgs = render_svgs(directory, latest) if with_svgs else []
     path = os.path.join(directory, "report.md")
     with open(path, "w", encoding="utf-8") as f:
         f.write(build_markdown(latest, svgs, svg_base=directory))

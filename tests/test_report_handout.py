@@ -86,3 +86,18 @@ def test_report_refuses_a_folder_it_cannot_create(data_dir, tmp_path):
     done = conlab("report", "-o", str(blocker / "sub"), "--no-svg")
     assert done.returncode == 2
     assert "cannot write the report" in done.stderr
+
+
+def test_screenshots_draw_the_newest_decision_run_from_history(data_dir, tmp_path):
+    pytest.importorskip("lab.app", reason="the Textual app is not built yet")
+    result = run("decision", "-p", "workload=dial", "-p", "job_ms=5", "-p", "seconds=0.1")["result"]
+    paths = report.render_svgs(str(tmp_path))
+    assert [p.rsplit("/", 1)[-1] for p in paths] == ["decision.svg"]
+    import html
+    import re
+
+    svg = open(paths[0], encoding="utf-8").read()
+    words = html.unescape(" ".join(re.findall(r"<text[^>]*>(.*?)</text>", svg)))
+    words = " ".join(words.replace("\xa0", " ").split())  # SVG keeps spaces as NBSP
+    assert "mix" in words and "dial" in words
+    assert result["rows"][0]["article_pick"] in words

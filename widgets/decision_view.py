@@ -22,6 +22,7 @@ SHORT = {"sequential": "seq", "threads": "thr", "processes": "proc", "asyncio": 
 
 class DecisionView(LinesView):
     EXPERIMENTS = ("decision",)
+    FROM_RECORD = True  # a finished run draws fully from its result (report screenshots)
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

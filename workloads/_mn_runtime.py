@@ -24,6 +24,7 @@ Standard library only, Python 3.9+.
 from __future__ import annotations
 
 import collections
+import inspect
 import itertools
 import random
 import threading
@@ -163,16 +164,18 @@ class M:
 
 
 def _as_generator(fn, args):
-    """A G's body: fn's generator, or a one-step generator around a plain function."""
+    """A G's body. A generator function's generator, else a generator that makes the call
+    when the G first runs (and follows it if it returns a generator)."""
+    if inspect.isgeneratorfunction(fn):
+        return fn(*args)
+    return _deferred(fn, args)
+
+
+def _deferred(fn, args):
     result = fn(*args)
     if hasattr(result, "send") and hasattr(result, "throw"):
-        return result
-
-    def finished():
-        return result
-        yield  # makes this a generator
-
-    return finished()
+        result = yield from result
+    return result
 
 
 def _plain_thread(target, name, args):
@@ -525,8 +528,8 @@ class Runtime:
             if self.allgs.pop(g.goid, None) is None:
                 raise RuntimeError("G%d ended twice" % g.goid)
             self.gs_done += g is not self.main_g
-        if g is self.main_g:  # like Go: the program ends when main returns
-            self.exit()
+        if g is self.main_g:  # like Go: the program ends when main returns (see run)
+            self.main_done.set()
 
     # System calls --------------------------------------------------------------------------
     def do_syscall(self, m, g, op):

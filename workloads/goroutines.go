@@ -176,6 +176,10 @@ func main() {
 	finished.Wait()
 	run := time.Since(runStart)
 	close(stop)
+	if *progressMs > 0 {
+		emit(map[string]interface{}{"ev": "progress", "done": atomic.LoadInt64(&done),
+			"os_threads": osThreads()})
+	}
 
 	once, twice, never := 0, 0, 0
 	for _, n := range completed {

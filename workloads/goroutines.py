@@ -182,11 +182,13 @@ def cpu_loop(n):
 
 
 def iterations_per_ms():
-    """How many loop iterations make a millisecond here (so work_ms means the same in Go)."""
+    """How many iterations of a G's loop make a millisecond here (work_ms means the same
+    CPU time in Go, which calibrates its own loop)."""
     n = 10_000
     while True:
         start = time.perf_counter()
-        cpu_loop(n)
+        for _ in spin(n):  # the very loop a G runs, yield points included
+            pass
         took = time.perf_counter() - start
         if took >= 0.02:
             return n / (took * 1000)

@@ -98,6 +98,7 @@ def gil_state() -> RunState:
     _thread(state, 4242, 4242, "main", 0.0, 0.0, 2)
     _thread(state, 4242, 4243, "cpu-1", 0.49, 0.02, 198)
     _thread(state, 4242, 4244, "cpu-2", 0.50, 0.01, 204)
+    state.samples = 8
     return state
 
 
@@ -153,9 +154,10 @@ def finished_race_state() -> RunState:
     state = FrozenState(experiment="race", python="python",
                         params={"threads": 4, "increments": 200_000, "variant": "call",
                                 "switch_interval_ms": 5.0})
-    state.pid, state.status = 4400, "done"
+    state.pid = 4400
     state.frozen_duration = 0.6
     _hello(state, 4400)
+    state.status = "done"
     for event in (
         {"ev": "phase", "variant": "call", "state": "start", "threads": 4},
         {"ev": "counter", "variant": "call", "expected": 400_000, "actual": 380_101},

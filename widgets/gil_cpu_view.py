@@ -87,7 +87,7 @@ class GilCpuView(LinesView):
         out = [self.mode_line(mode, state, width) for mode in modes]
         if state.threads and rows - len(out) >= 2:
             out.append(thread_header(width))
-            out += thread_rows(state, width, rows - len(out))
+            out += thread_rows(state, width, rows - len(out), history=self.cpu_strips)
         return out
 
 

@@ -54,15 +54,13 @@ class ResultTable(DataTable):
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, show_cursor=False, **kwargs)
         self._shown: Any = object()
-
-    def on_mount(self) -> None:
-        self.add_columns("result", "value")
+        self.add_columns("result", "value")  # here, not on mount: show() may come first
 
     def show(self, result: dict | None) -> None:
         if result is self._shown:
             return
         self._shown = result
-        self.clear()
+        self.clear()  # rows only; the columns stay
         if not isinstance(result, dict):
             return
         for name, value in list(flatten(result))[:MAX_ROWS]:

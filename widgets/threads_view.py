@@ -23,6 +23,7 @@ from widgets.live_view import LiveView
 ON, WAIT, OFF = "█", "▒", "·"
 STYLE_ON, STYLE_WAIT, STYLE_OFF = "green", "yellow", "dim"
 STRIP = "▁▂▃▄▅▆▇█"
+HISTORY_POINTS = 64
 
 
 # Formatting helpers (shared by the lab's views) -------------------------------------------
@@ -73,17 +74,25 @@ def bar(on: float, wait: float, width: int) -> Text:
     return text
 
 
-def strip(values: list[float], width: int, top: float = 1.0) -> str:
-    """A one-style text strip of the newest `width` values scaled to 0..top."""
+def strip(values: list[float], width: int, top: float = 1.0, linear: bool = False) -> str:
+    """A one-style text strip of the newest `width` values scaled to 0..top.
+
+    Linear for shares of a CPU; square-root otherwise, so small non-zero values (a few
+    lost updates) still lift off the floor.
+    """
     if width <= 0 or not values:
         return ""
     cells = []
     for value in values[-width:]:
         if value <= 0 or top <= 0:
             cells.append(STRIP[0])
+            continue
+        share = min(1.0, value / top)
+        if linear:
+            level = round(share * (len(STRIP) - 1))
         else:
-            level = 1 + int(math.sqrt(min(1.0, value / top)) * (len(STRIP) - 2))
-            cells.append(STRIP[min(level, len(STRIP) - 1)])
+            level = 1 + int(math.sqrt(share) * (len(STRIP) - 2))
+        cells.append(STRIP[max(0, min(level, len(STRIP) - 1))])
     return "".join(cells)
 
 
@@ -118,15 +127,31 @@ class LinesView(LiveView):
             self.add_class("-compact")
         self._state: RunState | None = None
         self._lines: list[Text] = []
+        self.cpu_history: dict[int, list[float]] = {}  # tid -> CPU share per sample
+        self._samples_seen = 0
 
     # LiveView contract
     def draw(self, state: RunState) -> None:
         self._state = state
         self.fold(self.new_events(state), state)
+        if state.samples != self._samples_seen:  # one history point per kernel sample
+            self._samples_seen = state.samples
+            for t in state.threads.values():
+                if t.alive:
+                    series = self.cpu_history.setdefault(t.tid, [])
+                    series.append(t.cpu_share)
+                    del series[:-HISTORY_POINTS]
         self.repaint()
 
     def reset(self) -> None:
         self._state = None
+        self.cpu_history = {}
+        self._samples_seen = 0
+
+    @property
+    def cpu_strips(self) -> dict[int, list[float]] | None:
+        """CPU history for the strips, unless on a slow link."""
+        return None if self.low_bandwidth else self.cpu_history
 
     # For subclasses
     def fold(self, events: list[dict], state: RunState) -> None:
@@ -223,8 +248,16 @@ def process_name(state: RunState, pid: int) -> str:
     return proc.name if proc is not None else "pid %d" % pid
 
 
-def thread_rows(state: RunState, width: int, rows: int, show_ended: bool = True) -> list[Text]:
-    """Rows for the run's threads, grouped per process, cut down to `rows` lines."""
+HISTORY_MIN_WIDTH = 50  # CPU history strips only where there is room for them
+
+
+def thread_rows(state: RunState, width: int, rows: int, show_ended: bool = True,
+                history: dict[int, list[float]] | None = None) -> list[Text]:
+    """Rows for the run's threads, grouped per process, cut down to `rows` lines.
+
+    With `history` (and room: wide enough, two lines per thread), each thread gets a
+    one-style strip of its recent CPU share beneath its bar.
+    """
     if rows <= 0:
         return []
     # Stable order: the child first, then by pid and thread id (which grow as they start).
@@ -236,26 +269,41 @@ def thread_rows(state: RunState, width: int, rows: int, show_ended: bool = True)
         if t.pid not in pids:
             pids.append(t.pid)
     several = len(pids) > 1
-    out: list[Text] = []
+    items: list[tuple[Text, int | None]] = []  # (row, tid the row draws)
     if not several:
-        out = [thread_row(t.name, t.cpu_share, t.wait_share, t.voluntary_rate, width)
-               for t in alive]
+        items = [(thread_row(t.name, t.cpu_share, t.wait_share, t.voluntary_rate, width), t.tid)
+                 for t in alive]
     else:
         for pid in pids:
             mine = [t for t in alive if t.pid == pid]
             name = "%s %d" % (process_name(state, pid), pid)
             head = Text("▸ %s" % name, style="bold")
             head.append("  %d thread%s" % (len(mine), "" if len(mine) == 1 else "s"))
-            out.append(head)
-            out += [thread_row(t.name, t.cpu_share, t.wait_share, t.voluntary_rate, width, 2)
-                    for t in mine]
-        if len(out) > rows:  # not enough room: one row per process
-            out = []
+            items.append((head, None))
+            items += [(thread_row(t.name, t.cpu_share, t.wait_share, t.voluntary_rate, width, 2),
+                       t.tid) for t in mine]
+        if len(items) > rows:  # not enough room: one row per process
+            items = []
             for pid in pids:
                 mine = [t for t in alive if t.pid == pid]
-                out.append(thread_row(
+                items.append((thread_row(
                     process_name(state, pid), sum(t.cpu_share for t in mine),
-                    sum(t.wait_share for t in mine), sum(t.voluntary_rate for t in mine), width))
+                    sum(t.wait_share for t in mine), sum(t.voluntary_rate for t in mine), width),
+                    None))
+    threads_shown = sum(1 for _, tid in items if tid is not None)
+    if (history and width >= HISTORY_MIN_WIDTH and threads_shown
+            and len(items) + threads_shown <= rows):
+        with_strips: list[tuple[Text, int | None]] = []
+        for row, tid in items:
+            with_strips.append((row, tid))
+            if tid is not None:
+                line = Text(" " * NAME_W + " ")
+                line.append(strip(history.get(tid, []), _bar_w(width), linear=True).ljust(_bar_w(width)),
+                            style="dim")
+                line.append(" cpu history", style="dim")
+                with_strips.append((line, None))
+        items = with_strips
+    out = [row for row, _ in items]
     if len(out) > rows:
         hidden = len(out) - (rows - 1)
         out = out[:rows - 1] + [Text("… %d more rows (enter: full view)" % hidden, style="dim")]
@@ -308,7 +356,7 @@ class ThreadsView(LinesView):
         out.append(thread_header(width))
         room = rows - len(out)
         extra = list(state.last.items())
-        body = thread_rows(state, width, max(1, room - min(len(extra), 3)))
+        body = thread_rows(state, width, max(1, room - min(len(extra), 3)), history=self.cpu_strips)
         out += body
         room = rows - len(out)
         for kind, event in extra[:max(0, room)]:

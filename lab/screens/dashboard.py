@@ -128,7 +128,8 @@ class DashboardScreen(Screen):
             if not pane.display or pane.region.area == 0:
                 continue  # hidden panes cost nothing
             pane.show(controller.state(pane.id), controller.refusals.get(pane.id))
-        running = len([k for k in controller.running_keys() if k.startswith("pane-")])
+        states = [controller.state(p.id) for p in self.panes]
+        running = sum(1 for s in states if s is not None and s.running)
         text = "conlab · %s · %d running" % (self.app.machine_line, running)
         if text != self._topbar:
             self._topbar = text

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Static
+from textual.widgets import Button, Collapsible, Static
 
 from lab import catalog
 from lab.views import view_class
@@ -23,6 +23,7 @@ from widgets.result_table import ResultTable
 from workloads._spec import ParamError
 
 KEYS = "r run  x stop  esc back  ? help  q quit"
+TALL = 36  # rows from which the lesson starts unfolded
 
 
 def lesson_text(lesson: str) -> str:
@@ -72,8 +73,13 @@ class ExperimentScreen(Screen):
         text-style: bold;
         margin-top: 1;
     }
-    ExperimentScreen #lesson {
+    ExperimentScreen #lesson-box {
+        border: none;
+        padding: 0;
         margin-bottom: 1;
+    }
+    ExperimentScreen #lesson-box Contents {
+        padding: 0 0 0 1;
     }
     ExperimentScreen #buttons {
         height: 1;
@@ -111,7 +117,11 @@ class ExperimentScreen(Screen):
         yield Static("%s · %s" % (exp.name, exp.title), id="topbar")
         with Horizontal(id="cols"):
             with VerticalScroll(id="left"):
-                yield Static(lesson_text(exp.lesson), id="lesson")
+                # Below 36 rows the lesson starts folded (enter on its title opens it), so
+                # the form and the Run button are on screen at 80x24.
+                short = self.app.size.height < TALL
+                with Collapsible(title="Lesson", collapsed=short, id="lesson-box"):
+                    yield Static(lesson_text(exp.lesson), id="lesson")
                 yield Static("Parameters", classes="heading")
                 yield ParamForm(exp.params, self.initial, id="form")
                 yield Static("", id="form-error")

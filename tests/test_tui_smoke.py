@@ -1,0 +1,124 @@
+"""Real children under the real app: every pane fills with live data, and however the lab
+ends (q, SIGTERM, SIGHUP, kill -9) no child is left behind and the terminal is restored."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+
+import pytest
+
+from lab.app import LabApp
+from lab.live import RunController
+from tests.helpers import ROOT, alive, new_tag, wait_for, workload_processes
+from tests.test_tui_pilot import until
+
+pytestmark = pytest.mark.slow
+
+
+def has_real_data(state) -> bool:
+    """The child said hello, the kernel was sampled, and the experiment reported."""
+    return (state is not None and state.hello is not None and state.samples >= 1
+            and state.events_seen >= 1)
+
+
+async def test_run_all_panes_fill_with_real_data_and_quit_leaves_no_child(monkeypatch):
+    tag = new_tag()
+    monkeypatch.setenv("CONLAB_TEST_TAG", tag)  # children inherit it: we find only ours
+    app = LabApp(controller=RunController(save_records=False))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("a")
+        panes = [p for p in app.screen.panes if p.available]
+        assert len(panes) >= 3  # gil-cpu, race, processes at least
+        await until(pilot, lambda: all(has_real_data(app.controller.state(p.id)) for p in panes),
+                    timeout=60, what="every pane to receive real data")
+        pids = [app.controller.state(p.id).pid for p in panes]
+        threads = app.controller.state("pane-0").threads
+        assert any(t.role == "worker" or t.name.startswith("cpu-") for t in threads.values()) or \
+            app.controller.state("pane-0").last.get("phase")
+        assert "RUNNING" in str(panes[0]._status) or "DONE" in str(panes[0]._status)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, timeout=30, what="the app to exit")
+    assert alive(pids) == []
+    assert workload_processes(tag) == []
+
+
+# A real terminal: `python -m lab` on a pty -----------------------------------------------
+class Terminal:
+    """`conlab` on a pseudo-terminal of 80x24; output drained in the background."""
+
+    def __init__(self, tag: str, *args: str) -> None:
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        env = {**os.environ, "TERM": "xterm-256color", "CONLAB_TEST_TAG": tag}
+        env.pop("NO_COLOR", None)
+        self.proc = subprocess.Popen([sys.executable, "-m", "lab", *args], stdin=slave,
+                                     stdout=slave, stderr=slave, cwd=ROOT, env=env,
+                                     start_new_session=True)
+        os.close(slave)
+        self.master = master
+        self.output = bytearray()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.output += chunk
+
+    def send(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def seen(self, text: str) -> bool:
+        return text.encode() in self.output
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        try:
+            os.close(self.master)
+        except OSError:
+            pass
+
+
+@pytest.mark.parametrize("how", ["q", "SIGTERM", "SIGHUP", "SIGKILL"])
+def test_a_real_terminal_session_ends_cleanly(how):
+    tag = new_tag()
+    term = Terminal(tag, "--no-mouse")
+    try:
+        wait_for(lambda: term.seen("Threads & the GIL"), 20, "the first frame")
+        term.send(b"a")
+        wait_for(lambda: term.seen("RUNNING"), 20, "a pane to say RUNNING")
+        children = wait_for(lambda: workload_processes(tag), 20, "the children")
+        pids = [p.pid for p in children]
+        if how == "q":
+            term.send(b"q")
+        else:
+            os.kill(term.proc.pid, getattr(signal, how))
+        code = term.proc.wait(timeout=20)
+        # Reaped children are gone at once; after kill -9 the kernel's death signal
+        # does it, a moment later.
+        wait_for(lambda: not workload_processes(tag), 10 if how == "SIGKILL" else 0.5,
+                 "no child left after %s" % how)
+        assert alive(pids) == []
+        if how != "SIGKILL":
+            assert code == 0, term.output[-2000:]
+            tail = bytes(term.output[-4000:])
+            assert b"\x1b[?1049l" in tail  # the alternate screen was left: terminal restored
+        assert b"\x1b[?1000h" not in term.output  # --no-mouse: mouse never captured
+    finally:
+        term.close()

@@ -135,8 +135,10 @@ class LoopFreezeView(LiveView):
 
     # Rendering -----------------------------------------------------------------------
     def render(self) -> Text:
+        return self.render_width(max(20, self.content_size.width or 38))
+
+    def render_width(self, width: int) -> Text:
         state = self._state
-        width = max(20, self.content_size.width or 38)
         if state is None:
             return Text("waiting for the loop-freeze run…", style="dim")
         if self.compact:

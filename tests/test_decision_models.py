@@ -107,3 +107,24 @@ def test_the_articles_table_covers_every_mix():
     assert article_pick_for(0, 4) == "threading"
     assert article_pick_for(0, 500) == "asyncio"
     assert article_pick_for(50, 8) == "process pool + asyncio"
+
+
+def test_more_connections_than_descriptors_is_refused_naming_the_limit():
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    def few_descriptors():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    done = subprocess.run([sys.executable, "-m", "lab", "run", "decision", "-p", "many=1000"],
+                          capture_output=True, text=True, cwd=ROOT, env=dict(os.environ),
+                          stdin=subprocess.DEVNULL, preexec_fn=few_descriptors, timeout=60)
+    assert done.returncode == 2
+    assert "'many'" in done.stderr and "RLIMIT_NOFILE" in done.stderr
+    assert done.stdout == ""  # refused before anything ran

@@ -40,7 +40,7 @@ PARAMS = (
     Param.int("cpu_percent", 50, 0, 100, "dial: share of a job spent computing"),
     Param.int("concurrency", 8, 1, 2000,
               "dial: jobs in flight (threads, asyncio tasks); processes use one per CPU"),
-    Param.int("many", 200, 16, 2000, "table: jobs in flight in the 'many connections' row"),
+    Param.int("many", 500, 16, 2000, "table: jobs in flight in the 'many connections' row"),
     Param.float("job_ms", 20.0, 2.0, 1000.0, "one job's length on a quiet core: compute + wait"),
     Param.float("seconds", 0.8, 0.1, 30.0, "how long each model runs jobs"),
     Param.choice("wait", "socket", ("socket", "sleep"),

@@ -192,6 +192,102 @@ def _check_decision(record: dict) -> list | None:
     return found
 
 
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else None
+
+
+def _check_loop_freeze(record: dict) -> list | None:
+    result = result_of(record)
+    if result.get("fix") != "none" or result.get("block") != "cpu":
+        return None  # the article only shows the unfixed, computing coroutine
+    block, worst = _num(result.get("block_ms")), _num((result.get("lag_ms") or {}).get("max"))
+    if block is None or worst is None or not result.get("blocks", 1):
+        return None
+    if worst < 0.8 * block:
+        return ["the worst tick was only %.0f ms late for %.0f ms blocks: the loop was not "
+                "held for the whole computation" % (worst, block)]
+    return []
+
+
+def _check_ctx_switch(record: dict) -> list | None:
+    methods = result_of(record).get("methods")
+    if not isinstance(methods, dict):
+        return None
+    found = []
+    for key, m in methods.items():
+        if not isinstance(m, dict) or m.get("method") != "oneway":
+            continue
+        per_msg, switches = _num(m.get("us_per_msg")), _num(m.get("switches_per_msg"))
+        if per_msg is not None and switches is not None and switches < 0.5:
+            found.append("the article's one-way pipe (%s) made %.2f switches per message: the "
+                         "reader found several bytes waiting and went on without switching, so "
+                         "its %.1f µs per message is not the cost of a switch (the ping-pong "
+                         "methods force one per message)" % (key, switches, per_msg))
+    return found
+
+
+def _check_deadlock(record: dict) -> list | None:
+    result = result_of(record)
+    fix = result.get("fix")
+    if fix == "none" and "deadlocked" in result:
+        return [] if result["deadlocked"] else [
+            "the opposite-order run did not deadlock this time: both threads got through "
+            "before their lock holds overlapped"]
+    if fix == "ordered" and "completed" in result:
+        return [] if result["completed"] else ["the ordered run did not complete"]
+    return None
+
+
+def _check_goroutines(record: dict) -> list | None:
+    result = result_of(record)
+    if result.get("runtime") != "go":
+        return None
+    size = _num(result.get("bytes_per_g"))
+    if size is None:
+        return None
+    if size > 16 * 1024:
+        return ["each goroutine cost %.0f KB here, more than the article's few kilobytes"
+                % (size / 1024)]
+    return []
+
+
+def _check_io_bound(record: dict) -> list | None:
+    result = result_of(record)
+    threads = (result.get("modes") or {}).get("threads") or {}
+    wall, ideal = _num(threads.get("wall_s")), _num(threads.get("ideal_s"))
+    if wall is None or ideal is None or ideal <= 0:
+        return None
+    if wall > 2 * ideal:
+        return ["threads took %.2f s where overlapping the waits would take %.2f s"
+                % (wall, ideal)]
+    return []
+
+
+def _check_convoy(record: dict) -> list | None:
+    slowdown = _num(result_of(record).get("slowdown_p50"))
+    if slowdown is None:
+        return None
+    if slowdown > 2:
+        return ["with one CPU-bound thread beside it, the I/O thread's median latency grew "
+                "%.1fx: a thread waking from I/O must win the GIL back, and the computing "
+                "thread keeps it for up to a switch interval" % slowdown]
+    return []
+
+
+def _check_scale(record: dict) -> list | None:
+    threads = (result_of(record).get("units") or {}).get("threads") or {}
+    reserved, resident = _num(threads.get("stack_reserved_bytes")), \
+        _num(threads.get("rss_bytes_per_unit"))
+    if reserved is None or resident is None:
+        return None
+    if resident < reserved / 8:
+        return ["each thread reserved %.1f MB of stack but only %.0f KB was resident: the "
+                "article's hundreds of gigabytes are address space, not memory in use"
+                % (reserved / 2 ** 20, max(resident, 0) / 1024)]
+    return []
+
+
 CLAIMS: dict[str, Claim] = {
     "gil-cpu": Claim(
         "Two threads doing pure-Python arithmetic finish a little later than doing the same "
@@ -207,26 +303,34 @@ CLAIMS: dict[str, Claim] = {
     "io-bound": Claim(
         "Two one-second network waits take about 2 s one after the other and about 1 s in "
         "two threads, since a thread blocked in a socket call has let go of the GIL; asyncio "
-        "overlaps many such waits on a single thread."),
+        "overlaps many such waits on a single thread.", _check_io_bound),
     "loop-freeze": Claim(
         "A coroutine that computes without awaiting holds the only thread of the event loop: "
         "a timer meant to fire every half second does not fire until the computation ends "
-        "(its run: the first tick came after about 2.4 s)."),
+        "(its run: the first tick came after about 2.4 s).", _check_loop_freeze),
     "epoll": Claim(
         "An event loop is one thread around epoll_wait: one system call watches thousands of "
         "sockets and returns the ones that are ready, instead of one blocked thread per "
         "connection."),
     "deadlock": Claim(
         "Two threads that take the same two locks in opposite orders can each hold one and "
-        "wait forever for the other; taking locks in one agreed order makes this impossible."),
+        "wait forever for the other; taking locks in one agreed order makes this impossible.",
+        _check_deadlock),
     "ctx-switch": Claim(
-        "A thread context switch costs a few microseconds on current Linux (its pipe "
-        "ping-pong: about 4.9 µs per round trip of 100 000), more once the caches it spoils "
-        "are counted."),
+        "A thread context switch costs a few microseconds on current Linux (its measure: "
+        "one thread writes a byte to a pipe, another reads it, 100 000 times, about 4.9 µs "
+        "per message, read as the cost of one switch), more once the caches it spoils are "
+        "counted.", _check_ctx_switch),
     "goroutines": Claim(
         "Goroutines start with stacks of a few kilobytes and are switched by Go's own "
         "scheduler, so 100 000 of them finish in milliseconds, where 100 000 OS threads would "
-        "reserve hundreds of gigabytes of stack address space."),
+        "reserve hundreds of gigabytes of stack address space.", _check_goroutines),
+    "convoy": Claim(
+        "Threads suit I/O-bound programs: a thread blocked in a socket call has released the "
+        "GIL, so the others run meanwhile.", _check_convoy),
+    "scale": Claim(
+        "An OS thread gets a stack of about 8 MB by default, so 100 000 threads would need "
+        "about 800 GB, while a goroutine starts with 2 to 8 KB.", _check_scale),
     "decision": Claim(
         "Its decision table for Python: CPU-bound parallel work → multiprocessing; I/O with "
         "many connections → asyncio; simple I/O → threading; mixed CPU and I/O → a process "

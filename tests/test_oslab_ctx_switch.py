@@ -3,6 +3,7 @@ matters, the ladder orders itself, perf runs beside it, 3.9 works without uvloop
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -114,3 +115,23 @@ def test_runs_on_python_39_and_reports_uvloop_as_unavailable_not_an_error():
     else:
         assert result["ladder"]["uvloop task switch"] is None
         assert "uvloop" in result["ladder_notes"]["uvloop task switch"]
+
+
+@pytest.mark.timing
+def test_the_goroutine_rung_is_measured_with_go_and_unavailable_without_it():
+    from tests.helpers import conlab
+    from workloads import _go
+
+    args = ("run", "ctx-switch", "-p", "method=threads", "-p", "placement=same-core",
+            "-p", "messages=1000", "-p", "perf=false", "--json")
+    without = conlab(*args, env={"CONLAB_GO": "none"}, timeout=120)
+    assert without.returncode == 0, without.stderr
+    result = json.loads(without.stdout)["result"]
+    assert result["ladder"]["goroutine switch"] is None
+    assert "go" in result["ladder_notes"]["goroutine switch"]
+    if _go.find_go() is None:
+        pytest.skip("no `go` here: only the unavailable case can be checked")
+    result = run_json("ctx-switch", "method=threads", "placement=same-core", "messages=1000",
+                      "perf=false", timeout=400)["result"]
+    goroutine = result["ladder"]["goroutine switch"]
+    assert goroutine is not None and 0 < goroutine < result["ladder"]["thread ping-pong same core"]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
-from . import _ladder, _perfbench
+from . import _go, _goswitch, _ladder, _perfbench
 from ._pingpong import PLACEMENTS, oneway, ping_pong
 from ._proto import cpus_available
 from ._spec import Param, ParamError
@@ -35,7 +36,7 @@ PARAMS = (
     Param.int("messages", 50_000, 1_000, 1_000_000,
               "one-way messages per run (a ping-pong does half as many round trips)"),
     Param.bool("perf", True, "also run `perf bench sched pipe` (C) with the same placement"),
-    Param.bool("ladder", True, "also time generator, asyncio and uvloop switches"),
+    Param.bool("ladder", True, "also time generator, asyncio, uvloop and goroutine switches"),
     Param.int("requests_per_s", 10_000, 1, 10_000_000, "server arithmetic: requests per second"),
     Param.float("switches_per_request", 2.0, 0.0, 1000.0,
                 "server arithmetic: context switches each request causes"),
@@ -117,11 +118,12 @@ def run(params, out):
 
 
 def in_interpreter_rungs(out):
-    """Generator, asyncio and (if importable) uvloop switches: no kernel involved."""
+    """Generator, asyncio, uvloop (if importable) and Go (if installed): no kernel switch."""
     ladder, notes = {}, {}
     timings = (("generator resume", lambda: _ladder.generator_resume_ns(LADDER_RESUMES)),
                ("asyncio task switch", lambda: _ladder.asyncio_switch_ns(LADDER_RESUMES // 4)),
-               ("uvloop task switch", lambda: _ladder.uvloop_switch_ns(LADDER_RESUMES // 4)))
+               ("uvloop task switch", lambda: _ladder.uvloop_switch_ns(LADDER_RESUMES // 4)),
+               ("goroutine switch", lambda: _goswitch.goroutine_switch_ns(LADDER_RESUMES)[0]))
     for name, timing in timings:
         try:
             ladder[name] = timing()
@@ -129,6 +131,9 @@ def in_interpreter_rungs(out):
             ladder[name] = None
             notes[name] = "uvloop is not importable in this interpreter (%s %d.%d.%d)" % (
                 (sys.implementation.name,) + tuple(sys.version_info[:3]))
+        except (_go.GoError, OSError, ValueError, subprocess.SubprocessError) as exc:
+            ladder[name] = None
+            notes[name] = str(exc)
         out.emit("rung", name=name, ns_per_switch=ladder[name], note=notes.get(name))
     return ladder, notes
 

@@ -1,0 +1,62 @@
+"""convoy: an I/O thread's round trips wait about one switch interval beside a CPU thread."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import interpreter, run_json, usable_cpus
+
+
+def gil_or_skip(record):
+    if not record["result"]["gil_enabled"]:
+        pytest.skip("free-threaded interpreter: there is no GIL to convoy on")
+
+
+@pytest.mark.timing
+@pytest.mark.parametrize("interval_ms", [2.0, 10.0])
+def test_a_cpu_thread_makes_each_round_trip_wait_about_one_switch_interval(interval_ms):
+    record = run_json("convoy", "requests=60", "switch_interval_ms=%g" % interval_ms,
+                      "compare_process=false")
+    gil_or_skip(record)
+    lat = record["result"]["latency_ms"]
+    assert lat["alone"]["p50"] < 1.0, lat["alone"]  # well under a millisecond
+    assert 0.5 * interval_ms <= lat["cpu_thread"]["p50"] <= 3 * interval_ms, lat["cpu_thread"]
+    assert "cpu_process" not in lat
+
+
+@pytest.mark.timing
+def test_a_cpu_process_does_not_convoy():
+    if usable_cpus() < 2:
+        pytest.skip("one CPU: a CPU-bound process would share the I/O thread's core")
+    record = run_json("convoy", "requests=100", "switch_interval_ms=10")
+    gil_or_skip(record)
+    lat = record["result"]["latency_ms"]
+    assert lat["cpu_process"]["p50"] < 0.3 * lat["cpu_thread"]["p50"], lat
+    names = {t["name"] for t in record["threads"]}
+    assert {"io-alone", "io-cputhread", "cpu", "peer", "cpu-proc"} <= names
+
+
+PY39 = interpreter("3.9")
+
+
+@pytest.mark.skipif(PY39 is None, reason="no CPython 3.9 under pyenv")
+def test_runs_on_python_39():
+    record = run_json("convoy", "requests=20", "compare_process=false", python=PY39)
+    assert record["result"]["latency_ms"]["cpu_thread"]["n"] == 20
+
+
+async def test_convoy_view_fits_a_pane():
+    from rich.console import Console
+
+    from lab.runner import RunRequest, run_experiment
+    from widgets.convoy_view import VIEW
+
+    state = await run_experiment(RunRequest("convoy", {"requests": 20}))
+    view = VIEW(compact=True)
+    view.draw(state)
+    console = Console(width=38, no_color=True, force_terminal=False, record=True)
+    console.print(view.render_width(38))
+    lines = console.export_text().rstrip("\n").split("\n")
+    assert len(lines) <= 9 and all(len(line) <= 38 for line in lines)
+    text = "\n".join(lines)
+    assert "cpu thread" in text and "switch" in text and "O" in text

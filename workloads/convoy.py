@@ -1,0 +1,192 @@
+"""convoy: one CPU-bound thread makes an I/O thread's every request wait for the GIL."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+
+from ._proto import events, gil_enabled, start_process, start_thread
+from ._spec import Param
+from ._stats import summary_ms
+
+NAME = "convoy"
+TITLE = "The GIL convoy: a CPU thread slows every request of an I/O thread"
+LESSON = """\
+An I/O thread sends a small message to a peer process, which answers after a short
+pause, and measures each round trip. Alone, a round trip is the peer's pause plus a
+few microseconds. Add one thread that only computes: every time the I/O thread
+blocks in the kernel it lets go of the GIL, the CPU thread takes it, and when the
+answer arrives the I/O thread must wait until the CPU thread is made to give the GIL
+back - up to one switch interval (5 ms by default), sometimes twice per request.
+A CPU-bound *process* does not do this: it has its own GIL.
+"""
+REQUIRES = ()
+TIMEOUT_S = 180
+
+PHASES = ("alone", "cpu_thread", "cpu_process")
+PARAMS = (
+    Param.int("requests", 200, 10, 100_000, "round trips measured in each phase"),
+    Param.float("peer_ms", 0.2, 0.0, 50.0, "how long the peer waits before it answers"),
+    Param.float("switch_interval_ms", 5.0, 0.1, 100.0,
+                "sys.setswitchinterval: how long the CPU thread may keep a contended GIL"),
+    Param.bool("compare_process", True,
+               "also measure with the CPU work in a process (its own GIL) as a control"),
+)
+
+MESSAGE = b"ping" * 8  # 32 bytes
+WINDOW_S = 0.2
+MAX_SAMPLES_PER_EVENT = 400
+
+
+# The peer: another process, so its own interpreter and GIL play no part. -----------------
+
+
+def peer(sock, pause_s, other_end):
+    other_end.close()  # inherited by fork: keep only our end, so EOF reaches us
+    while True:
+        data = sock.recv(64)
+        if not data:
+            return
+        if pause_s:
+            time.sleep(pause_s)
+        sock.sendall(data)
+
+
+# The two threads of the lesson ---------------------------------------------------------------
+
+
+def round_trips(sock, count, record):
+    """The I/O thread: send, wait for the answer, time it."""
+    for _ in range(count):
+        started = time.perf_counter()
+        sock.sendall(MESSAGE)
+        sock.recv(64)
+        record((time.perf_counter() - started) * 1000)
+
+
+def cpu_bound(stop):
+    """Only computes; checks the flag now and then."""
+    total = 0
+    while not stop.is_set():
+        for i in range(10_000):
+            total += i * i
+    return total
+
+
+def cpu_bound_in_process(stop_sock, other_end):
+    """The same work in a process, until the main process closes the socket."""
+    other_end.close()
+    stop_sock.setblocking(False)
+    total = 0
+    while True:
+        for i in range(10_000):
+            total += i * i
+        try:
+            if stop_sock.recv(1) == b"":
+                return
+        except BlockingIOError:
+            continue
+
+
+# Measurement ---------------------------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self, out, phase):
+        self.out, self.phase = out, phase
+        self.all, self.window = [], []
+        self.window_start = time.perf_counter()
+
+    def __call__(self, ms):
+        self.all.append(ms)
+        self.window.append(ms)
+        if time.perf_counter() - self.window_start >= WINDOW_S:
+            self.send()
+
+    def send(self):
+        if not self.window:
+            return
+        stats = summary_ms(self.all)
+        self.out.emit("latency", phase=self.phase, count=len(self.all),
+                      samples=[round(v, 3) for v in self.window[:MAX_SAMPLES_PER_EVENT]],
+                      p50=stats["p50"], p99=stats["p99"], max=stats["max"])
+        self.window = []
+        self.window_start = time.perf_counter()
+
+
+def measure(phase, sock, count, out):
+    out.emit("phase", phase=phase, state="start")
+    record = Recorder(out, phase)
+    io = start_thread(round_trips, "io-" + phase.replace("_", ""), "io", (sock, count, record))
+    io.join()
+    record.send()
+    stats = summary_ms(record.all)
+    out.emit("phase", phase=phase, state="end", **stats)
+    return stats
+
+
+def run(params, out):
+    sys.setswitchinterval(params["switch_interval_ms"] / 1000)
+    mine, theirs = socket.socketpair()
+    _peer, _ = start_process(peer, "peer", "peer", (theirs, params["peer_ms"] / 1000, mine))
+    theirs.close()
+    count = params["requests"]
+    results = {}
+    try:
+        measure("warmup", mine, min(20, count), out)
+        results["alone"] = measure("alone", mine, count, out)
+
+        stop = threading.Event()
+        cpu = start_thread(cpu_bound, "cpu", "cpu", (stop,))
+        try:
+            results["cpu_thread"] = measure("cpu_thread", mine, count, out)
+        finally:
+            stop.set()
+            cpu.join()
+
+        if params["compare_process"]:
+            keep, give = socket.socketpair()
+            worker, _ = start_process(cpu_bound_in_process, "cpu-proc", "cpu", (give, keep))
+            give.close()
+            try:
+                results["cpu_process"] = measure("cpu_process", mine, count, out)
+            finally:
+                keep.close()  # the worker sees EOF and stops
+                worker.join(5)
+    finally:
+        mine.close()  # the peer sees EOF and stops
+        _peer.join(5)
+    interval_ms = sys.getswitchinterval() * 1000
+    result = {
+        "latency_ms": results,
+        "requests": count,
+        "peer_ms": params["peer_ms"],
+        "switch_interval_ms": round(interval_ms, 3),
+        "gil_enabled": gil_enabled(),
+        "slowdown_p50": round(results["cpu_thread"]["p50"] / max(results["alone"]["p50"], 1e-6), 1),
+    }
+    result["explanation"] = explain(result)
+    return result
+
+
+def explain(result):
+    lat, interval = result["latency_ms"], result["switch_interval_ms"]
+    alone, with_cpu = lat["alone"], lat["cpu_thread"]
+    lines = ["Alone, a round trip took %.2f ms at the median (p99 %.2f ms) for a peer that "
+             "pauses %.2f ms." % (alone["p50"], alone["p99"], result["peer_ms"])]
+    if result["gil_enabled"]:
+        lines.append("With one CPU-bound thread it took %.2f ms (p99 %.2f ms), %.1fx slower: "
+                     "%.1f switch intervals of %.1f ms. Each time the I/O thread blocks it drops "
+                     "the GIL, and getting it back means waiting for the CPU thread to be told "
+                     "to let go." % (with_cpu["p50"], with_cpu["p99"], result["slowdown_p50"],
+                                     with_cpu["p50"] / interval, interval))
+    else:
+        lines.append("With a CPU-bound thread it took %.2f ms: this interpreter has no GIL, so "
+                     "the I/O thread never waits for one." % with_cpu["p50"])
+    if "cpu_process" in lat:
+        lines.append("With the same work in a process instead: %.2f ms (p99 %.2f ms); it has "
+                     "its own GIL, so only the CPUs are shared." % (
+                         lat["cpu_process"]["p50"], lat["cpu_process"]["p99"]))
+    return " ".join(lines)

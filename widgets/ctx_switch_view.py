@@ -69,11 +69,14 @@ class CtxSwitchView(LinesView):
         self.ladder_notes: dict[str, str] = {}
         self.current: str | None = None
         self.progress: dict[str, tuple[int, int]] = {}
+        self.setup: dict = {}
 
     def fold(self, events: list[dict], state: RunState) -> None:
         for event in events:
             kind = event.get("ev")
-            if kind == "phase":
+            if kind == "setup":
+                self.setup = event
+            elif kind == "phase":
                 self.current = event.get("run") if event.get("state") == "start" else None
             elif kind == "progress":
                 self.progress[event.get("run", "")] = (event.get("done", 0), event.get("total", 0))
@@ -92,7 +95,7 @@ class CtxSwitchView(LinesView):
     # Pieces ------------------------------------------------------------------------------
     def status(self, state: RunState) -> str:
         cpus = len((state.hello or {}).get("affinity") or []) or "?"
-        vm = (state.result or {}).get("vm")
+        vm = self.setup.get("vm")
         where = "%s CPUs%s" % (cpus, " · VM" if vm else "")
         if self.current and state.running:
             done, total = self.progress.get(self.current, (0, 0))
@@ -179,6 +182,12 @@ class CtxSwitchView(LinesView):
                 "method/placement", "µs/msg", "µs/rt", "sw/msg", "reading", "C µs/rt"),
                 style="bold"))
         out += [self.figure_row(key, fig, narrow) for key, fig in self.figures.items()]
+        if self.setup.get("vm") and any(k.endswith("/cross-core") for k in self.figures):
+            note = ("VM: crossing cores also wakes an idle virtual CPU" if narrow else
+                    "In a VM a cross-core wake-up also has to wake an idle virtual CPU.")
+            out.append(Text(note, style="dim"))
+        for placement, why in self.setup.get("skipped", {}).items():
+            out.append(Text("%s skipped: %s" % (placement, why), style="dim"))
         if narrow and self.perf:
             out.append(Text(""))
             out.append(Text("perf bench (C), µs/round trip", style="bold"))

@@ -37,9 +37,14 @@ def meminfo():
 
 
 def memory_reserve(info=None):
-    """MemAvailable we never go below: a tenth of RAM, at least 256 MiB."""
+    """Free memory we never go below: a tenth of RAM (or of our cgroup's limit, if
+    smaller), at least 256 MiB."""
     info = info or meminfo()
-    return max(256 * MiB, info.get("MemTotal", 0) // 10)
+    total = info.get("MemTotal", 0)
+    group = cgroup_memory()
+    if group is not None:
+        total = min(total, group[0]) if total else group[0]
+    return max(256 * MiB, total // 10)
 
 
 def rlimit(name):
@@ -96,6 +101,50 @@ def cgroup_v2_dir():
     return None
 
 
+def _cgroup_v1_memory_dir():
+    try:
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                parts = line.strip().split(":", 2)
+                if len(parts) == 3 and "memory" in parts[1].split(","):
+                    for base in ("/sys/fs/cgroup/memory" + parts[2], "/sys/fs/cgroup/memory"):
+                        if os.path.exists(base + "/memory.limit_in_bytes"):
+                            return base
+    except OSError:
+        pass
+    return None
+
+
+UNLIMITED = 1 << 60  # cgroup v1 writes "no limit" as a number near 2**63
+
+
+def cgroup_memory():
+    """(limit, usage) in bytes of this process's memory cgroup, or None if unlimited."""
+    group = cgroup_v2_dir()
+    if group and os.path.exists(group + "/memory.max"):
+        limit, usage = _read_int(group + "/memory.max"), _read_int(group + "/memory.current")
+    else:
+        base = _cgroup_v1_memory_dir()
+        if base is None:
+            return None
+        limit = _read_int(base + "/memory.limit_in_bytes")
+        usage = _read_int(base + "/memory.usage_in_bytes")
+    if limit is None or usage is None or limit >= UNLIMITED:
+        return None
+    return limit, usage
+
+
+def available_bytes(info=None):
+    """What we may still use: MemAvailable, or less if our cgroup's limit is nearer."""
+    info = info or meminfo()
+    room = info.get("MemAvailable")
+    group = cgroup_memory()
+    if group is not None:
+        group_room = group[0] - group[1]
+        room = group_room if room is None else min(room, group_room)
+    return room
+
+
 class Cap:
     """A largest number of units, and the limit that sets it, in words."""
 
@@ -144,12 +193,17 @@ def caps_for(kind, stack_bytes=None):
             room = info.get("CommitLimit", 0) - info.get("Committed_AS", 0)
             caps.append(Cap(room * SHARED_TABLE_SHARE // stack_bytes, "CommitLimit",
                             info.get("CommitLimit"), "strict overcommit: every stack counts"))
+    reserve = memory_reserve(info)
+    why = "keeping %s free, at an estimated %s per unit" % (_bytes(reserve),
+                                                           _bytes(ESTIMATED_BYTES[kind]))
     if "MemAvailable" in info:
-        reserve = memory_reserve(info)
         room = info["MemAvailable"] - reserve
-        caps.append(Cap(room // ESTIMATED_BYTES[kind], "MemAvailable", info["MemAvailable"],
-                        "keeping %s free, at an estimated %s per unit"
-                        % (_bytes(reserve), _bytes(ESTIMATED_BYTES[kind]))))
+        caps.append(Cap(room // ESTIMATED_BYTES[kind], "MemAvailable", info["MemAvailable"], why))
+    group = cgroup_memory()
+    if group is not None:
+        room = group[0] - group[1] - reserve
+        caps.append(Cap(room // ESTIMATED_BYTES[kind], "cgroup memory limit", group[0],
+                        "%s in use; %s" % (_bytes(group[1]), why)))
     return [c for c in caps if c is not None]
 
 
@@ -191,6 +245,7 @@ def machine_limits():
         "mem_available_bytes": info.get("MemAvailable"),
         "swap_total_bytes": info.get("SwapTotal"),
         "memory_reserve_bytes": memory_reserve(info),
+        "cgroup_memory": cgroup_memory(),
     }
 
 

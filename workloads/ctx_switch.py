@@ -76,6 +76,7 @@ def run(params, out):
     allowed = cpus_available()
     methods, placements, skipped = chosen(params, allowed)
     messages = params["messages"]
+    out.emit("setup", cpus=allowed, vm=on_a_vm(), skipped=skipped)
     ladder, ladder_notes = {}, {}
     if params["ladder"]:
         ladder, ladder_notes = in_interpreter_rungs(out)

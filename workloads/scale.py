@@ -78,7 +78,7 @@ def own_memory():
 def snapshot():
     info = _limits.meminfo()
     rss, vm = own_memory()
-    return {"rss": rss, "vm": vm, "available": info.get("MemAvailable", 0),
+    return {"rss": rss, "vm": vm, "available": _limits.available_bytes(info) or 0,
             "kernel_stack": info.get("KernelStack", 0), "page_tables": info.get("PageTables", 0),
             "at": time.perf_counter()}
 
@@ -95,9 +95,10 @@ class Watch:
     def check(self, spawned):
         snap = snapshot()
         if snap["available"] and snap["available"] < self.reserve:
-            self.stop_reason = ("stopped at %d %s: MemAvailable %d MiB fell under the %d MiB "
-                                "reserve" % (spawned, self.kind, snap["available"] >> 20,
-                                             self.reserve >> 20))
+            self.stop_reason = (
+                "stopped at %d %s: available memory (MemAvailable, or the cgroup's room) "
+                "fell to %d MiB, under the %d MiB reserve"
+                % (spawned, self.kind, snap["available"] >> 20, self.reserve >> 20))
         self.out.latest("spawn", key=self.kind, kind=self.kind, spawned=spawned,
                         target=self.count, elapsed_s=time.perf_counter() - self.started,
                         rss_bytes=snap["rss"], vm_bytes=snap["vm"],

@@ -30,7 +30,10 @@ class GoError(RuntimeError):
 
 
 def find_go():
-    """Path of the `go` command, or None."""
+    """Path of the `go` command, or None. CONLAB_GO overrides the search ("none": no Go)."""
+    chosen = os.environ.get("CONLAB_GO")
+    if chosen is not None:
+        return chosen if chosen not in ("", "none") and os.access(chosen, os.X_OK) else None
     found = shutil.which("go")
     if found:
         return found

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import time
 
+from ._pingpong import cpu_sets
 from ._proto import die_with_parent
 
 USECS = re.compile(r"([0-9.]+)\s+usecs/op")
@@ -81,8 +82,6 @@ def command_text(command, placement, cpus_a, cpus_b):
 
 def run_perf(path, placement, allowed, loops, threaded=False):
     """One `perf bench sched pipe` run with the given placement; a figure dict."""
-    from ._pingpong import cpu_sets
-
     cpus_a, cpus_b = cpu_sets(placement, allowed)
     command = [path, "bench", "sched", "pipe", "-l", str(loops)] + (["-T"] if threaded else [])
     started = time.monotonic()

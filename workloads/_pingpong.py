@@ -77,15 +77,22 @@ def ping(send, receive, messages, cpus, label, report):
     report.update(elapsed_s=elapsed, voluntary=vol2 - vol, involuntary=invol2 - invol)
 
 
-def pong(receive, send, messages, cpus, report=None):
-    """Answer every byte; returns this side's switch counts over the timed part."""
+def pong(receive, send, messages, cpus, report=None, unused=()):
+    """Answer every byte; returns this side's switch counts over the timed part.
+
+    Stops early at end of file: if the other side fails, closing its pipe ends frees us.
+    """
+    for fd in unused:  # a forked pong drops its copies of the other side's ends
+        os.close(fd)
     pin_this_thread(cpus)
     for _ in range(WARMUP):
-        os.read(receive, 1)
+        if not os.read(receive, 1):
+            return {}
         os.write(send, BYTE)
     vol, invol = switches()
     for _ in range(messages):
-        os.read(receive, 1)
+        if not os.read(receive, 1):
+            break
         os.write(send, BYTE)
     vol2, invol2 = switches()
     counts = {"voluntary": vol2 - vol, "involuntary": invol2 - invol}
@@ -108,20 +115,28 @@ def ping_pong(method, placement, allowed, messages):
             ping_thread = start_thread(ping, thread_name("ping", method, placement), "ping",
                                        (there_w, back_r, messages, cpus_a, label, a))
             ping_thread.join()
-            other.join()
+            if "elapsed_s" in a:
+                other.join()  # else it stays blocked: a daemon thread, gone with the run
         else:
             # Forked from this (main, long-lived) thread, so its death signal stays armed.
             process, receiver = start_process(pong, thread_name("pong", method, placement),
-                                              "pong", (there_r, back_w, messages, cpus_b),
+                                              "pong", (there_r, back_w, messages, cpus_b, None,
+                                                       (there_w, back_r)),
                                               want_result=True)
             ping_thread = start_thread(ping, thread_name("ping", method, placement), "ping",
                                        (there_w, back_r, messages, cpus_a, label, a))
             ping_thread.join()
+            if "elapsed_s" not in a:  # the ping side failed: let the pong see end of file
+                os.close(there_w)
+                there_w = None
             b = receiver.recv()
             process.join()
     finally:
         for fd in (there_r, there_w, back_r, back_w):
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
+    if "elapsed_s" not in a:
+        raise RuntimeError("the ping side of %s failed (see its traceback)" % label)
     return figure(method, placement, messages, 2 * messages, a["elapsed_s"], a, b)
 
 
@@ -138,10 +153,12 @@ def writer(send, messages, cpus, report):
 
 
 def reader(receive, messages, cpus, label, report, ready):
-    pin_this_thread(cpus)
+    try:
+        pin_this_thread(cpus)
+    finally:
+        ready.set()  # even on failure: the main thread must not wait forever
     out = events()
     vol, invol = switches()
-    ready.set()
     started = time.perf_counter()
     done = 0
     while done < messages:
@@ -169,10 +186,16 @@ def oneway(placement, allowed, messages):
         writing = start_thread(writer, thread_name("write", "oneway", placement), "writer",
                                (w, messages, cpus_w, wrote))
         reading.join()
+        if "elapsed_s" not in read:  # the reader failed: a closed pipe stops the writer
+            os.close(r)
+            r = None
         writing.join()
     finally:
-        os.close(r)
-        os.close(w)
+        for fd in (r, w):
+            if fd is not None:
+                os.close(fd)
+    if "elapsed_s" not in read:
+        raise RuntimeError("the reader of %s failed (see its traceback)" % label)
     return figure("oneway", placement, messages, messages, read["elapsed_s"], read, wrote)
 
 

@@ -155,7 +155,11 @@ def spawn_threads(count, out):
         # The unit: a thread that does nothing but wait for the gate.
         thread = threading.Thread(target=first if i == 0 else gate.wait, args=(gate,) if i == 0
                                   else (), daemon=True)
-        thread.start()  # returns once the new thread is running
+        try:
+            thread.start()  # returns once the new thread is running
+        except RuntimeError as exc:  # the kernel or the C library said no
+            watch.stop_reason = "stopped at %d threads: %s" % (len(threads), exc)
+            break
         threads.append(thread)
         if (i + 1) % CHECK_EVERY["threads"] == 0 and not watch.check(i + 1):
             break
@@ -215,7 +219,11 @@ def spawn_processes(count, out):
     try:
         before = snapshot()
         for i in range(count):
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as exc:  # EAGAIN: a process limit we could not see in advance
+                watch.stop_reason = "stopped at %d processes: fork failed: %s" % (len(pids), exc)
+                break
             if pid == 0:
                 child(gate_r, gate_w, ready_w, me)
             pids.append(pid)

@@ -36,6 +36,7 @@ class LabApp(App[int]):
         Binding("q", "quit", "quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
         Binding("question_mark", "help", "help"),
+        Binding("h", "history", "history"),
     ]
     CSS = """
     Screen {
@@ -134,12 +135,13 @@ class LabApp(App[int]):
             self.pop_screen()
 
     # Runs ------------------------------------------------------------------------------
-    def start_run(self, key: str, experiment: str, params: dict[str, Any]) -> bool:
+    def start_run(self, key: str, experiment: str, params: dict[str, Any],
+                  python: str | None = None) -> bool:
         """Validate, then run in an async worker; False (and the reason kept) if refused."""
         if self._quitting:
             return False
         try:
-            prepared = self.controller.prepare(key, experiment, params)
+            prepared = self.controller.prepare(key, experiment, params, python)
         except Refused:
             self.frame()
             return False
@@ -171,6 +173,12 @@ class LabApp(App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    def action_history(self) -> None:
+        from lab.screens.history import HistoryScreen
+
+        if not isinstance(self.screen, HistoryScreen):
+            self.push_screen(HistoryScreen())
+
     def action_experiments(self) -> None:
         from lab.screens.experiments import ExperimentListScreen
 
@@ -200,6 +208,8 @@ class LabApp(App[int]):
             yield SystemCommand("Experiment: %s" % exp.name, exp.title,
                                 lambda name=exp.name: self.open_experiment(name))
         yield SystemCommand("Experiments list", "e: every experiment", self.action_experiments)
+        yield SystemCommand("History", "h: kept runs; mark two or more to compare",
+                            self.action_history)
         yield SystemCommand("Help", "?: keys and glyphs", self.action_help)
         yield from super().get_system_commands(screen)
 

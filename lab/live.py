@@ -55,10 +55,15 @@ class RunController:
         return [key for key in self._slots if self.is_running(key)]
 
     # Starting --------------------------------------------------------------------------
-    def prepare(self, key: str, experiment: str, params: dict[str, Any]) -> PreparedRun:
-        """Validate before anything starts; a refusal is kept for the slot to show."""
+    def prepare(self, key: str, experiment: str, params: dict[str, Any],
+                python: str | None = None) -> PreparedRun:
+        """Validate before anything starts; a refusal is kept for the slot to show.
+
+        `python` runs this slot under another interpreter (interpreters side by side).
+        """
         try:
-            prepared = prepare(RunRequest(experiment, dict(params), python=self.python))
+            prepared = prepare(RunRequest(experiment, dict(params),
+                                          python=python or self.python))
         except Refused as exc:
             self.refusals[key] = str(exc)
             raise

@@ -1,0 +1,284 @@
+"""The run history: every kept run, one line each; mark two or more to compare them.
+
+Reading SQLite happens in a thread worker (a busy database waits for its lock there,
+not on the UI loop); no child process is started from here. A database that cannot be
+read is reported in words on the screen, and the rest of the lab keeps working.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Static
+
+from lab import history
+from widgets.lab_footer import LabFooter
+
+KEYS = "space mark  c compare  ⏎ open  f filter  u unmark  esc back"
+LIMIT = 500  # newest runs listed; `conlab history --limit` reaches further
+MARK = "✓"
+FIXED_WIDTH = 58  # the columns before `figures`, with DataTable's cell padding
+
+
+def python_cell(run: dict[str, Any]) -> str:
+    """`3.9.18`, or `3.13.0t` for a run with the GIL off (a free-threaded build)."""
+    text = str(run.get("python", "?")).replace("cpython ", "")
+    return text + ("t" if run.get("gil_enabled") is False else "")
+
+
+def when_cell(saved_at: float) -> str:
+    return time.strftime("%m-%d %H:%M", time.localtime(saved_at))
+
+
+class HistoryScreen(Screen):
+    BINDINGS = [
+        Binding("space", "mark", "mark"),
+        Binding("c", "compare", "compare"),
+        Binding("f", "filter", "filter"),
+        Binding("u", "unmark", "unmark all"),
+        Binding("r", "reload", "reload", show=False),
+        Binding("escape", "back", "back"),
+    ]
+    DEFAULT_CSS = """
+    HistoryScreen #topbar {
+        height: 1;
+        padding: 0 1;
+        background: $panel;
+        text-style: bold;
+    }
+    HistoryScreen #problem {
+        height: auto;
+        padding: 0 1;
+    }
+    HistoryScreen DataTable {
+        height: 1fr;
+    }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.runs: list[dict[str, Any]] = []
+        self.records: dict[int, dict[str, Any]] = {}
+        self.marked: list[int] = []  # in the order marked: the compare columns follow it
+        self.experiment: str | None = None  # the filter; None lists every experiment
+        self.loaded = False
+        self.error: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("History · reading…", id="topbar")
+        yield Static("", id="problem")
+        yield DataTable(id="runs", cursor_type="row")
+        yield LabFooter(KEYS)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        for label, key, width in ((" ", "mark", 1), ("id", "id", 4), ("saved", "when", 11),
+                                  ("experiment", "experiment", 11), ("python", "python", 8),
+                                  ("status", "status", 7)):
+            table.add_column(label, key=key, width=width)
+        table.add_column("figures", key="figures")
+        table.focus()
+        self.load()
+
+    # Loading (thread worker: SQLite may wait for a lock) --------------------------------
+    @work(thread=True, exclusive=True, group="history-load")
+    def load(self) -> None:
+        try:
+            runs = history.list_runs(LIMIT)
+            entries = history.get_runs([r["id"] for r in runs]) if runs else []
+            records = {e["id"]: e["record"] for e in entries}
+            error = None
+        except (history.HistoryError, KeyError) as exc:
+            runs, records, error = [], {}, str(exc)
+        self.app.call_from_thread(self.show_runs, runs, records, error)
+
+    def show_runs(self, runs: list[dict[str, Any]], records: dict[int, dict[str, Any]],
+                  error: str | None) -> None:
+        self.runs, self.records, self.error = runs, records, error
+        known = {r["id"] for r in runs}
+        self.marked = [i for i in self.marked if i in known]
+        self.loaded = True
+        self.fill()
+
+    def visible_runs(self) -> list[dict[str, Any]]:
+        return [r for r in self.runs
+                if self.experiment is None or r["experiment"] == self.experiment]
+
+    def fill(self) -> None:
+        from lab.report import headline
+
+        table = self.query_one("#runs", DataTable)
+        cursor = self.cursor_id()
+        table.clear()
+        room = max(16, self.size.width - FIXED_WIDTH)
+        for run in self.visible_runs():
+            record = self.records.get(run["id"], {})
+            table.add_row(MARK if run["id"] in self.marked else " ", str(run["id"]),
+                          when_cell(run["saved_at"]), run["experiment"][:11],
+                          python_cell(run)[:8], run["status"][:7], headline(record, room),
+                          key=str(run["id"]))
+        if cursor is not None and str(cursor) in table.rows:
+            table.move_cursor(row=table.get_row_index(str(cursor)))
+        self.update_topbar()
+
+    def update_topbar(self) -> None:
+        shown = len(self.visible_runs())
+        parts = ["History", "%d run%s" % (shown, "" if shown == 1 else "s")]
+        if self.experiment:
+            parts.append("only %s (f: next)" % self.experiment)
+        if self.marked:
+            parts.append("%d marked: %s" % (len(self.marked),
+                                            " ".join("#%d" % i for i in self.marked)))
+        self.query_one("#topbar", Static).update(" · ".join(parts))
+        problem = ""
+        if self.error:
+            problem = Text.assemble(("HISTORY UNAVAILABLE ", "bold reverse"), " " + self.error)
+        elif not self.runs:
+            problem = "no runs kept yet (%s): run an experiment and it appears here" % (
+                history.db_path())
+        elif history.problem():
+            problem = Text.assemble(("NOT SAVING ", "bold reverse"), " " + history.problem())
+        box = self.query_one("#problem", Static)
+        box.update(problem)
+        box.display = bool(problem)
+
+    # Reading the cursor -----------------------------------------------------------------
+    def cursor_id(self) -> int | None:
+        table = self.query_one("#runs", DataTable)
+        if table.row_count == 0:
+            return None
+        row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        return int(row_key.value)
+
+    # Actions ---------------------------------------------------------------------------
+    def action_mark(self) -> None:
+        run_id = self.cursor_id()
+        if run_id is None:
+            return
+        if run_id in self.marked:
+            self.marked.remove(run_id)
+        else:
+            self.marked.append(run_id)
+        table = self.query_one("#runs", DataTable)
+        table.update_cell(str(run_id), "mark", MARK if run_id in self.marked else " ")
+        if table.cursor_row < table.row_count - 1:  # like a file manager: mark and move on
+            table.action_cursor_down()
+        self.update_topbar()
+
+    def action_unmark(self) -> None:
+        self.marked = []
+        self.fill()
+
+    def action_compare(self) -> None:
+        if len(self.marked) < 2:
+            self.notify("mark two or more runs with space, then press c", severity="warning")
+            return
+        try:
+            entries = history.get_runs(self.marked)
+        except (history.HistoryError, KeyError) as exc:
+            self.notify("cannot compare: %s" % exc, severity="error")
+            return
+        from lab.screens.compare import CompareScreen
+
+        self.app.push_screen(CompareScreen(entries))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.open_run(int(event.row_key.value))
+
+    def open_run(self, run_id: int) -> None:
+        try:
+            entry = history.get_run(run_id)
+        except (history.HistoryError, KeyError) as exc:
+            self.notify("cannot open run %s: %s" % (run_id, exc), severity="error")
+            return
+        self.app.push_screen(RunRecordScreen(entry))
+
+    def action_filter(self) -> None:
+        """Cycle: every experiment, then each experiment present in the history."""
+        names = sorted({r["experiment"] for r in self.runs})
+        if not names:
+            return
+        if self.experiment is None:
+            self.experiment = names[0]
+        elif self.experiment == names[-1] or self.experiment not in names:
+            self.experiment = None
+        else:
+            self.experiment = names[names.index(self.experiment) + 1]
+        self.fill()
+
+    def action_reload(self) -> None:
+        self.load()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+
+class RunRecordScreen(Screen):
+    """One kept run in full, with the command line that repeats it."""
+
+    BINDINGS = [
+        Binding("escape", "back", "back"),
+        Binding("o", "open_experiment", "open experiment"),
+    ]
+    DEFAULT_CSS = """
+    RunRecordScreen #topbar {
+        height: 1;
+        padding: 0 1;
+        background: $panel;
+        text-style: bold;
+    }
+    RunRecordScreen #record {
+        padding: 0 1;
+        height: auto;
+    }
+    """
+
+    def __init__(self, entry: dict[str, Any], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.entry = entry
+
+    def compose(self) -> ComposeResult:
+        from lab.cli import format_record
+        from lab.report import repeat_command
+
+        entry, record = self.entry, self.entry["record"]
+        yield Static("run %s · %s · saved %s on %s%s" % (
+            entry["id"], record.get("experiment", "?"),
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(entry["saved_at"])), entry["host"],
+            " (imported)" if entry.get("imported") else ""), id="topbar")
+        try:
+            body = format_record(record)
+        except (KeyError, TypeError) as exc:  # an imported record from another lab version
+            body = "(cannot format this record: %s)" % exc
+        with VerticalScroll(id="scroll"):
+            yield Static(Text("repeat: " + repeat_command(record) + "\n\n" + body),
+                         id="record")
+        yield LabFooter("arrows scroll  o open experiment with these values  esc back")
+
+    def on_mount(self) -> None:
+        self.query_one("#scroll").focus()
+
+    def action_open_experiment(self) -> None:
+        record = self.entry["record"]
+        from lab import catalog
+
+        name = record.get("experiment", "")
+        try:
+            exp = catalog.get(name)
+        except catalog.UnknownExperiment:
+            self.notify("%s is not in this lab's catalogue" % name, severity="warning")
+            return
+        known = {p.name for p in exp.params}
+        params = {k: v for k, v in (record.get("params") or {}).items() if k in known}
+        self.app.open_experiment(name, params)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

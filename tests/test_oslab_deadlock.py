@@ -111,3 +111,11 @@ def test_a_wait_on_a_free_lock_is_no_edge_and_a_cycle_needs_every_edge():
     assert graph.snapshot()[0] == {}
     assert b.acquire(timeout=0.01) and graph.snapshot()[0] == {"B": threading.current_thread().name}
     b.release()
+
+
+def test_a_fix_that_could_not_finish_in_time_is_refused_naming_rounds():
+    from lab.runner import Refused, RunRequest, prepare
+
+    with pytest.raises(Refused) as refused:
+        prepare(RunRequest("deadlock", {"fix": "ordered", "rounds": 1000, "hold_ms": 50.0}))
+    assert "'rounds'" in str(refused.value) and "at most 300 rounds" in str(refused.value)

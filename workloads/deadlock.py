@@ -8,7 +8,7 @@ import time
 
 from ._locks import LockGraph, TrackedLock, find_cycle, holdings, stack_of
 from ._proto import name_this_thread, start_thread
-from ._spec import Param
+from ._spec import Param, ParamError
 
 NAME = "deadlock"
 TITLE = "Deadlock: locks taken in opposite order, the wait-for graph, and two fixes"
@@ -35,6 +35,18 @@ PARAMS = (
     Param.int("rounds", 10, 1, 10_000, "times each thread takes both locks (if it can)"),
     Param.float("timeout_ms", 20.0, 1.0, 10_000.0, "fix=timeout: how long to wait for the second lock"),
 )
+
+def check_limits(params):
+    """Every lock is taken by two threads, each holding it hold_ms per round: at least
+    2 x rounds x hold_ms of waiting, which must fit well inside the run's time limit."""
+    least_s = 2 * params["rounds"] * params["hold_ms"] / 1000.0
+    if params["fix"] != "none" and least_s > TIMEOUT_S / 2:
+        raise ParamError("rounds", "parameter 'rounds' x 'hold_ms' is too large: %d rounds "
+                         "holding %g ms take at least %.0f s, over half the %d s limit "
+                         "(at most %d rounds at this hold_ms)" % (
+                             params["rounds"], params["hold_ms"], least_s, TIMEOUT_S,
+                             TIMEOUT_S / 2 * 1000.0 / (2 * params["hold_ms"])))
+
 
 WATCH_EVERY_S = 0.01  # the watchdog's look at the lock graph
 GRAPH_EVERY_S = 0.1  # live graph events

@@ -128,3 +128,29 @@ def test_more_connections_than_descriptors_is_refused_naming_the_limit():
     assert done.returncode == 2
     assert "'many'" in done.stderr and "RLIMIT_NOFILE" in done.stderr
     assert done.stdout == ""  # refused before anything ran
+
+
+async def test_stopping_mid_run_leaves_no_worker_pool_or_server(monkeypatch, tmp_path):
+    import asyncio
+
+    from lab.runner import Run, RunRequest, prepare
+
+    tag = new_tag()
+    monkeypatch.setenv("CONLAB_TEST_TAG", tag)  # the children inherit it
+    monkeypatch.setenv("CONLAB_DATA_DIR", str(tmp_path))
+    run = Run(prepare(RunRequest("decision", {"workload": "dial", "cpu_percent": 50,
+                                              "job_ms": 5.0, "seconds": 1.5})))
+    await run.start()
+    deadline = asyncio.get_running_loop().time() + 60
+    # Wait until the pool model is measuring: workers, pool and delay server all alive.
+    while not any(e.get("model") == "asyncio+pool" for e in run.state.events):
+        assert asyncio.get_running_loop().time() < deadline, "never reached asyncio+pool"
+        await asyncio.sleep(0.05)
+    while len(workload_processes(tag)) < 3:  # the child, its delay server, the pool workers
+        assert asyncio.get_running_loop().time() < deadline, workload_processes(tag)
+        await asyncio.sleep(0.02)
+    assert not any(e.get("ev") == "row" and e.get("state") == "end" for e in run.state.events)
+    await run.stop()
+    state = await run.wait()
+    assert state.status == "stopped"
+    assert workload_processes(tag) == []

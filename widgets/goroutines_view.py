@@ -21,7 +21,7 @@ import textwrap
 from rich.text import Text
 
 from lab.state import RunState
-from widgets.threads_view import LinesView, fmt_int, fmt_rate, pct, strip
+from widgets.threads_view import LinesView, bar, fmt_int, fmt_rate, pct, strip
 
 LOCAL_RUNQ = 256
 RATE_WINDOW_S = 1.0  # rates are averaged over about this long
@@ -225,27 +225,32 @@ class GoroutinesView(LinesView):
     def full_extra(self, state: RunState, e: dict, width: int, room: int) -> list[Text]:
         out: list[Text] = []
         gs = e.get("gs")
-        if gs:
-            out.append(Text("G runnable %s running %s syscall %s waiting %s" % (
+        if gs:  # the program's Gs by state (runnable = waiting in a queue)
+            out.append(Text("G ready %s run %s sys %s wait %s" % (
                 fmt_int(gs.get("runnable")), fmt_int(gs.get("running")),
                 fmt_int(gs.get("syscall")), fmt_int(gs.get("waiting")))))
-        out.append(Text("totals: steals %s hand-offs %s preemptions %s · t %s ms" % (
-            _n(e.get("steals")), _n(e.get("handoffs")), _n(e.get("preemptions")),
-            e.get("t_ms"))))
+        out.append(Text("steals %s hand-offs %s preempt %s" % (
+            _n(e.get("steals")), _n(e.get("handoffs")), _n(e.get("preemptions")))))
         if self.model.busy_history:
-            out.append(Text("busy Ms / P  %s" % strip(self.model.busy_history,
-                                                      min(HISTORY, width - 14), top=4.0)))
+            out.append(Text("busy Ms/P %s" % strip(self.model.busy_history,
+                                                   min(HISTORY, width - 10), top=4.0)))
         by_tid = {t.tid: t for t in state.threads.values()}
         ms = e.get("ms") or []
         if ms:
-            out.append(Text("M   state  P   cpu", style="bold"))
+            out.append(Text("M   state P   cpu", style="bold"))
             for m in ms[:12]:
                 thread = by_tid.get(m.get("tid"))
-                cpu = pct(thread.cpu_share) if thread is not None and thread.alive else "-"
                 p = m.get("p")
-                out.append(Text("M%-2d %-6s %-3s %s" % (
+                line = Text("M%-2d %-5s %-3s " % (
                     m["id"], M_WORD.get(m["state"], m["state"]),
-                    "P%d" % p if isinstance(p, int) and p >= 0 else "--", cpu)))
+                    "P%d" % p if isinstance(p, int) and p >= 0 else "--"))
+                if thread is not None and thread.alive:
+                    line.append("%4s " % pct(thread.cpu_share))
+                    line.append_text(bar(thread.cpu_share, thread.wait_share,
+                                         max(4, min(20, width - 20))))
+                else:
+                    line.append("   -")
+                out.append(line)
             if len(ms) > 12:
                 out.append(Text("… %d more Ms" % (len(ms) - 12), style="dim"))
         if e.get("runtime") == "go":

@@ -164,7 +164,9 @@ class GoroutinesView(LinesView):
         room = max(1, rows - 5) if self.compact else 16
         if len(runq) > room:  # too many Ps for a row each: one glyph per P
             cells = strip([min(1.0, n / LOCAL_RUNQ) for n in runq], len(runq))
-            return [Text("Ps %s max %d" % (cells, max(runq or [0])))]
+            words = ["%s %d" % (P_WORD.get(w, w), status.count(w))
+                     for w in ("running", "syscall", "idle") if status.count(w)]
+            return [Text("Ps %s max %d · %s" % (cells, max(runq or [0]), " ".join(words)))]
         bar_w = max(4, width - 21)
         out = []
         for i, n in enumerate(runq):

@@ -476,18 +476,21 @@ def _kernel_stack():
 
 def _figures(n, spawn_s, ready_s, before, after, run_s):
     (rss0, vm0, ks0), (rss1, vm1, ks1) = before, after
+    kernel = None
+    if ks0 is not None and ks1 is not None:  # system-wide: only telling for threads
+        kernel = round((ks1 - ks0) / n)
     return {
         "units": n, "spawn_us_per_unit": round(spawn_s * 1e6 / n, 3),
         "ready_us_per_unit": round(ready_s * 1e6 / n, 3),
         "bytes_per_unit": round((rss1 - rss0) / n),
         "virtual_bytes_per_unit": round((vm1 - vm0) / n),
-        "kernel_stack_bytes_per_unit": round((ks1 - ks0) / n),
+        "kernel_stack_bytes_per_unit": kernel,
         "run_ms": round(run_s * 1000, 3), "total_ms": round((ready_s + run_s) * 1000, 3),
     }
 
 
-def _snapshot():
-    return memory() + (_kernel_stack(),)
+def _snapshot(kernel=False):
+    return memory() + (_kernel_stack() if kernel else None,)
 
 
 def measure_threads(n, work):
@@ -503,7 +506,7 @@ def measure_threads(n, work):
         cpu_loop(work)
 
     threads = []
-    before = _snapshot()
+    before = _snapshot(kernel=True)
     start = time.perf_counter()
     try:
         for _ in range(n):
@@ -516,7 +519,7 @@ def measure_threads(n, work):
     spawn_s = time.perf_counter() - start
     all_arrived.wait()
     ready_s = time.perf_counter() - start
-    after = _snapshot()
+    after = _snapshot(kernel=True)
     run_start = time.perf_counter()
     gate.set()
     for thread in threads:
@@ -555,17 +558,15 @@ def measure_mn(n, work, ps):
     rt = Runtime(ps, start_thread=_m_thread)
     completed = [0] * n
     measured = {}
-    before = _snapshot()
     rt.run(main_goroutine, rt, n, work, 0.0, 0.0, completed, measured,
            None, trace_every=1.0)
-    # main_goroutine measured RSS itself; take the kernel stack figure from here
-    after = (measured["rss_after"], measured["vm_after"], _kernel_stack())
-    before = (measured["rss_before"], measured["vm_before"], before[2])
+    after = (measured["rss_after"], measured["vm_after"], None)  # measured by main itself
+    before = (measured["rss_before"], measured["vm_before"], None)
     figures = _figures(n, measured["spawn_s"], measured["ready_s"], before, after,
                        measured["run_s"])
     final = rt.schedtrace()
-    figures.update({"ps": ps, "steals": final["steals"], "max_threads": len(rt.allm),
-                    "completed_once": completed.count(1)})
+    figures.update({"ps": ps, "steals": final["steals"], "handoffs": final["handoffs"],
+                    "max_threads": len(rt.allm), "completed_once": completed.count(1)})
     return figures
 
 
@@ -594,9 +595,8 @@ def measure_goroutines(n, work, ps, out):
     lines = run_go_program(binary, args, out, Shape(ps), {"done": 0}, n, trace=False)
     spawned, final = lines["spawned"], lines["result"]
     figures = _figures(n, spawned["spawn_ns"] / 1e9, spawned["ready_ns"] / 1e9,
-                       (spawned["rss_before"], spawned["vm_before"], 0),
-                       (spawned["rss_after"], spawned["vm_after"], 0), final["run_ns"] / 1e9)
-    figures["kernel_stack_bytes_per_unit"] = None
+                       (spawned["rss_before"], spawned["vm_before"], None),
+                       (spawned["rss_after"], spawned["vm_after"], None), final["run_ns"] / 1e9)
     figures["go_stack_bytes_per_unit"] = round(
         (spawned["stack_after"] - spawned["stack_before"]) / n)
     figures.update({"ps": final["gomaxprocs"], "completed_once": final["completed_once"],
@@ -636,7 +636,8 @@ def run_spawn(params, out):
         "mode": "spawn", "runtime": params["runtime"], "gs": n, "ps": ps,
         "units": n, "threads": params["threads"], "unit_work": work,
         "spawn_us_per_g": own.get("spawn_us_per_unit"), "bytes_per_g": own.get("bytes_per_unit"),
-        "max_threads": mn.get("max_threads"), "steals": mn.get("steals"), "handoffs": 0,
+        "max_threads": mn.get("max_threads"), "steals": mn.get("steals"),
+        "handoffs": mn.get("handoffs"),
         "kinds": kinds, "article_says": ARTICLE_SAYS, "explanation": explain_spawn(kinds),
     }
 

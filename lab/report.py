@@ -476,8 +476,10 @@ def render_svgs(directory: str, latest: dict[str, list[dict]] | None = None) -> 
     alone (a view class with `FROM_RECORD = True`) is drawn at 80x24 from this machine's
     newest run: a picture of real figures, never of an empty pane.
     """
+    import importlib
+
     try:
-        from lab import app  # noqa: F401  (the Textual app; may not be built yet)
+        app = importlib.import_module("lab.app")  # the Textual app; may not be built yet
     except ImportError:
         return []
     try:

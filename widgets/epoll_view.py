@@ -1,0 +1,135 @@
+"""Live view of `epoll`: one thread, open fds, selector waits per second and ready sockets
+per wait, requests per second for each loop, and uvloop / asyncio."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from lab.state import RunState
+from widgets.live_view import LiveView
+
+LOOPS = ("tiny", "asyncio", "uvloop")
+STRIP = "▁▂▃▄▅▆▇█"
+HISTORY = 80
+
+
+def _k(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 10_000:
+        return "%.0fk" % (value / 1000)
+    if value >= 1000:
+        return "%.1fk" % (value / 1000)
+    return "%.0f" % value
+
+
+class EpollView(LiveView):
+    """The current loop's counters, a requests/s strip, and each finished loop's rate."""
+
+    EXPERIMENTS = ("epoll",)
+
+    DEFAULT_CSS = """
+    EpollView {
+        height: auto;
+        min-height: 7;
+    }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.reset()
+        self._state: RunState | None = None
+
+    def reset(self) -> None:
+        self.latest: dict = {}
+        self.history: dict[str, list[float]] = {}
+        self.finished: dict[str, dict] = {}
+
+    def draw(self, state: RunState) -> None:
+        for event in self.new_events(state):
+            kind = event.get("ev")
+            if kind == "epoll":
+                self.latest = event
+                if event.get("phase") == "running":
+                    series = self.history.setdefault(event["loop"], [])
+                    series.append(event.get("requests_per_s", 0.0))
+                    del series[:-HISTORY]
+            elif kind == "phase" and event.get("state") == "end":
+                self.finished[event["loop"]] = event
+        self._state = state
+        self.refresh(layout=not self.compact)
+
+    def render(self) -> Text:
+        return self.render_width(max(24, self.content_size.width or 38))
+
+    def strip(self, values: list[float], width: int) -> str:
+        values = values[-width:]
+        top = max(values + [1.0])
+        return "".join(STRIP[min(len(STRIP) - 1, int(v / top * (len(STRIP) - 1) + 0.5))]
+                       if v > 0 else " " for v in values)
+
+    def render_width(self, width: int) -> Text:
+        state = self._state
+        if state is None:
+            return Text("waiting for the epoll run…", style="dim")
+        live = self.latest
+        loop = live.get("loop", "…")
+        rows = [Text(("%s %s conns %s thread%s %s fds" % (
+            loop, live.get("connections", 0), live.get("threads", "?"),
+            "" if live.get("threads") == 1 else "s", live.get("fds", "?")))[:width],
+            style="bold")]
+        if live.get("phase") == "setup" and state.running:
+            rows.append(Text(("opening connections… %s of %s" % (
+                live.get("connections", 0), state.params.get("connections")))[:width]))
+        else:
+            label = "req/s %7s " % _k(live.get("requests_per_s"))
+            rows.append(Text(label + self.strip(self.history.get(loop, []), width - len(label))))
+        if "waits_per_s" in live:
+            rows.append(Text(("epoll waits/s %s  ready/wait %.1f" % (
+                _k(live["waits_per_s"]), live.get("ready_per_wait", 0)))[:width]))
+        elif live:
+            rows.append(Text("epoll waits: inside libuv's C code"[:width], style="dim"))
+        if live:
+            blocked = live.get("blocked_share")
+            rows.append(Text(("in epoll %s  on CPU %.0f%%" % (
+                "-" if blocked is None else "%.0f%%" % (100 * blocked),
+                100 * live.get("cpu_share", 0.0)))[:width]))
+        done = [name for name in LOOPS if name in self.finished]
+        if done:
+            rows.append(Text("  ".join("%s %s" % (n, _k(self.finished[n].get("requests_per_s")))
+                                       for n in done)[:width]))
+        result = state.result or {}
+        if result.get("uvloop_over_asyncio"):
+            rows.append(Text(("uvloop/asyncio %.2fx (%.2fx per CPU-s)" % (
+                result["uvloop_over_asyncio"], result.get("uvloop_over_asyncio_per_cpu_s") or 0))
+                [:width], style="bold"))
+        elif result.get("uvloop"):
+            rows.append(Text(("uvloop: " + result["uvloop"])[:width], style="dim"))
+        if not self.compact:
+            rows.extend(self.table(width))
+            if result.get("explanation"):
+                rows.append(Text(""))
+                rows.append(Text(result["explanation"]))
+        if state.error:
+            rows.append(Text(("error: " + state.error)[:width], style="bold"))
+        return Text("\n").join(rows)
+
+    def table(self, width: int) -> list[Text]:
+        if not self.finished:
+            return []
+        rows = [Text(""), Text("%-8s %9s %9s %8s %10s %6s %7s" % (
+            "loop", "req/s", "req/CPU-s", "waits/s", "ready/wait", "fds", "threads"),
+            style="bold")]
+        for name in LOOPS:
+            r = self.finished.get(name)
+            if not r:
+                continue
+            rows.append(Text(("%-8s %9s %9s %8s %10s %6s %7s" % (
+                name, _k(r.get("requests_per_s")), _k(r.get("requests_per_cpu_s")),
+                _k(r.get("waits_per_s")),
+                "-" if r.get("ready_per_wait") is None else "%.1f" % r["ready_per_wait"],
+                r.get("peak_fds"), r.get("peak_threads")))[:width]))
+        return rows
+
+
+VIEW = EpollView

@@ -27,6 +27,7 @@ def go_processes(tag: str) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.timing
 def test_python_runtime_headless_result():
     tag = new_tag()
     done = conlab("run", "goroutines", "--json", *sum((["-p", p] for p in SMALL), []),
@@ -67,6 +68,7 @@ def test_all_gs_readied_on_one_p_get_stolen():
     assert r["steals"] > 0 and r["stolen_gs"] >= r["steals"]
 
 
+@pytest.mark.timing
 def test_runs_under_python_3_9():
     py39 = interpreter("3.9")
     if py39 is None:

@@ -67,6 +67,7 @@ def test_the_program_is_built_once_into_the_cache():
     assert first.startswith(_go.cache_root())
 
 
+@pytest.mark.timing
 @needs_go
 def test_go_runtime_headless_result():
     r = run_json("goroutines", "runtime=go", *SMALL)["result"]
@@ -79,6 +80,7 @@ def test_go_runtime_headless_result():
     assert r["spawn_us_per_g"] > 0 and r["bytes_per_g"] > 0
 
 
+@pytest.mark.timing
 @needs_go
 def test_python_and_go_traces_agree_in_shape():
     """Same workload, both runtimes: more busy Ms than Ps while Gs block, queues that fill

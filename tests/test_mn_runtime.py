@@ -62,6 +62,7 @@ def test_every_g_completes_exactly_once_and_the_queues_drain():
     assert max(s["global_runq"] for s in snapshots) > 0  # 600 > 256: the overflow went global
 
 
+@pytest.mark.timing
 def test_blocking_gs_make_more_busy_threads_than_ps():
     rt, completed, snapshots = run_program(ps=2, gs=60, work=500, blocks=lambda i: i % 2 == 0,
                                            block_s=0.05)
@@ -120,6 +121,7 @@ def test_a_blocked_m_hands_its_p_over_so_the_g_that_unblocks_it_can_run():
     assert rt.handoffs >= 1 and len(rt.allm) >= 2
 
 
+@pytest.mark.timing
 def test_sysmon_preempts_a_g_that_never_gives_up_its_p():
     """One P. The hog only yields at yield points and never gosched()s; the other G can only
     run if sysmon asks the hog to yield."""

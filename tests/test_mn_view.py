@@ -47,6 +47,7 @@ def frames_of(state: RunState, width: int, rows: int, compact: bool) -> list[lis
     return frames
 
 
+@pytest.mark.timing
 async def test_compact_view_of_a_python_run_fits_the_pane_and_labels_everything(
         tmp_path, monkeypatch):
     monkeypatch.setenv("CONLAB_DATA_DIR", str(tmp_path))

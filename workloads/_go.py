@@ -44,8 +44,18 @@ def find_go():
 
 
 def cache_root():
+    """$XDG_CACHE_HOME/conlab (~/.cache/conlab); a private temp folder if that is not writable."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "conlab")
+    root = os.path.join(base, "conlab")
+    try:
+        os.makedirs(root, exist_ok=True)
+        if os.access(root, os.W_OK):
+            return root
+    except OSError:
+        pass
+    root = os.path.join(tempfile.gettempdir(), "conlab-cache-%d" % os.getuid())
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    return root
 
 
 def _go_env(root):

@@ -37,6 +37,7 @@ class LabApp(App[int]):
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
         Binding("question_mark", "help", "help"),
         Binding("h", "history", "history"),
+        Binding("s", "side_by_side", "interpreters side by side"),
     ]
     CSS = """
     Screen {
@@ -179,6 +180,11 @@ class LabApp(App[int]):
         if not isinstance(self.screen, HistoryScreen):
             self.push_screen(HistoryScreen())
 
+    def action_side_by_side(self) -> None:
+        from lab.screens.side_by_side import open_side_by_side
+
+        open_side_by_side(self)
+
     def action_experiments(self) -> None:
         from lab.screens.experiments import ExperimentListScreen
 
@@ -210,6 +216,9 @@ class LabApp(App[int]):
         yield SystemCommand("Experiments list", "e: every experiment", self.action_experiments)
         yield SystemCommand("History", "h: kept runs; mark two or more to compare",
                             self.action_history)
+        yield SystemCommand("Interpreters side by side",
+                            "s: this experiment under several Pythons at once",
+                            self.action_side_by_side)
         yield SystemCommand("Help", "?: keys and glyphs", self.action_help)
         yield from super().get_system_commands(screen)
 

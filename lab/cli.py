@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lab import history_cli
 
     history_cli.add_commands(sub)
+    from lab import extra_cli
+
+    extra_cli.add_commands(sub)
     return parser
 
 
@@ -78,6 +81,10 @@ def dispatch(args: argparse.Namespace) -> int:
 
     if args.command in history_cli.COMMANDS:
         return history_cli.dispatch(args)
+    from lab import extra_cli
+
+    if args.command in extra_cli.COMMANDS:
+        return extra_cli.dispatch(args)
     return cmd_tui(args)
 
 

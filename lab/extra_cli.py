@@ -1,0 +1,25 @@
+"""`conlab compare-interpreters | serve`: registered on `conlab`'s parser like history_cli."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+COMMANDS = ("compare-interpreters", "serve")
+
+
+def add_commands(sub: Any) -> None:
+    from lab import interp_compare, serve
+
+    interp_compare.add_command(sub)
+    serve.add_command(sub)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        from lab.serve import cmd_serve
+
+        return cmd_serve(args)
+    from lab.interp_compare import cmd_compare_interpreters
+
+    return cmd_compare_interpreters(args)

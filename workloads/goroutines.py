@@ -10,7 +10,7 @@ import time
 
 from . import _go
 from ._mn_runtime import Runtime, WaitGroup, syscall
-from ._proto import cpus_available, events, gil_enabled, start_process, start_thread
+from ._proto import cpus_available, gil_enabled, start_process, start_thread
 from ._spec import Param, ParamError
 
 NAME = "goroutines"

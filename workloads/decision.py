@@ -173,8 +173,8 @@ def serve_delays(listener, stop_fd):
 class Waits:
     """How a job waits `seconds`: blocking (threads, processes) or awaitable (asyncio)."""
 
-    def __init__(self, kind, seconds, port=None):
-        self.kind, self.seconds, self.port = kind, seconds, port
+    def __init__(self, kind, seconds, port=None, server_pid=None):
+        self.kind, self.seconds, self.port, self.server_pid = kind, seconds, port, server_pid
         self.request = b"%d\n" % int(seconds * 1e6)
 
     def blocking(self):
@@ -369,15 +369,50 @@ RUNNERS = {"sequential": model_sequential, "threads": model_threads,
 # Measuring ---------------------------------------------------------------------------------
 def measure(model, row, job, seconds, waits, out):
     out.emit("model", row=row["id"], model=model, state="start")
-    cpu_before = cpu_seconds()
+    cpu_before, server_before = cpu_seconds(), process_cpu_s(waits.server_pid)
+    busy_before, started = machine_busy_s(), time.monotonic()
     done, wall, workers = RUNNERS[model](job, seconds, waits)
     cpu = cpu_seconds() - cpu_before
+    others = None
+    busy_after, server_after = machine_busy_s(), process_cpu_s(waits.server_pid)
+    if busy_before is not None and busy_after is not None:
+        server = (server_after or 0.0) - (server_before or 0.0)
+        elapsed = time.monotonic() - started
+        others = max(0.0, busy_after - busy_before - cpu - server) / elapsed
     figures = {"jobs": done, "wall_s": round(wall, 4), "in_flight": workers,
                "processes": usable_cpus() if model in ("processes", "asyncio+pool") else 1,
                "jobs_per_s": round(done / wall, 2) if wall > 0 else 0.0,
-               "cpu_ms_per_job": round(1000 * cpu / done, 3) if done else None}
+               "cpu_ms_per_job": round(1000 * cpu / done, 3) if done else None,
+               "other_load_cpus": None if others is None else round(others, 2)}
     out.emit("model", row=row["id"], model=model, state="end", **figures)
     return figures
+
+
+def machine_busy_s():
+    """CPU seconds every program on the machine has used so far, all CPUs (/proc/stat).
+
+    Counts steal too: time the hypervisor gave our virtual CPUs' turn to someone else.
+    """
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        ticks = [int(v) for v in fields[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks + [0] * (8 - len(ticks))
+    return (user + nice + system + irq + softirq + steal) / float(os.sysconf("SC_CLK_TCK"))
+
+
+def process_cpu_s(pid):
+    """CPU seconds of one process still running (the delay server: not reaped until the end)."""
+    if pid is None:
+        return None
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def cpu_seconds():
@@ -446,7 +481,7 @@ def run(params, out):
             cpu_s = job_s * row["cpu_percent"] / 100.0
             wait_s = job_s - cpu_s
             job = {"iterations": int(round(rate * cpu_s)), "concurrency": row["concurrency"]}
-            waits = Waits(params["wait"], wait_s, port)
+            waits = Waits(params["wait"], wait_s, port, server.pid if server else None)
             out.emit("row", state="start", index=index, rows=len(rows), **row)
             row["models"] = {}
             for model in MODELS:
@@ -471,7 +506,8 @@ def run(params, out):
         "seconds_per_model": params["seconds"],
         "wait": params["wait"],
         "tie_within": TIE,
-        "explanation": "\n".join(explain_row(row, cpus) for row in rows),  # a line per row
+        "other_load_cpus_max": busiest(rows),
+        "explanation": "\n".join([explain_row(row, cpus) for row in rows] + busy_note(rows, cpus)),
     }
 
 
@@ -513,6 +549,24 @@ def explain_row(row, cpus):
         head, pick, nearest, ratio, _why(row, nearest, best, cpus))
 
 
+BUSY_CPUS = 0.25  # other programs using this much CPU during a window make it suspect
+
+
+def busiest(rows):
+    loads = [m.get("other_load_cpus") for row in rows for m in row["models"].values()]
+    loads = [x for x in loads if x is not None]
+    return max(loads) if loads else None
+
+
+def busy_note(rows, cpus):
+    worst = busiest(rows)
+    if worst is None or worst < 2 * BUSY_CPUS:
+        return []
+    return ["Other programs used up to %.1f of the %d CPUs while models ran, so some windows "
+            "got less CPU than others: run again on a quieter machine to trust small "
+            "differences." % (worst, cpus)]
+
+
 def _why(row, pick, best, cpus):
     """A measured reason where one is visible in the figures."""
     models = row["models"]
@@ -520,7 +574,11 @@ def _why(row, pick, best, cpus):
         return " (with 1 usable CPU no model can compute in parallel)"
     if not gil_enabled() and best == "threads":
         return " (this interpreter runs without a GIL, so threads compute in parallel)"
+    mine, theirs = models[pick].get("other_load_cpus"), models[best].get("other_load_cpus")
+    if mine is not None and mine >= BUSY_CPUS and mine > (theirs or 0.0) + 0.1:
+        return (" (other programs used %.1f of the %d CPUs during %s's turn, %.1f during %s's)"
+                % (mine, cpus, pick, theirs or 0.0, best))
     mine, theirs = models[pick].get("cpu_ms_per_job"), models[best].get("cpu_ms_per_job")
     if mine and theirs and mine > 1.3 * theirs:
         return " (%s spent %.3f ms of CPU per job, %s %.3f ms)" % (pick, mine, best, theirs)
-    return " (other load on the machine during that model's turn can do this: run it again)"
+    return " (no cause shows in these figures: run it again to see whether it holds)"

@@ -1,16 +1,18 @@
 """Live view of `goroutines`: Ps with their run queues, Ms with their state and CPU,
 steals and hand-offs per second; in spawn mode, the cost of one unit of each kind.
 
-Compact (a dashboard pane, about 38x9):
+Compact (a dashboard pane, about 38x9), from a real run:
 
-    python P2 M14 G done 412/1000
-    P0 run  M0  ████····· 118
-    P1 sys  --  █········  40
-    glob        ██████··· 231
-    M run 1 sys 11 idle 2 spin 0
-    cpu 98% (Ms: ~1 core, GIL)
-    steal 12/s hand-off 30/s
+    python P2 M11 G done 786/1 000
+    P0  sys  --   ██···········  39
+    P1  run  M9   ███··········  61
+    glob          ██··········· 108
+    M run 1 sys 5 idle 5
+    cpu 95% over 11 threads (GIL)
+    steal 0/s hand-off 51/s
 
+P0 is in a system call with no M (its M is blocked in the kernel), P1 runs on M9; five
+Ms sit in syscalls, more Ms than Ps. With more Ps than rows, one glyph per P.
 Everything is said in words and glyphs (`█` queued, `·` free); colour only repeats it.
 """
 

@@ -33,6 +33,7 @@ class LabApp(App[int]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
     BINDINGS = [
+        Binding("l", "lessons", "lessons"),
         Binding("q", "quit", "quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
         Binding("question_mark", "help", "help"),
@@ -48,7 +49,7 @@ class LabApp(App[int]):
     def __init__(self, python: str | None = None, refresh_hz: float = 4.0,
                  low_bandwidth: bool = False, controller: RunController | None = None,
                  handle_signals: bool = False, live_gauge: bool = True,
-                 machine_line: str | None = None) -> None:
+                 machine_line: str | None = None, start: str | None = None) -> None:
         # Low bandwidth: the terminal's own 16 colours (short escapes), 1 Hz, no strips.
         super().__init__(ansi_color=low_bandwidth)
         self.low_bandwidth = low_bandwidth
@@ -61,6 +62,7 @@ class LabApp(App[int]):
         self._quitting = False
         self._signals: list[int] = []
         self.frames = 0
+        self.start = start  # "lessons" or "lessons:ID": opened on top of the dashboard
 
     # Start-up --------------------------------------------------------------------------
     def get_default_screen(self) -> Screen:
@@ -68,6 +70,8 @@ class LabApp(App[int]):
 
     def on_mount(self) -> None:
         self.set_interval(1.0 / self.refresh_hz, self.frame)
+        if self.start:
+            self.action_lessons(self.start.partition(":")[2] or None)
         if self.handle_signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -174,6 +178,11 @@ class LabApp(App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    def action_lessons(self, lesson: str | None = None) -> None:
+        from lab.screens.lessons import open_lessons
+
+        open_lessons(self, lesson)
+
     def action_history(self) -> None:
         from lab.screens.history import HistoryScreen
 
@@ -219,6 +228,8 @@ class LabApp(App[int]):
         yield SystemCommand("Interpreters side by side",
                             "s: this experiment under several Pythons at once",
                             self.action_side_by_side)
+        yield SystemCommand("Lessons", "l: the guided path: predict, run, compare",
+                            self.action_lessons)
         yield SystemCommand("Help", "?: keys and glyphs", self.action_help)
         yield from super().get_system_commands(screen)
 
@@ -249,7 +260,8 @@ def _experiments(catalog):
 def run_app(args: argparse.Namespace) -> int:
     """`conlab` with no sub-command: the dashboard. Returns the process exit code."""
     app = LabApp(python=args.python, refresh_hz=args.refresh_hz,
-                 low_bandwidth=args.low_bandwidth, handle_signals=True)
+                 low_bandwidth=args.low_bandwidth, handle_signals=True,
+                 start=getattr(args, "start", None))
     try:
         app.run(mouse=not args.no_mouse)
     finally:

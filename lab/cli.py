@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="what this machine offers the lab")
     doctor.add_argument("--json", action="store_true")
+    learn = sub.add_parser("learn", help="the lessons (TUI): predict, run, compare")
+    learn.add_argument("lesson", nargs="?", help="open this lesson first, e.g. race")
     from lab import history_cli
 
     history_cli.add_commands(sub)
@@ -73,6 +75,10 @@ def dispatch(args: argparse.Namespace) -> int:
         return cmd_list(args)
     if args.command == "run":
         return cmd_run(args)
+    if args.command == "learn":
+        from lab.lessons import cmd_learn
+
+        return cmd_learn(args)
     if args.command == "doctor":
         from lab.doctor import cmd_doctor
 

@@ -1,0 +1,432 @@
+"""The Lessons screen (the path, with progress marks) and one lesson's screen.
+
+A lesson is three steps on one screen, each fitting 80x24 and driven by keys alone:
+  predict  the explanation, the question and its choices (1-4, or arrows and enter)
+  run      the experiment live, in the same view its experiment screen uses
+  answer   the measured answer beside the prediction, the explanation with the numbers
+           just measured, and the article's claim with this machine's verdict on it.
+Everything says its state in words or glyphs (✓ ✗ ▶ …), never by colour alone.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+
+from lab import lessons as L
+from lab.progress import Progress
+from lab.views import view_class
+from widgets.lab_footer import LabFooter
+from widgets.pane import Pane
+
+TALL = 36  # rows from which the live view is drawn in full rather than compact
+
+MARKS = {
+    "right": ("✓", "predicted right"),
+    "surprised": ("≠", "surprised"),
+    "predicted": ("…", "predicted, not run"),
+    "new": ("·", "new"),
+}
+UNAVAILABLE = ("–", "not available yet")
+
+LIST_KEYS = "↑↓ move  ⏎ open  esc back  q quit"
+PREDICT_KEYS = "1-4 or ↑↓ ⏎ predict  esc lessons  q quit"
+RUN_KEYS = "x stop  esc lessons  q quit"
+ANSWER_KEYS = "n next  r again  v run/answer  esc lessons  q quit"
+
+
+def open_lessons(app, lesson_id: str | None = None) -> None:
+    """Show the Lessons screen (the one already open if any), then one lesson if named."""
+    for screen in reversed(app.screen_stack):
+        if isinstance(screen, LessonsScreen):
+            while app.screen is not screen:
+                app.pop_screen()
+            break
+    else:
+        screen = LessonsScreen()
+        app.push_screen(screen)
+    if lesson_id:
+        app.push_screen(LessonScreen(lesson_id, progress=screen.progress))
+
+
+def status_of(lesson: L.Lesson, progress: Progress, names: list[str]) -> tuple[str, str]:
+    if lesson.plan(names) is None:
+        return UNAVAILABLE
+    return MARKS[progress.status(lesson.id)]
+
+
+# The path ------------------------------------------------------------------------------
+class LessonsScreen(Screen):
+    """Every lesson, one line each, with its mark in a glyph and a word."""
+
+    BINDINGS = [Binding("escape", "back", "back")]
+    DEFAULT_CSS = """
+    LessonsScreen #topbar {
+        height: 1;
+        padding: 0 1;
+        background: $panel;
+        text-style: bold;
+    }
+    LessonsScreen OptionList {
+        height: auto;
+        max-height: 1fr;
+        border: none;
+        padding: 0 1;
+    }
+    LessonsScreen .note {
+        height: auto;
+        padding: 0 2;
+    }
+    """
+
+    def __init__(self, progress: Progress | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.progress = progress or Progress()
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="topbar")
+        yield OptionList(id="path")
+        yield Static(id="legend", classes="note")
+        yield Static(id="problem", classes="note")
+        yield LabFooter(LIST_KEYS)
+
+    def on_mount(self) -> None:
+        self.refresh_list()
+        self.query_one(OptionList).focus()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_list()
+
+    def refresh_list(self) -> None:
+        names = L.experiment_names()
+        path = self.query_one(OptionList)
+        keep = path.highlighted or 0
+        options = []
+        for index, lesson in enumerate(L.LESSONS):
+            glyph, word = status_of(lesson, self.progress, names)
+            options.append(Option("%2d %s %-38s %s" % (index + 1, glyph, lesson.title, word),
+                                  id=lesson.id))
+        path.set_options(options)
+        path.highlighted = min(keep, len(options) - 1)
+        self.query_one("#topbar", Static).update(
+            "Lessons · %d of %d done · predict, run, compare"
+            % (self.progress.done_count(), len(L.LESSONS)))
+        self.query_one("#legend", Static).update(
+            "✓ predicted right  ≠ surprised  … not run  · new  – not available yet")
+        self.query_one("#problem", Static).update(
+            "! %s (progress kept for this session only)" % self.progress.problem
+            if self.progress.problem else "")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.app.push_screen(LessonScreen(event.option.id, progress=self.progress))
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+
+
+# One lesson ----------------------------------------------------------------------------
+class LessonScreen(Screen):
+    """predict → run → answer for one lesson (see the module's docstring)."""
+
+    BINDINGS = [
+        Binding("1", "choose(0)", "choice 1", show=False),
+        Binding("2", "choose(1)", "choice 2", show=False),
+        Binding("3", "choose(2)", "choice 3", show=False),
+        Binding("4", "choose(3)", "choice 4", show=False),
+        Binding("up", "move(-1)", "previous choice", show=False),
+        Binding("down", "move(1)", "next choice", show=False),
+        Binding("enter", "confirm", "predict", show=False),
+        Binding("x", "stop", "stop"),
+        Binding("r", "again", "run again"),
+        Binding("n", "next", "next lesson"),
+        Binding("v", "toggle_view", "run / answer"),
+        Binding("escape", "back", "lessons"),
+    ]
+    AUTO_FOCUS = None  # keys go to the screen's bindings, never to a scrolling container
+    DEFAULT_CSS = """
+    LessonScreen #topbar {
+        height: 1;
+        padding: 0 1;
+        background: $panel;
+        text-style: bold;
+    }
+    LessonScreen #body {
+        height: 1fr;
+        padding: 0 1;
+    }
+    LessonScreen #body > Static {
+        height: auto;
+    }
+    LessonScreen #question, LessonScreen #verdict {
+        text-style: bold;
+        margin-top: 1;
+    }
+    LessonScreen #choices, LessonScreen #answer, LessonScreen #article {
+        margin-top: 1;
+    }
+    LessonScreen #status {
+        margin-top: 1;
+    }
+    LessonScreen #run {
+        height: 1fr;
+        display: none;
+    }
+    LessonScreen #run > Static {
+        height: auto;
+        padding: 0 1;
+    }
+    LessonScreen #run > Pane {
+        height: 1fr;
+    }
+    """
+
+    def __init__(self, lesson_id: str, progress: Progress | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.lesson = L.get(lesson_id)
+        self.index = L.ids().index(lesson_id)
+        self.progress = progress or Progress()
+        self.ctx = L.facts()
+        self.choices = self.lesson.choice_texts(self.ctx)
+        self.key = "lesson:" + lesson_id
+        self.step = "predict"  # predict, run, answer
+        self.highlight = 0
+        self.prediction: int | None = None
+        self.plan: L.Plan | None = None
+        self.outcome: L.Outcome | None = None
+        self.failure: str | None = None  # the run could not be read: why
+        self._before = None  # the slot's state before our run: not ours to judge
+        self._state = None
+
+    # Layout ----------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Static("Lesson %d of %d · %s" % (self.index + 1, len(L.LESSONS),
+                                               self.lesson.title), id="topbar")
+        with VerticalScroll(id="body", can_focus=False):
+            yield Static(self.lesson.text(self.lesson.explain, self.ctx), id="explain")
+            yield Static(id="question")
+            yield Static(id="choices")
+            yield Static(id="verdict")
+            yield Static(id="answer")
+            yield Static(id="article")
+            yield Static(id="status")
+        with Vertical(id="run"):
+            yield Static(id="predicted")
+        yield LabFooter(PREDICT_KEYS, id="footer")
+
+    def on_mount(self) -> None:
+        self.show_predict()
+
+    # Steps -----------------------------------------------------------------------------
+    def _set(self, widget_id: str, content="", visible: bool = True) -> None:
+        widget = self.query_one("#" + widget_id, Static)
+        widget.update(content)
+        widget.display = visible
+
+    def _keys(self, keys: str) -> None:
+        footer = self.query_one("#footer", LabFooter)
+        footer.keys = keys
+        footer.refresh()
+
+    def show_predict(self) -> None:
+        self.step = "predict"
+        self.query_one("#body").display = True
+        self.query_one("#run").display = False
+        self._set("explain", self.lesson.text(self.lesson.explain, self.ctx))
+        self._set("question", self.lesson.text(self.lesson.question, self.ctx) + ":")
+        self._draw_choices()
+        for hidden in ("verdict", "answer", "article"):
+            self._set(hidden, visible=False)
+        plan = self.lesson.plan()
+        if plan is None:
+            needs = ", ".join(p.experiment for p in self.lesson.plans)
+            self._set("status", Text.assemble(
+                ("NOT AVAILABLE YET", "bold reverse"),
+                " this lesson needs the %s experiment, which this lab does not have yet. "
+                "You can still make your prediction." % needs))
+        else:
+            self._set("status", "Predict first: 1-%d, or ↑↓ and ⏎. The run starts at once."
+                      % len(self.choices))
+        self._keys(PREDICT_KEYS)
+
+    def _draw_choices(self) -> None:
+        text = Text()
+        for index, choice in enumerate(self.choices):
+            chosen = index == self.highlight
+            line = "%s %d  %s" % ("▶" if chosen else " ", index + 1, choice)
+            text.append(line, style="reverse" if chosen else "")
+            if index < len(self.choices) - 1:
+                text.append("\n")
+        self._set("choices", text)
+
+    def show_run(self) -> None:
+        self.step = "run"
+        self.query_one("#body").display = False
+        self.query_one("#run").display = True
+        self._set("predicted", Text.assemble(
+            ("You predicted: ", "bold"), "%d  %s" % (self.prediction + 1,
+                                                     self.choices[self.prediction]),
+            "\n", self.lesson.text(self.lesson.question, self.ctx)))
+        self._keys(RUN_KEYS)
+
+    def show_answer(self) -> None:
+        self.step = "answer"
+        self.query_one("#body").display = True
+        self.query_one("#run").display = False
+        self._set("explain", visible=False)
+        self._set("question", self.lesson.text(self.lesson.question, self.ctx) + ":")
+        self._set("choices", visible=False)
+        predicted = Text.assemble(("You predicted  ", "bold"), self._choice(self.prediction))
+        outcome = self.outcome
+        if outcome is None:
+            self._set("verdict", Text.assemble(predicted, "\n", ("No answer: ", "bold"),
+                                               self.failure or "the run gave none"))
+            self._set("answer", "r runs it again.")
+            self._set("article", visible=False)
+        else:
+            measured = " / ".join(self._choice(a) for a in outcome.answers) or "none"
+            mark = ("✓ as you predicted" if outcome.right(self.prediction)
+                    else "✗ not what you predicted")
+            self._set("verdict", Text.assemble(predicted, "\n", ("Measured       ", "bold"),
+                                               measured, "\n", (mark, "bold")))
+            self._set("answer", outcome.text)
+            self._set("article", self._article(outcome))
+        self._set("status", self._run_line(), visible=True)
+        self._keys(ANSWER_KEYS)
+
+    def _choice(self, index: int | None) -> str:
+        if index is None or not 0 <= index < len(self.choices):
+            return "-"
+        return "%d %s" % (index + 1, self.choices[index])
+
+    def _article(self, outcome: L.Outcome) -> Text:
+        text = Text.assemble(("The article says: ", "bold"), self.lesson.article)
+        if outcome.agrees is None:
+            return text
+        verdict = "This machine agrees. " if outcome.agrees else "This machine DISAGREES. "
+        text.append("\n")
+        text.append(verdict, style="bold")
+        text.append(outcome.note.replace("This machine disagrees: ", ""))
+        return text
+
+    def _run_line(self) -> Text:
+        state = self._state
+        if state is None or self.plan is None:
+            return Text("")
+        python = ((state.hello or {}).get("python") or {}).get("version", "")
+        return Text("measured: %s%s, %.1f s%s" % (
+            self.plan.experiment, " on CPython " + python if python else "",
+            state.duration_s, " · v shows the run" if self.plan else ""), style="dim")
+
+    # Runs ------------------------------------------------------------------------------
+    def start(self) -> bool:
+        """Start the first plan this lab can run; on refusal, try the next one."""
+        app = self.app
+        controller = app.controller
+        refusals = []
+        for plan in self.lesson.available_plans():
+            self._before = controller.state(self.key)
+            if app.start_run(self.key, plan.experiment, plan.params_for(self.ctx)):
+                self.plan = plan
+                self._mount_pane(plan)
+                self.outcome, self.failure, self._state = None, None, None
+                self.show_run()
+                return True
+            refusals.append("%s: %s" % (plan.experiment,
+                                        controller.refusals.get(self.key, "refused")))
+        if not refusals:
+            self._set("status", Text.assemble(("NOT AVAILABLE YET", "bold reverse"),
+                                              " no experiment for this lesson in this lab."))
+        else:
+            self._set("status", Text.assemble(("REFUSED", "bold reverse"), " " +
+                                              "; ".join(refusals)))
+        return False
+
+    def _mount_pane(self, plan: L.Plan) -> None:
+        for old in self.query("#run > Pane"):
+            old.remove()
+        compact = self.app.size.height < TALL
+        view = view_class(plan.experiment)(compact=compact)
+        self.query_one("#run").mount(Pane("Live · %s" % plan.experiment, plan.experiment,
+                                          view=view, id="live"))
+
+    def refresh_live(self) -> None:
+        """One frame: draw the run; when it ends, judge it and show the answer."""
+        if self.plan is None:
+            return
+        controller = self.app.controller
+        state = controller.state(self.key)
+        if state is self._before:
+            state = None  # our run's worker has not started yet
+        if self.query_one("#run").display:  # hidden panes cost nothing
+            for pane in self.query("#run > Pane"):
+                pane.show(state, controller.refusals.get(self.key), idle_hint="starting…")
+        if self.step != "run" or state is None or state.running:
+            return
+        self._state = state
+        self.judge(state)
+        self.show_answer()
+
+    def judge(self, state) -> None:
+        try:
+            self.outcome = self.lesson.judge(self.plan, L.record_of_state(state), self.ctx)
+            self.failure = None
+        except L.Unreadable as exc:
+            self.outcome, self.failure = None, str(exc)
+            return
+        python = ((state.hello or {}).get("python") or {}).get("version", "")
+        self.progress.measured(self.lesson.id, self.prediction, self.outcome.answers, python)
+
+    # Actions ---------------------------------------------------------------------------
+    def action_choose(self, index: int) -> None:
+        if self.step != "predict" or index >= len(self.choices):
+            return
+        self.highlight = index
+        self._draw_choices()
+        self.action_confirm()
+
+    def action_move(self, delta: int) -> None:
+        if self.step != "predict":
+            return
+        self.highlight = (self.highlight + delta) % len(self.choices)
+        self._draw_choices()
+
+    def action_confirm(self) -> None:
+        if self.step != "predict":
+            return
+        self.prediction = self.highlight
+        self.progress.predicted(self.lesson.id, self.prediction)
+        self.start()
+
+    def action_stop(self) -> None:
+        if self.step == "run":
+            self.app.stop_runs([self.key])
+
+    def action_again(self) -> None:
+        if self.step == "answer" and self.prediction is not None:
+            self.start()
+
+    def action_toggle_view(self) -> None:
+        if self.step != "answer" or self.plan is None:
+            return
+        run = self.query_one("#run")
+        run.display = not run.display
+        self.query_one("#body").display = not run.display
+
+    def action_next(self) -> None:
+        if self.step != "answer":
+            return
+        ids = L.ids()
+        if self.index + 1 < len(ids):
+            self.app.switch_screen(LessonScreen(ids[self.index + 1], progress=self.progress))
+        else:
+            self.action_back()
+
+    def action_back(self) -> None:
+        self.app.stop_runs([self.key])
+        self.app.pop_screen()

@@ -1,0 +1,255 @@
+"""Pilot tests of the Lessons screens: keys only, 80x24, progress kept across app
+instances, `conlab learn`, lessons whose experiment is missing or refused."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from textual.containers import ScrollableContainer
+from textual.geometry import Region
+
+from lab import lessons as L
+from lab.app import LabApp
+from lab.cli import build_parser
+from lab.live import RunController
+from lab.progress import FILE_NAME, Progress
+from lab.screens.dashboard import DashboardScreen
+from lab.screens.lessons import LessonScreen, LessonsScreen
+from tests.helpers import conlab, interpreter
+from tests.tui_fakes import MACHINE, FakeRun, fake_controller
+
+
+async def until(pilot, condition, timeout: float = 10.0, what: str = "condition"):
+    """Let the app run until `condition()` holds (no blind sleeps)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
+        await pilot.pause(0.02)
+
+
+def make_app(controller: RunController | None = None, **kwargs) -> LabApp:
+    return LabApp(controller=controller or fake_controller(), live_gauge=False,
+                  machine_line=MACHINE, **kwargs)
+
+
+def lesson_app(lesson_id: str, controller: RunController | None = None) -> LabApp:
+    """An app that opens straight on one lesson, as `conlab learn LESSON` does."""
+    return make_app(controller, start="lessons:" + lesson_id)
+
+
+async def lesson_screen(pilot) -> LessonScreen:
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, LessonScreen) and app.screen.is_mounted,
+                what="the lesson screen")
+    return app.screen
+
+
+def cut_off(screen) -> list[str]:
+    """Widgets that do not fit: outside the screen, outside a non-scrolling parent, or
+    inside a scrolling one that would need scrolling."""
+    problems = []
+    whole = Region(0, 0, *screen.app.size)
+    for widget in screen.walk_children():
+        if not widget.display or widget.region.area == 0:
+            continue
+        name = "%s#%s" % (type(widget).__name__, widget.id)
+        if not whole.contains_region(widget.region):
+            problems.append("%s %s is off the screen" % (name, widget.region))
+        if isinstance(widget, ScrollableContainer):
+            if widget.max_scroll_y > 0 or widget.max_scroll_x > 0:
+                problems.append("%s needs scrolling (%d rows more)" % (name,
+                                                                       widget.max_scroll_y))
+            continue
+        parent = widget.parent
+        if parent is not None and parent is not screen and not isinstance(
+                parent, ScrollableContainer) and parent.region.area:
+            if not parent.region.contains_region(widget.region):
+                problems.append("%s %s sticks out of its parent %s" % (
+                    name, widget.region, parent.region))
+    return problems
+
+
+def lessons_text(app) -> str:
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+@pytest.fixture(autouse=True)
+def own_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONLAB_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+# Walking a lesson -----------------------------------------------------------------------
+async def test_a_lesson_walked_with_keys_only_at_80x24_on_a_real_run(own_data_dir):
+    """l, arrows, enter: predict the deadlock lesson, watch it run, read the answer."""
+    app = make_app(RunController(save_records=False))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, LessonsScreen), what="lessons")
+        assert "1 · Concurrency vs parallelism" in lessons_text(app)
+        await pilot.press(*["down"] * L.ids().index("deadlock"), "enter")
+        await until(pilot, lambda: isinstance(app.screen, LessonScreen), what="the lesson")
+        screen = app.screen
+        assert screen.lesson.id == "deadlock" and screen.step == "predict"
+        assert cut_off(screen) == []
+        await pilot.press("down", "down", "enter")  # choice 3: neither finishes
+        await until(pilot, lambda: screen.step == "run", what="the run to start")
+        assert screen.prediction == 2
+        assert "You predicted: 3" in lessons_text(app)
+        await until(pilot, lambda: screen.step == "answer", timeout=60, what="the answer")
+        assert cut_off(screen) == []
+        text = lessons_text(app)
+        assert "Measured       3 neither finishes: deadlock" in text
+        assert "✓ as you predicted" in text
+        assert "wait-for graph" in text and "ms" in text
+        assert "This machine agrees." in text
+        await pilot.press("v")  # the run that was just measured, then back
+        assert screen.query_one("#run").display
+        await pilot.press("v", "escape")
+        await until(pilot, lambda: isinstance(app.screen, LessonsScreen), what="the list")
+        await until(pilot, lambda: "11 ✓ Deadlocks" in lessons_text(app), what="the mark")
+        assert "1 of 12 done" in lessons_text(app)
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, what="the app to exit")
+    assert app.controller.running_keys() == []
+
+    # A new session: the progress is remembered.
+    saved = json.loads((own_data_dir / FILE_NAME).read_text())
+    assert saved["lessons"]["deadlock"]["right"] is True
+    again = make_app()
+    async with again.run_test(size=(80, 24)) as pilot:
+        again.action_lessons()
+        await until(pilot, lambda: isinstance(again.screen, LessonsScreen), what="lessons")
+        await until(pilot, lambda: "11 ✓ Deadlocks" in lessons_text(again), what="the mark")
+        assert "predicted right" in lessons_text(again)
+
+
+async def test_a_wrong_prediction_is_marked_surprised_with_the_fake_run():
+    app = lesson_app("deadlock")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await lesson_screen(pilot)
+        await pilot.press("1")  # "both finish": digits predict at once
+        await until(pilot, lambda: FakeRun.instances, what="the run")
+        assert FakeRun.instances[0].prepared.experiment.name == "deadlock"
+        FakeRun.instances[0].finish({
+            "deadlocked": True, "completed": False, "detected_at_ms": 64.0,
+            "detected_after_ms": 10.0, "rounds": {"worker-1": 0, "worker-2": 0},
+            "cycle": [{"thread": "worker-1", "holds": ["lock-A"], "waits_for": "lock-B"},
+                      {"thread": "worker-2", "holds": ["lock-B"], "waits_for": "lock-A"}]})
+        await until(pilot, lambda: screen.step == "answer", what="the answer")
+        assert "✗ not what you predicted" in lessons_text(app)
+        assert Progress().status("deadlock") == "surprised"
+        await pilot.press("n")  # the next lesson
+        await until(pilot, lambda: isinstance(app.screen, LessonScreen)
+                    and app.screen.lesson.id == "choosing", what="the next lesson")
+
+
+@pytest.mark.parametrize("lesson_id", L.ids())
+async def test_every_lessons_explanation_and_prediction_fit_80x24(lesson_id):
+    app = lesson_app(lesson_id)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await lesson_screen(pilot)
+        await pilot.pause()
+        assert cut_off(screen) == []
+        text = lessons_text(app)
+        assert "Lesson %d of %d" % (L.ids().index(lesson_id) + 1, len(L.LESSONS)) in text
+        for index, choice in enumerate(screen.choices):
+            assert "%d  %s" % (index + 1, choice) in text
+        assert "▶ 1" in text  # the highlighted choice is marked, not only coloured
+        await pilot.press("down")
+        assert "▶ 2" in lessons_text(app)
+
+
+async def test_the_lessons_list_fits_80x24_and_marks_every_state_in_words(own_data_dir):
+    progress = Progress()
+    progress.predicted("parallel", 1)
+    progress.measured("threads", 1, (1,))
+    progress.measured("gil-cpu", 0, (2,))
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.action_lessons()
+        await until(pilot, lambda: isinstance(app.screen, LessonsScreen), what="lessons")
+        await pilot.pause()
+        assert cut_off(app.screen) == []
+        text = lessons_text(app)
+        assert " 1 … Concurrency vs parallelism" in text and "predicted, not run" in text
+        assert " 2 ✓ OS threads" in text and "predicted right" in text
+        assert " 3 ≠ The GIL with CPU-bound work" in text and "surprised" in text
+        assert " 4 · The GIL with waiting work" in text
+        assert "2 of 12 done" in text  # measured, right or not
+
+
+# Ways in ---------------------------------------------------------------------------------
+async def test_conlab_learn_lesson_opens_that_lesson_above_the_list_and_dashboard():
+    args = build_parser().parse_args(["learn", "race"])
+    assert args.command == "learn" and args.lesson == "race"
+    app = make_app(start="lessons:race")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, LessonScreen), what="the lesson")
+        assert app.screen.lesson.id == "race"
+        kinds = [type(s) for s in app.screen_stack]
+        assert kinds == [DashboardScreen, LessonsScreen, LessonScreen]
+        await pilot.press("l")  # back to the list, not a second one on top
+        await until(pilot, lambda: isinstance(app.screen, LessonsScreen), what="the list")
+        assert [type(s) for s in app.screen_stack] == [DashboardScreen, LessonsScreen]
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
+
+
+def test_conlab_learn_refuses_an_unknown_lesson_with_the_known_ones():
+    done = conlab("learn", "no-such-lesson", timeout=60)
+    assert done.returncode == 2
+    assert "unknown lesson 'no-such-lesson'" in done.stderr and "race" in done.stderr
+
+
+async def test_lessons_are_in_the_command_palette():
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        assert "Lessons" in commands and commands["Lessons"].help.startswith("l:")
+        commands["Lessons"].callback()
+        await until(pilot, lambda: isinstance(app.screen, LessonsScreen), what="lessons")
+
+
+# Not available, refused -----------------------------------------------------------------
+async def test_a_lesson_whose_experiment_is_missing_says_so_and_starts_nothing(monkeypatch):
+    names = [n for n in L.experiment_names() if n != "goroutines"]
+    monkeypatch.setattr(L, "experiment_names", lambda: names)
+    app = lesson_app("mn")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await lesson_screen(pilot)
+        assert "NOT AVAILABLE YET" in lessons_text(app)
+        await pilot.press("2")
+        await pilot.pause()
+        assert FakeRun.instances == [] and screen.step == "predict"
+        assert "NOT AVAILABLE YET" in lessons_text(app)
+        assert cut_off(screen) == []
+        await pilot.press("escape")
+        app.action_lessons()
+        await until(pilot, lambda: isinstance(app.screen, LessonsScreen), what="lessons")
+        assert "8 – M:N: goroutines" in lessons_text(app)
+        assert "not available yet" in lessons_text(app)
+
+
+async def test_a_refused_plan_falls_back_to_the_next_one():
+    """Under CPython 3.9 without aiohttp, io-bound is refused: the waiting-work lesson
+    falls back to the decision experiment's waiting dial."""
+    python = interpreter("3.9")
+    if python is None:
+        pytest.skip("no CPython 3.9 under ~/.pyenv on this machine")
+    from lab.interpreters import probe
+
+    if probe(python).has("aiohttp"):
+        pytest.skip("this CPython 3.9 has aiohttp: nothing is refused")
+    FakeRun.instances = []
+    controller = RunController(python=python, run_factory=FakeRun, save_records=False)
+    app = lesson_app("gil-io", controller)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await lesson_screen(pilot)
+        await pilot.press("1")
+        await until(pilot, lambda: FakeRun.instances, what="the fallback run")
+        assert FakeRun.instances[0].prepared.experiment.name == "decision"
+        assert screen.plan.experiment == "decision" and screen.step == "run"

@@ -43,6 +43,7 @@ def build_record(prepared: PreparedRun, state: RunState) -> dict[str, Any]:
             "gauges": [g.__dict__ for g in _gauges(state)],
         },
         "threads": state.thread_records(),
+        "threads_omitted": len(state.omitted_threads),
         "result": state.result,
     }
 

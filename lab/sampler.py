@@ -15,6 +15,11 @@ import os
 import time
 from dataclasses import dataclass, field
 
+# A process with thousands of threads (the `scale` and spawn experiments) would cost the
+# sampler thousands of file reads per tick and slow the very threads it measures: past
+# this many, only the first (lowest-numbered: main and the earliest workers) are read.
+MAX_THREADS_PER_PROCESS = 128
+
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 CLOCK_TICK_S = 1.0 / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
 
@@ -62,6 +67,13 @@ class ProcessSample:
     rss_bytes: int
     num_threads: int
     num_fds: int
+    threads_sampled: int = 0
+
+
+def first_threads(tids: list[str]) -> list[str]:
+    if len(tids) <= MAX_THREADS_PER_PROCESS:
+        return tids
+    return sorted(tids, key=int)[:MAX_THREADS_PER_PROCESS]
 
 
 @dataclass
@@ -103,7 +115,7 @@ class ProcSampler:
             pid = todo.pop()
             found.append(pid)
             try:
-                tids = os.listdir("/proc/%d/task" % pid)
+                tids = first_threads(os.listdir("/proc/%d/task" % pid))
             except OSError:
                 continue
             for tid in tids:
@@ -120,9 +132,10 @@ class ProcSampler:
 
     def _sample_process(self, pid: int, sample: Sample) -> None:
         try:
-            tids = os.listdir("/proc/%d/task" % pid)
+            all_tids = os.listdir("/proc/%d/task" % pid)
         except OSError:
             return
+        tids = first_threads(all_tids)
         status = _read("/proc/%d/status" % pid)
         if status is None:
             return
@@ -139,8 +152,9 @@ class ProcSampler:
             ppid=int(fields.get("PPid", 0)),
             name=fields.get("Name", "?"),
             rss_bytes=int(statm.split()[1]) * PAGE_SIZE,
-            num_threads=int(fields.get("Threads", len(tids))),
+            num_threads=int(fields.get("Threads", len(all_tids))),
             num_fds=num_fds,
+            threads_sampled=len(tids),
         )
         for tid in tids:
             base = "/proc/%d/task/%s/" % (pid, tid)

@@ -15,6 +15,7 @@ from typing import Any
 from lab.sampler import Sample
 
 EVENT_BUFFER = 4096  # experiment events kept per run; older ones are dropped
+MAX_THREAD_VIEWS = 512  # threads tracked per run; past it they are counted, not kept
 
 # Event kinds the state interprets itself; everything else is experiment data.
 CORE_EVENTS = {"hello", "thread", "thread_exit", "process", "process_exit", "result", "error",
@@ -83,6 +84,7 @@ class RunState:
     events_seen: int = 0  # sequence number of the newest experiment event
     last: dict[str, dict] = field(default_factory=dict)  # newest event of each kind
     garbage_lines: int = 0
+    omitted_threads: set = field(default_factory=set)  # tids past MAX_THREAD_VIEWS
     cpu_clocks: dict[int, float] = field(default_factory=dict)
     sampler_source: str = ""
     samples: int = 0
@@ -127,6 +129,8 @@ class RunState:
 
     def _on_thread(self, event: dict) -> None:
         view = self._thread(event["pid"], event["native_id"], event.get("name", "?"))
+        if view is None:
+            return
         view.name, view.role = event.get("name", view.name), event.get("role", "")
 
     def _on_process(self, event: dict) -> None:
@@ -136,6 +140,8 @@ class RunState:
 
     def _on_thread_exit(self, event: dict) -> None:
         view = self._thread(event["pid"], event["native_id"], event.get("name", "?"))
+        if view is None:
+            return
         view.cpu_s = event.get("cpu_s", view.cpu_s)
         view.run_delay_s = event.get("run_delay_s", view.run_delay_s)
         view.voluntary = event.get("voluntary", view.voluntary)
@@ -159,9 +165,12 @@ class RunState:
     def _on_cpu_clocks(self, event: dict) -> None:
         self.cpu_clocks = {int(k): v for k, v in event.get("clocks", {}).items()}
 
-    def _thread(self, pid: int, tid: int, name: str) -> ThreadView:
+    def _thread(self, pid: int, tid: int, name: str) -> ThreadView | None:
         view = self.threads.get(tid)
         if view is None:
+            if len(self.threads) >= MAX_THREAD_VIEWS:
+                self.omitted_threads.add(tid)
+                return None
             view = self.threads[tid] = ThreadView(pid=pid, tid=tid, name=name)
         return view
 
@@ -170,7 +179,7 @@ class RunState:
         elapsed = (sample.ts - previous.ts) if previous else 0.0
         for tid, t in sample.threads.items():
             view = self._thread(t.pid, tid, t.name)
-            if view.final:
+            if view is None or view.final:
                 continue
             if not view.role and t.name:
                 view.name = t.name

@@ -12,10 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from functools import lru_cache
 from typing import Any, Iterable
 
+from rich.segment import Segment
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.filter import LineFilter
 from textual.screen import Screen
 
 from lab.live import RunController
@@ -26,6 +29,32 @@ from widgets.lab_footer import LabFooter, ObserverGauge
 
 LOW_BANDWIDTH_HZ = 1.0
 IDLE_GAUGE_S = 5.0
+
+
+class MergeRuns(LineFilter):
+    """Join neighbouring cells that look the same into one segment.
+
+    Textual tags each rendered cell with its offset (for mouse selection), so a view that
+    appends a strip cell by cell costs one escape sequence per cell on the wire (~25 bytes
+    for a 3-byte glyph). Merged, a run costs one; the run keeps its first cell's tags.
+    """
+
+    def apply(self, segments: list[Segment], background) -> list[Segment]:
+        out: list[Segment] = []
+        for segment in segments:
+            if out and not segment.control and not out[-1].control:
+                last = out[-1]
+                if last.style is segment.style or _looks(last.style) == _looks(segment.style):
+                    out[-1] = Segment(last.text + segment.text, last.style)
+                    continue
+            out.append(segment)
+        return out
+
+
+@lru_cache(maxsize=4096)
+def _looks(style):
+    """A style without its metadata: what the terminal is actually sent."""
+    return None if style is None else style.clear_meta_and_links()
 
 
 class LabApp(App[int]):
@@ -52,6 +81,7 @@ class LabApp(App[int]):
                  machine_line: str | None = None, start: str | None = None) -> None:
         # Low bandwidth: the terminal's own 16 colours (short escapes), 1 Hz, no strips.
         super().__init__(ansi_color=low_bandwidth)
+        self._filters.append(MergeRuns())  # fewer bytes to the terminal, same picture
         self.low_bandwidth = low_bandwidth
         self.refresh_hz = min(refresh_hz, LOW_BANDWIDTH_HZ) if low_bandwidth else refresh_hz
         self.controller = controller or RunController(python=python)
@@ -69,6 +99,8 @@ class LabApp(App[int]):
         return DashboardScreen()
 
     def on_mount(self) -> None:
+        if self.low_bandwidth:
+            self.theme = "ansi-dark"  # the terminal's own palette: the shortest escapes
         self.set_interval(1.0 / self.refresh_hz, self.frame)
         if self.start:
             self.action_lessons(self.start.partition(":")[2] or None)

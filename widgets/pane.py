@@ -80,6 +80,7 @@ class Pane(Vertical, can_focus=True):
         self.view_error: str | None = None
         self._error_run = 0  # id() of the state the view failed on
         self._status = Text("")
+        self._status_key: tuple = ()
         self._status_line = Static(classes="status")
         if full:
             self.add_class("-full")
@@ -128,6 +129,15 @@ class Pane(Vertical, can_focus=True):
         """One frame: status in words, then the view (which skips unchanged frames)."""
         if self.view_error and id(state) != self._error_run:
             self.view_error = None  # a new run: give the view another chance
+        # The status reads whole seconds: nothing to redo unless one of these moved.
+        key = (id(state), refusal, self.view_error, self.view is None) + (
+            () if state is None else (state.status, state.error, state.garbage_lines,
+                                      state.pid, int(state.duration_s)))
+        if key == self._status_key:
+            if self.view is not None and state is not None and not self.view_error:
+                self._show_view(state)
+            return
+        self._status_key = key
         if self.view is None:
             status = Text("")
         else:
@@ -135,10 +145,17 @@ class Pane(Vertical, can_focus=True):
         if self.view_error:
             status = Text.assemble(("VIEW ERROR", "bold reverse"), " " + self.view_error)
         if status != self._status:
+            # A layout pass only when the status may change height (an error wraps).
+            width = max(1, self._status_line.size.width)
+            lines = lambda t: (len(t.plain) + width - 1) // width  # noqa: E731
+            relayout = lines(status) != lines(self._status) or not self._status.plain
             self._status = status
-            self._status_line.update(status)
+            self._status_line.update(status, layout=relayout)
         if self.view is None or state is None or self.view_error:
             return
+        self._show_view(state)
+
+    def _show_view(self, state: RunState) -> None:
         try:
             self.view.show(state)
         except Exception as exc:  # a broken view must not take the lab down

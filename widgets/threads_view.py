@@ -16,12 +16,16 @@ from __future__ import annotations
 import math
 
 from rich.text import Text
+from textual.geometry import Region
+from textual.strip import Strip
 
 from lab.state import RunState, ThreadView
 from widgets.live_view import LiveView
 
 ON, WAIT, OFF = "█", "▒", "·"
-STYLE_ON, STYLE_WAIT, STYLE_OFF = "green", "yellow", "dim"
+# Only "waiting for a CPU" gets a colour of its own: on-CPU and off-CPU take the line's
+# style, so a row is three runs of one style each (bytes over SSH); the glyphs differ.
+STYLE_ON, STYLE_WAIT, STYLE_OFF = "", "yellow", ""
 STRIP = "▁▂▃▄▅▆▇█"
 HISTORY_POINTS = 64
 
@@ -98,9 +102,35 @@ def strip(values: list[float], width: int, top: float = 1.0, linear: bool = Fals
 
 def fit(text: Text | str, width: int) -> Text:
     """One line, cut to `width` cells."""
+    if isinstance(text, Text) and text.cell_len <= width:
+        return text
     line = Text(text) if isinstance(text, str) else text.copy()
     line.truncate(max(0, width), overflow="ellipsis")
     return line
+
+
+def _cells(text: Text, width: int) -> list[tuple[str, str]]:
+    """(character, style) per cell; the lab's glyphs are all one cell wide."""
+    styles = [str(text.style)] * len(text.plain)
+    for span in text.spans:
+        for i in range(span.start, min(span.end, len(styles))):
+            styles[i] = "%s+%s" % (styles[i], span.style)
+    cells = list(zip(text.plain, styles))
+    return cells + [(" ", "")] * max(0, width - len(cells))
+
+
+def changed_span(old: Text, new: Text, width: int) -> tuple[int, int]:
+    """The smallest [start, end) column range outside which the two lines agree."""
+    a, b = _cells(old, width), _cells(new, width)
+    if len(a) != len(b):
+        return 0, width
+    start = 0
+    while start < len(a) and a[start] == b[start]:
+        start += 1
+    end = len(a)
+    while end > start and a[end - 1] == b[end - 1]:
+        end -= 1
+    return start, end
 
 
 # The base view ---------------------------------------------------------------------------
@@ -127,6 +157,7 @@ class LinesView(LiveView):
             self.add_class("-compact")
         self._state: RunState | None = None
         self._lines: list[Text] = []
+        self._strips: dict[tuple[int, int], Strip] = {}
         self.cpu_history: dict[int, list[float]] = {}  # tid -> CPU share per sample
         self._samples_seen = 0
 
@@ -170,7 +201,7 @@ class LinesView(LiveView):
             return max(1, self.size.height)
         return self.MAX_ROWS
 
-    def repaint(self) -> None:
+    def repaint(self, force: bool = False) -> None:
         if self._state is None:
             new: list[Text] = []
         else:
@@ -178,16 +209,53 @@ class LinesView(LiveView):
             new = [fit(line, width) for line in self.lines(self._state, width,
                                                             self.rows_budget())]
             new = new[:self.rows_budget()]
-        if new != self._lines:
-            grew = len(new) != len(self._lines)
-            self._lines = new
-            self.refresh(layout=grew and not self.compact)
+        if new == self._lines and not force:
+            return
+        old, self._lines = self._lines, new
+        self._strips = {}  # rebuilt lazily, line by line, in render_line
+        if len(new) != len(old) and not self.compact:
+            self.refresh(layout=True)  # height: auto, so the size changes
+            return
+        # Repaint only the cells that changed: over SSH every unchanged cell is bytes saved
+        # (Textual writes just the dirty regions).
+        width = self.size.width
+        if not width:
+            self.refresh()
+            return
+        changed = []
+        for y in range(max(len(new), len(old))):
+            if force or y >= len(new) or y >= len(old):
+                changed.append(Region(0, y, width, 1))
+            elif new[y] != old[y]:
+                start, end = changed_span(old[y], new[y], width)
+                if end > start:
+                    changed.append(Region(start, y, end - start, 1))
+        if changed:
+            self.refresh(*changed)
 
     def on_resize(self) -> None:
-        self.repaint()
+        self.repaint(force=True)
 
-    def render(self) -> Text:
-        return Text("\n").join(self._lines) if self._lines else Text("")
+    # Textual's line API: each line is one Strip made straight from its Text, so a frame
+    # costs only the lines that changed (no whole-widget layout of the content).
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        style = self.rich_style
+        if y >= len(self._lines):
+            return Strip.blank(width, style)
+        key = (y, width)
+        strip = self._strips.get(key)
+        if strip is None:
+            line = self._lines[y].copy()
+            line.stylize_before(style)
+            line.no_wrap = True
+            strip = Strip(list(line.render(self.app.console)), line.cell_len)
+            strip = strip.crop_extend(0, width, style)
+            self._strips[key] = strip
+        return strip
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        return len(self._lines)
 
 
 # Thread rows -----------------------------------------------------------------------------

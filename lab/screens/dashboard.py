@@ -81,6 +81,7 @@ class DashboardScreen(Screen):
         self.specs = panes
         self._topbar = ""
         self._poll = None
+        self._panes: list[Pane] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="topbar")
@@ -103,7 +104,9 @@ class DashboardScreen(Screen):
 
     @property
     def panes(self) -> list[Pane]:
-        return list(self.query(Pane))
+        if self._panes is None:  # queried once: a DOM query every frame costs CPU
+            self._panes = list(self.query(Pane))
+        return self._panes
 
     def look_for_experiments(self) -> None:
         """Mount the view of any pane whose experiment has appeared since."""
@@ -133,7 +136,7 @@ class DashboardScreen(Screen):
         text = "conlab · %s · %d running" % (self.app.machine_line, running)
         if text != self._topbar:
             self._topbar = text
-            self.query_one("#topbar", Static).update(text)
+            self.query_one("#topbar", Static).update(text, layout=False)
 
     # Actions ---------------------------------------------------------------------------
     def focused_pane(self) -> Pane | None:

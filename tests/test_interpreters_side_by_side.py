@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from lab.interpreters import probe
+from lab.interp_compare import default_choice, describe
+from lab.interpreters import Interpreter, probe
 from lab.screens.compare import CompareScreen
 from lab.screens.side_by_side import InterpreterChooser, SideBySideScreen, slot_key
 from tests.helpers import conlab, interpreter
@@ -222,3 +223,46 @@ async def test_s_opens_it_for_the_focused_dashboard_pane(monkeypatch):
         assert app.screen.params["increments"] == 200_000  # the pane's own parameters
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Interpreters side by side" in titles
+
+
+async def test_p_changes_the_parameters_and_a_bad_value_is_refused_in_the_form():
+    from lab.screens.side_by_side import ParamsModal
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_screen(pilot, app)
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, ParamsModal), what="the form")
+        modal = app.screen
+        field = modal.query_one("#field-increments")
+        field.focus()
+        field.value = "5x"
+        await pilot.press("enter")
+        assert app.screen is modal
+        assert "✗" in str(modal.query_one("#modal-error").render())
+        field.value = "5000"
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen is screen, what="the form to close")
+        assert screen.params["increments"] == 5000
+        await pilot.press("r")
+        await until(pilot, lambda: len(FakeRun.instances) == 2, what="two runs")
+        assert {r.prepared.params["increments"] for r in FakeRun.instances} == {5000}
+
+
+def _interp(version, path, free_threaded=False):
+    return Interpreter(path=path, executable=path, version=version, implementation="cpython",
+                       gil_enabled=not free_threaded, free_threaded=free_threaded,
+                       modules=(("aiohttp", False), ("uvloop", False)))
+
+
+def test_the_first_choice_is_oldest_own_newest_and_a_free_threaded_build():
+    own = _interp((3, 11, 7), "/venv/bin/python")
+    found = [_interp((3, 13, 0), "/py/3.13t", free_threaded=True),
+             _interp((3, 13, 0), "/py/3.13"), _interp((3, 12, 1), "/py/3.12"), own,
+             _interp((3, 11, 2), "/usr/bin/python3"), _interp((3, 9, 18), "/py/3.9")]
+    assert default_choice(found, own="/venv/bin/python") == [
+        "/py/3.9", "/venv/bin/python", "/py/3.13", "/py/3.13t"]
+    assert describe(found[0]) == "3.13.0 free-threaded"
+    # Without a free-threaded build, and when the lab's own is the newest: two panes.
+    assert default_choice([own, found[-1]], own="/venv/bin/python") == [
+        "/py/3.9", "/venv/bin/python"]

@@ -17,6 +17,8 @@ Keys (dashboard)
   tab, arrows  move between panes          e      list all experiments
   ?          this help                     q      quit (stops every run first)
   ctrl+p     command palette: every action, every experiment
+  h          history: space marks runs, c compares them
+  s          this experiment under several interpreters, side by side
 
 Keys (experiment screen)
   r          run with the form's values    x      stop

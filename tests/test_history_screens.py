@@ -161,3 +161,16 @@ async def test_history_is_in_the_command_palette():
     async with app.run_test(size=(80, 24)) as pilot:
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "History" in titles
+
+
+async def test_imported_runs_are_starred(kept, tmp_path, monkeypatch):
+    exported = str(tmp_path / "runs.json")
+    assert history.export_runs([kept[1]["id"]], exported) == 1
+    monkeypatch.setenv("CONLAB_DATA_DIR", str(tmp_path / "other-machine"))
+    assert history.import_runs(exported)[0] == 1
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_history(pilot, app)
+        rows = table_rows(screen)
+        assert len(rows) == 1 and rows[0][1].endswith("*")
+        assert "*imported" in str(screen.query_one("#topbar").render())

@@ -24,7 +24,7 @@ from widgets.lab_footer import LabFooter
 KEYS = "space mark  c compare  ⏎ open  f filter  u unmark  esc back"
 LIMIT = 500  # newest runs listed; `conlab history --limit` reaches further
 MARK = "✓"
-FIXED_WIDTH = 58  # the columns before `figures`, with DataTable's cell padding
+FIXED_WIDTH = 59  # the columns before `figures`, with DataTable's cell padding
 
 
 def python_cell(run: dict[str, Any]) -> str:
@@ -79,7 +79,7 @@ class HistoryScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#runs", DataTable)
-        for label, key, width in ((" ", "mark", 1), ("id", "id", 4), ("saved", "when", 11),
+        for label, key, width in ((" ", "mark", 1), ("id", "id", 5), ("saved", "when", 11),
                                   ("experiment", "experiment", 11), ("python", "python", 8),
                                   ("status", "status", 7)):
             table.add_column(label, key=key, width=width)
@@ -120,7 +120,8 @@ class HistoryScreen(Screen):
         room = max(16, self.size.width - FIXED_WIDTH)
         for run in self.visible_runs():
             record = self.records.get(run["id"], {})
-            table.add_row(MARK if run["id"] in self.marked else " ", str(run["id"]),
+            table.add_row(MARK if run["id"] in self.marked else " ",
+                          "%d%s" % (run["id"], "*" if run["imported"] else ""),
                           when_cell(run["saved_at"]), run["experiment"][:11],
                           python_cell(run)[:8], run["status"][:7], headline(record, room),
                           key=str(run["id"]))
@@ -133,6 +134,8 @@ class HistoryScreen(Screen):
         parts = ["History", "%d run%s" % (shown, "" if shown == 1 else "s")]
         if self.experiment:
             parts.append("only %s (f: next)" % self.experiment)
+        if any(r["imported"] for r in self.visible_runs()):
+            parts.append("*imported")
         if self.marked:
             parts.append("%d marked: %s" % (len(self.marked),
                                             " ".join("#%d" % i for i in self.marked)))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
+
 import pytest
 
 from tests.helpers import interpreter, run_json, usable_cpus
@@ -12,6 +15,20 @@ def gil_or_skip(record):
         pytest.skip("free-threaded interpreter: there is no GIL to convoy on")
 
 
+@contextmanager
+def unless_overloaded():
+    """A convoy needs the CPU thread on a CPU: on a machine with far more runnable work than
+    cores it spends the phase queued instead, and the I/O thread finds the GIL free. Strict
+    on a quiet machine; on an overloaded one a miss is a skip, with the load as the reason."""
+    try:
+        yield
+    except AssertionError:
+        load = os.getloadavg()[0]
+        if load > 2 * usable_cpus():
+            pytest.skip("machine overloaded (load %.1f on %d CPUs)" % (load, usable_cpus()))
+        raise
+
+
 @pytest.mark.timing
 @pytest.mark.parametrize("interval_ms", [2.0, 10.0])
 def test_a_cpu_thread_makes_each_round_trip_wait_about_one_switch_interval(interval_ms):
@@ -19,9 +36,10 @@ def test_a_cpu_thread_makes_each_round_trip_wait_about_one_switch_interval(inter
                       "compare_process=false")
     gil_or_skip(record)
     lat = record["result"]["latency_ms"]
-    assert lat["alone"]["p50"] < 1.0, lat["alone"]  # well under a millisecond
-    assert 0.5 * interval_ms <= lat["cpu_thread"]["p50"] <= 3 * interval_ms, lat["cpu_thread"]
     assert "cpu_process" not in lat
+    with unless_overloaded():
+        assert lat["alone"]["p50"] < 1.0, lat["alone"]  # well under a millisecond
+        assert 0.5 * interval_ms <= lat["cpu_thread"]["p50"] <= 3 * interval_ms, lat["cpu_thread"]
 
 
 @pytest.mark.timing
@@ -31,7 +49,8 @@ def test_a_cpu_process_does_not_convoy():
     record = run_json("convoy", "requests=100", "switch_interval_ms=10")
     gil_or_skip(record)
     lat = record["result"]["latency_ms"]
-    assert lat["cpu_process"]["p50"] < 0.3 * lat["cpu_thread"]["p50"], lat
+    with unless_overloaded():
+        assert lat["cpu_process"]["p50"] < 0.3 * lat["cpu_thread"]["p50"], lat
     names = {t["name"] for t in record["threads"]}
     assert {"io-alone", "io-cputhread", "cpu", "peer", "cpu-proc"} <= names
 

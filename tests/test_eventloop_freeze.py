@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
+from contextlib import contextmanager
 
 import pytest
 
-from tests.helpers import conlab, interpreter, run_json
+from tests.helpers import conlab, interpreter, run_json, usable_cpus
 from workloads import _loops, loop_freeze
 from workloads._spec import resolve
 
@@ -23,6 +25,19 @@ def source_lines(function):
 
     lines, first = inspect.getsourcelines(function)
     return range(first, first + len(lines))
+
+
+@contextmanager
+def unless_overloaded():
+    """Strict on a quiet machine; on one with far more runnable work than cores (other
+    people's tests), a timing miss is a skip naming the load."""
+    try:
+        yield
+    except AssertionError:
+        load = os.getloadavg()[0]
+        if load > 2 * usable_cpus():
+            pytest.skip("machine overloaded (load %.1f on %d CPUs)" % (load, usable_cpus()))
+        raise
 
 
 class Recorder:
@@ -80,12 +95,17 @@ def test_a_cpu_block_is_one_span_per_block_blamed_inside_cpu_heavy(loop_name):
                       "loop=" + loop_name)
     result = record["result"]
     assert result["loop"] == loop_name
-    assert result["frozen_count"] == 2
     body = source_lines(loop_freeze.cpu_heavy)
-    for span in result["frozen_spans"]:
-        assert abs(span["duration_ms"] - 200) <= 20, span
-        assert span["function"] == "cpu_heavy"
+    ours = [s for s in result["frozen_spans"] if s.get("function") == "cpu_heavy"]
+    assert len(ours) == 2, result["frozen_spans"]
+    off_cpu_ms = result["loop_thread"].get("run_delay_s", 0.0) * 1000
+    for span in ours:
+        # 200 ms +- 20, plus whatever the kernel kept the loop thread waiting for a CPU.
+        assert -20 <= span["duration_ms"] - 200 <= 20 + off_cpu_ms, span
         assert int(span["blamed"].rsplit(":", 1)[1]) in body
+    # Any other span is a busy machine's doing: covered by the loop thread's off-CPU time.
+    others = [s["duration_ms"] for s in result["frozen_spans"] if s not in ours]
+    assert sum(others) <= off_cpu_ms + 5, (others, result["loop_thread"])
     assert result["lag_ms"]["max"] >= 180
     assert {"p50", "p99", "max"} <= set(result["lag_ms"])
     assert sum(c for _ms, c in result["lag_histogram"]["counts"]) == result["ticks"]
@@ -97,8 +117,12 @@ def test_the_process_pool_keeps_ticks_punctual(loop_name):
     record = run_json("loop-freeze", "fix=process_pool", "block_ms=200", "blocks=2",
                       "duration_s=1.2", "loop=" + loop_name)
     result = record["result"]
-    assert result["frozen_count"] == 0
-    assert result["lag_ms"]["max"] < 20, result["lag_ms"]
+    # Lateness beyond 20 ms must be time the kernel kept the loop thread off every CPU
+    # (other processes on a shared machine), never the blocking work.
+    off_cpu_ms = result["loop_thread"].get("run_delay_s", 0.0) * 1000
+    assert result["lag_ms"]["max"] < 20 + off_cpu_ms, (result["lag_ms"], result["loop_thread"])
+    if off_cpu_ms < 5:
+        assert result["frozen_count"] == 0
     assert any(t["name"] == "pool-worker" for t in record["threads"])
 
 
@@ -109,11 +133,12 @@ def test_to_thread_leaves_the_loop_waiting_for_the_gil():
     record = run_json("loop-freeze", "fix=to_thread", "block_ms=300", "blocks=1",
                       "duration_s=1.0", "switch_interval_ms=10", "loop=asyncio")
     result = record["result"]
-    assert result["frozen_count"] == 0 or max(
-        s["duration_ms"] for s in result["frozen_spans"]) < 100
     during = result["lag_ms_during_blocks"]
-    assert during["max"] >= 5, during  # at least half a switch interval
-    assert during["max"] < 150
+    with unless_overloaded():
+        assert result["frozen_count"] == 0 or max(
+            s["duration_ms"] for s in result["frozen_spans"]) < 100
+        assert during["max"] >= 5, during  # at least half a switch interval
+        assert during["max"] < 150
     assert any(t["name"] == "to_thread" for t in record["threads"])
 
 

@@ -127,11 +127,15 @@ class ConvoyView(LiveView):
         return Text(" " * LABEL_W + row[:width])
 
     def scale_row(self, width: int) -> str:
+        """Tick labels on the log axis, each only where it does not touch the previous."""
         cells = [" "] * width
-        for ms, text in ((0.1, "0.1"), (1.0, "1"), (10.0, "10"), (100.0, "100ms")):
-            x = self.column(ms, width)
-            x = min(x, width - len(text))
+        free = 0
+        for ms, text in ((0.1, "0.1"), (1.0, "1"), (10.0, "10"), (100.0, "100"), (0, "ms")):
+            x = width - len(text) if not ms else min(self.column(ms, width), width - len(text))
+            if x < free:
+                continue
             cells[x:x + len(text)] = list(text)
+            free = x + len(text) + 1
         return "".join(cells)[:width]
 
 

@@ -82,7 +82,10 @@ class EpollView(LiveView):
             rows.append(Text(("opening connections… %s of %s" % (
                 live.get("connections", 0), state.params.get("connections")))[:width]))
         else:
-            label = "req/s %7s " % _k(live.get("requests_per_s"))
+            rate = live.get("requests_per_s")
+            if (not state.running or live.get("phase") != "running") and loop in self.finished:
+                rate = self.finished[loop].get("requests_per_s")  # the measured window's figure
+            label = "req/s %7s " % _k(rate)
             rows.append(Text(label + self.strip(self.history.get(loop, []), width - len(label))))
         if "waits_per_s" in live:
             rows.append(Text(("epoll waits/s %s  ready/wait %.1f" % (
@@ -93,23 +96,25 @@ class EpollView(LiveView):
             blocked = live.get("blocked_share")
             rows.append(Text(("in epoll %s  on CPU %.0f%%" % (
                 "-" if blocked is None else "%.0f%%" % (100 * blocked),
-                100 * live.get("cpu_share", 0.0)))[:width]))
+                min(100.0, 100 * live.get("cpu_share", 0.0))))[:width]))
         done = [name for name in LOOPS if name in self.finished]
         if done:
             rows.append(Text("  ".join("%s %s" % (n, _k(self.finished[n].get("requests_per_s")))
                                        for n in done)[:width]))
         result = state.result or {}
         if result.get("uvloop_over_asyncio"):
-            rows.append(Text(("uvloop/asyncio %.2fx (%.2fx per CPU-s)" % (
+            rows.append(Text(("uvloop/asyncio %.2fx, %.2fx/CPU-s" % (
                 result["uvloop_over_asyncio"], result.get("uvloop_over_asyncio_per_cpu_s") or 0))
                 [:width], style="bold"))
         elif result.get("uvloop"):
             rows.append(Text(("uvloop: " + result["uvloop"])[:width], style="dim"))
         if not self.compact:
             rows.extend(self.table(width))
-            if result.get("explanation"):
-                rows.append(Text(""))
-                rows.append(Text(result["explanation"]))
+        for row in rows:
+            row.truncate(width, overflow="ellipsis")
+        if not self.compact and result.get("explanation"):
+            rows.append(Text(""))
+            rows.append(Text(result["explanation"]))  # the one block that wraps
         if state.error:
             rows.append(Text(("error: " + state.error)[:width], style="bold"))
         return Text("\n").join(rows)
@@ -117,18 +122,24 @@ class EpollView(LiveView):
     def table(self, width: int) -> list[Text]:
         if not self.finished:
             return []
-        rows = [Text(""), Text("%-8s %9s %9s %8s %10s %6s %7s" % (
-            "loop", "req/s", "req/CPU-s", "waits/s", "ready/wait", "fds", "threads"),
-            style="bold")]
+        wide = width >= 62
+        head = ("%-8s %9s %9s %8s %10s %6s %7s" if wide else "%-8s%7s%9s%9s") % (
+            ("loop", "req/s", "req/CPU-s", "waits/s", "ready/wait", "fds", "threads") if wide
+            else ("loop", "req/s", "/CPU-s", "rdy/wait"))
+        rows = [Text(""), Text(head, style="bold")]
         for name in LOOPS:
             r = self.finished.get(name)
             if not r:
                 continue
-            rows.append(Text(("%-8s %9s %9s %8s %10s %6s %7s" % (
-                name, _k(r.get("requests_per_s")), _k(r.get("requests_per_cpu_s")),
-                _k(r.get("waits_per_s")),
-                "-" if r.get("ready_per_wait") is None else "%.1f" % r["ready_per_wait"],
-                r.get("peak_fds"), r.get("peak_threads")))[:width]))
+            ready = "-" if r.get("ready_per_wait") is None else "%.1f" % r["ready_per_wait"]
+            if wide:
+                line = "%-8s %9s %9s %8s %10s %6s %7s" % (
+                    name, _k(r.get("requests_per_s")), _k(r.get("requests_per_cpu_s")),
+                    _k(r.get("waits_per_s")), ready, r.get("peak_fds"), r.get("peak_threads"))
+            else:
+                line = "%-8s%7s%9s%9s" % (name, _k(r.get("requests_per_s")),
+                                          _k(r.get("requests_per_cpu_s")), ready)
+            rows.append(Text(line))
         return rows
 
 

@@ -72,24 +72,20 @@ class IoBoundView(LiveView):
             return Text("waiting for the io-bound run…", style="dim")
         params = state.params
         requests = params.get("requests", 0)
-        rows = [Text(("%d req x %g s  server 127.0.0.1:%s" % (
-            requests, params.get("delay", 0), self.server.get("port", "…")))[:width],
-            style="bold")]
+        rows = [Text("%d req x %g s  127.0.0.1:%s" % (
+            requests, params.get("delay", 0), self.server.get("port", "…")), style="bold")]
         live = self.latest
         mode = live.get("mode", "")
         running = state.running and mode and self.phases.get(mode, {}).get("state") == "start"
-        bar_w = max(6, width - 22)
         if running:
-            rows.append(Text("%-10s in flight %s %d" % (
-                mode, bar(live.get("in_flight", 0), requests, bar_w), live.get("in_flight", 0))
-                [:width]))
-            rows.append(Text("%-10s done      %s %d" % (
-                "", bar(live.get("done", 0), requests, bar_w), live.get("done", 0))[:width]))
+            rows.append(Text("%s: %d in flight, %d/%d done" % (
+                mode, live.get("in_flight", 0), live.get("done", 0), requests)))
+            rows.append(Text("[%s]" % bar(live.get("in_flight", 0), requests, width - 2)))
         else:
-            rows.append(Text("in flight: -" if not state.result else "finished", style="dim"))
+            rows.append(Text("finished" if state.result else "in flight: -", style="dim"))
             rows.append(Text(""))
-        rows.append(Text(("threads %d   CPU %3.0f%%   rss %.1f MB" % (
-            live.get("threads", 0), 100 * self.cpu_share, live.get("rss_kb", 0) / 1024))[:width]))
+        rows.append(Text("threads %d  CPU %.0f%%  rss %.1f MB" % (
+            live.get("threads", 0), 100 * self.cpu_share, live.get("rss_kb", 0) / 1024)))
         rows.extend(self.mode_rows(state, width))
         if not self.compact:
             rows.append(Text(""))
@@ -97,12 +93,14 @@ class IoBoundView(LiveView):
             rows.append(Text(self.strip(requests, width)))
             memory = (state.result or {}).get("memory_per_waiter_kb") or {}
             if memory:
-                rows.append(Text("memory per waiting request: " + "   ".join(
-                    "%s %.1f kB" % (m, kb) for m, kb in memory.items())))
-            explanation = (state.result or {}).get("explanation")
-            if explanation:
-                rows.append(Text(""))
-                rows.append(Text(explanation))
+                rows.append(Text("memory per waiter: " + "  ".join(
+                    "%s %.0f kB" % (m, kb) for m, kb in memory.items())))
+        for row in rows:
+            row.truncate(width, overflow="ellipsis")
+        explanation = (state.result or {}).get("explanation")
+        if explanation and not self.compact:
+            rows.append(Text(""))
+            rows.append(Text(explanation))  # the one block that wraps
         if state.error:
             rows.append(Text(("error: " + state.error)[:width], style="bold"))
         return Text("\n").join(rows)
@@ -121,7 +119,7 @@ class IoBoundView(LiveView):
             if "wall_s" not in info:
                 rows.append(Text("%-10s running…" % mode))
                 continue
-            text = "%-10s %6.2f s ideal %.2f" % (mode, info["wall_s"], info.get("ideal_s", 0))
+            text = "%-10s %5.2fs ideal %.2f" % (mode, info["wall_s"], info.get("ideal_s", 0))
             room = width - len(text) - 1
             if room >= 4:
                 text += " " + bar(info["wall_s"], longest, room).replace(".", " ")

@@ -49,6 +49,7 @@ class FreezeModel:
         self.blocks: list[tuple[float, float]] = []
         self.stats: dict = {}
         self.last_t = 0.0
+        self.known_until = 0.0  # ticks surely happened until here (reported by the watchdog)
 
     def configure(self, params: dict) -> None:
         self.period_s = float(params.get("period_ms", 10.0)) / 1000
@@ -80,6 +81,7 @@ class FreezeModel:
             if event.get("ongoing") and known is not None and not known.get("ongoing"):
                 return  # a late report of a span already closed
             self.spans[index] = event
+            self.known_until = max(self.known_until, event.get("last_tick_s", 0.0))
         elif kind == "block":
             self.blocks.append((event["start_s"], event["end_s"]))
 
@@ -147,9 +149,13 @@ class LoopFreezeView(LiveView):
 
     def header(self, width: int) -> str:
         info = self.model.info
-        text = "%s tick %sms %s %dms fix:%s" % (
-            info.get("loop", "?"), _ms(self.model.period_s * 1000).rstrip("0").rstrip("."),
-            info.get("block", "?"), info.get("block_ms", 0), info.get("fix", "?"))
+        fix = {"none": "on loop", "to_thread": "to_thread", "process_pool": "proc pool"}.get(
+            info.get("fix"), "?")
+        tick = _ms(self.model.period_s * 1000).rstrip("0").rstrip(".")
+        text = "%s tick %sms %s %dms %s" % (info.get("loop", "?"), tick, info.get("block", "?"),
+                                          info.get("block_ms", 0), fix)
+        if len(text) > width:
+            text = text.replace(" tick ", " ")
         return text[:width]
 
     def timeline(self, width: int, now: float) -> tuple[Text, Text, Text]:
@@ -175,6 +181,8 @@ class LoopFreezeView(LiveView):
                 actual.append("█", style="bold red")
             elif ticked:
                 actual.append("│")
+            elif b <= m.known_until and not (has_due and b <= m.last_t):
+                actual.append("│")  # ticks the child still holds (the watchdog vouched)
             elif has_due and b <= m.last_t:
                 actual.append("·", style="yellow")  # a tick was due here and none came
             else:
@@ -211,7 +219,7 @@ class LoopFreezeView(LiveView):
 
     def lag_line(self, state: RunState) -> str:
         lag = (state.result or {}).get("lag_ms") or self.model.stats.get("lag_ms") or {}
-        return "lag p50 %s  p99 %s  max %s ms" % (
+        return "lag p50 %s p99 %s max %s ms" % (
             _ms(lag.get("p50")), _ms(lag.get("p99")), _ms(lag.get("max")))
 
     def count_line(self, state: RunState, now: float) -> str:
@@ -248,47 +256,56 @@ class LoopFreezeView(LiveView):
         return Text("\n").join(rows[:9])
 
     def render_full(self, state: RunState, width: int) -> Text:
+        """Timeline, then the spans and their blame, then the histogram: most telling first,
+        every line cut to the width (a narrow experiment screen is about 34 cells)."""
         m = self.model
         now = m.now(state)
-        cols = width - FULL_LABEL_W
+        label_w = FULL_LABEL_W if width >= 60 else LABEL_W
+        cols = width - label_w
         expected, actual, labels = self.timeline(cols, now)
-        pad = " " * FULL_LABEL_W
+        pad = " " * label_w
+        names = ("expected ", "actual ", "max lag ", "blocking ") if label_w == FULL_LABEL_W \
+            else ("exp ", "got ", "lag ", "blk ")
         rows = [Text(self.header(width), style="bold"),
-                Text("expected ".ljust(FULL_LABEL_W)) + expected,
-                Text("actual ".ljust(FULL_LABEL_W)) + actual,
+                Text(names[0].ljust(label_w)) + expected,
+                Text(names[1].ljust(label_w)) + actual,
                 Text(pad) + labels,
-                Text("max lag ".ljust(FULL_LABEL_W)) + Text(self.lag_strip(cols, now)),
-                Text("blocking ".ljust(FULL_LABEL_W)) + Text(self.block_row(cols, now)),
+                Text(names[2].ljust(label_w)) + Text(self.lag_strip(cols, now)),
+                Text(names[3].ljust(label_w)) + Text(self.block_row(cols, now)),
                 Text(pad + "0 s".ljust(cols - 6) + ("%.1f s" % m.duration_s).rjust(6), style="dim"),
-                Text("")]
-        rows.append(Text("lag histogram, 1 ms buckets (height: log of count)", style="bold"))
-        rows.extend(self.histogram_rows(width))
-        rows.append(Text(self.lag_line(state) + "   " + self.count_line(state, now)))
-        rows.append(Text(""))
-        rows.append(Text("frozen spans (a tick late by >= %s ms)" % _ms(m.threshold_ms),
-                         style="bold"))
+                Text(self.lag_line(state)),
+                Text(self.count_line(state, now)),
+                Text(""),
+                Text("frozen: a tick >= %s ms late" % _ms(m.threshold_ms), style="bold")]
         spans = m.span_ranges(now)
         if not spans:
             rows.append(Text("  none", style="dim"))
         for start, end, span in spans[-6:]:
-            ms = (end - start) * 1000 if span.get("ongoing") else span.get("duration_ms")
+            ongoing = span.get("ongoing")
+            ms = (end - start) * 1000 if ongoing else span.get("duration_ms")
+            rows.append(Text("%5.2f s  FROZEN %s ms%s" % (start, _ms(ms), "…" if ongoing else ""),
+                             style="bold"))
             where = span.get("blamed") or "not caught in time"
-            line = "  at %5.2f s  FROZEN %s ms%s  %s %s" % (
-                start, _ms(ms), "…" if span.get("ongoing") else "", where,
-                span.get("function", ""))
-            rows.append(Text(line[:width]))
+            rows.append(Text("  %s %s" % (where.replace("workloads/", ""),
+                                          span.get("function", ""))))
             if span.get("code"):
-                after = span.get("blamed_after_ms")
-                note = "      %s" % span["code"]
-                if after is not None:
-                    note += "   (named %s ms into the freeze)" % _ms(after)
-                rows.append(Text(note[:width], style="italic"))
+                rows.append(Text("  " + span["code"], style="italic"))
+            if span.get("blamed_after_ms") is not None:
+                rows.append(Text("  named %s ms into the freeze" % _ms(span["blamed_after_ms"]),
+                                 style="dim"))
         if len(spans) > 6:
             rows.append(Text("  … %d more (see the result)" % (len(spans) - 6), style="dim"))
+        rows.append(Text(""))
+        rows.append(Text("lag histogram, 1 ms buckets", style="bold"))
+        rows.extend(self.histogram_rows(width))
+        for row in rows:
+            row.truncate(width, overflow="ellipsis")
         explanation = (state.result or {}).get("explanation")
         if explanation:
             rows.append(Text(""))
-            rows.append(Text(explanation))
+            rows.append(Text(explanation))  # the one block that wraps
+        if state.error:
+            rows.append(Text("error: " + state.error, style="bold"))
         return Text("\n").join(rows)
 
     def lag_strip(self, cols: int, now: float) -> str:

@@ -86,5 +86,7 @@ class Blamer:
                 current, last_report = n, 0.0
             if now - last_report >= ONGOING_EVERY_S:
                 last_report = now
+                ticks = self.clock.tick_times
+                last_tick = round(ticks[-1], 4) if ticks else 0.0  # the batch not yet sent
                 self.out.emit("frozen", index=n, ongoing=True, start_s=self.clock.rel(due),
-                              so_far_ms=round(overdue * 1000, 3), **blame)
+                              so_far_ms=round(overdue * 1000, 3), last_tick_s=last_tick, **blame)

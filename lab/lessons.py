@@ -28,6 +28,7 @@ class Outcome:
     text: str  # the explanation, using the figures just measured
     agrees: bool | None = None  # with the article's claim (None: nothing to compare)
     note: str = ""  # why this machine agrees or disagrees with the article
+    busy: str = ""  # other programs took the CPUs during the run: how much, in words
 
     def right(self, predicted: int | None) -> bool:
         return predicted is not None and predicted in self.answers
@@ -89,6 +90,14 @@ class Lesson:
         except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError) as exc:
             raise Unreadable("the result lacks a figure this lesson reads (%s: %s)"
                              % (type(exc).__name__, exc)) from None
+
+
+def verdict(outcome: Outcome) -> str:
+    """This machine against the article, in words: what the answer screen says."""
+    if outcome.agrees is None:
+        return ""
+    return "%s %s" % ("This machine agrees with the article." if outcome.agrees else
+                      "This machine DISAGREES with the article.", outcome.note)
 
 
 def experiment_names() -> list[str]:
@@ -189,6 +198,32 @@ def total(rows: list[dict], key: str) -> float:
     return sum(r.get(key) or 0 for r in rows)
 
 
+def busy_machine(record: dict) -> str:
+    """Did other programs take CPU time the run's modes could have used? In words, or "".
+
+    Wall-clock comparisons only mean something when each mode got the cores it could use;
+    on a shared machine they often do not, and the lesson must say so rather than teach
+    the noise. Each mode's CPU efficiency (CPU-seconds per wall-second) is set against
+    what it could use: one core for one-after-another (and for threads under a GIL),
+    min(tasks, cores) for processes.
+    """
+    result = record["result"]
+    modes, cpus = result["modes"], result.get("cpus") or 1
+    tasks = result.get("tasks", 1)
+    could = {"sequential": 1.0, "processes": float(min(tasks, cpus)),
+             "threads": 1.0 if gil_on(record) else float(min(tasks, cpus))}
+    short = []
+    for mode in ("sequential", "threads", "processes"):
+        if mode in modes and modes[mode].get("cpu_efficiency") is not None:
+            got = modes[mode]["cpu_efficiency"]
+            if got < 0.8 * could[mode]:
+                short.append("%s %.2f of %g" % (mode, got, could[mode]))
+    if not short:
+        return ""
+    return ("Busy machine: other programs took CPU time (cores used: %s); wall times "
+            "are noisy, r runs it again." % ", ".join(short))
+
+
 # 1. Concurrency vs parallelism ---------------------------------------------------------
 def judge_parallel(record: dict, ctx: dict) -> Outcome:
     result = record["result"]
@@ -217,7 +252,7 @@ def judge_parallel(record: dict, ctx: dict) -> Outcome:
             if agrees else "More than one task per core seemed to run at once (%.2fx on %d "
             "cores): another load on the machine probably slowed the sequential run."
             % (speedup, cpus))
-    return Outcome(answers, text, agrees, note)
+    return Outcome(answers, text, agrees, note, busy_machine(record))
 
 
 # 2. OS threads and switch counters -----------------------------------------------------
@@ -256,34 +291,34 @@ def judge_gil_cpu(record: dict, ctx: dict) -> Outcome:
     seq, thr = modes["sequential"]["wall_s"], modes["threads"]["wall_s"]
     speedup = result["speedup"]["threads"]
     answers = band(speedup, (1.6, 1.1, 0.9))  # twice / faster / same / slower
-    threads = workers(record, "cpu-")
-    cpu = total(threads, "cpu_s")
-    text = ("One loop after the other: %s. Two threads: %s, so %.2fx. The two threads "
-            "used %s of CPU together in %s: %.2f of a core on average, with %d CPU%s "
-            "free to use. " % (secs(seq), secs(thr), speedup, secs(cpu), secs(thr),
-                               cpu / thr if thr else 0.0, cpus, "" if cpus == 1 else "s"))
+    cores = total(workers(record, "cpu-"), "cpu_s") / thr if thr else 0.0
+    text = ("One loop after the other: %s. Two threads: %s, so %.2fx. Together the "
+            "threads used %.2f of a core, with %d CPU%s free. "
+            % (secs(seq), secs(thr), speedup, cores, cpus, "" if cpus == 1 else "s"))
     if gil_on(record):
-        text += ("On %s the GIL lets one thread run Python at a time: the other waits "
-                 "for the lock, and every switch interval (%s) asks for it."
+        text += ("On %s only the thread holding the GIL runs Python; the other waits, "
+                 "asking for the lock every switch interval (%s)."
                  % (python_name(record), ms(result.get("switch_interval_s", 0.005))))
         if speedup < 0.9:
-            agrees, note = True, ("Slower here too: %.2fx, the threads lost %.0f%% to taking "
-                                  "turns." % (speedup, (1 - speedup) * 100))
+            agrees, note = True, "Slower here too: %.2fx." % speedup
         elif speedup < 1.0:
-            agrees, note = True, ("Slower here too, but only by %.0f%% (%.2fx): close to "
-                                  "even. What matters: no gain." % ((1 - speedup) * 100,
-                                                                    speedup))
+            agrees, note = True, ("Slower here too, but only by %.0f%% (%.2fx): no gain."
+                                  % ((1 - speedup) * 100, speedup))
+        elif speedup < 1.1:
+            agrees, note = False, (
+                "About even here (%.2fx), not slower: the GIL changes hands once per "
+                "switch interval, so taking turns cost little. No gain either." % speedup)
         else:
             agrees, note = False, (
-                "Here the threads came out about even (%.2fx), not clearly slower: the GIL "
-                "hands over politely once per switch interval, so taking turns cost little "
-                "on this machine. What the article gets right: no gain." % speedup)
+                "Faster here (%.2fx), yet the threads used only %.2f of a core: the "
+                "one-after-another run was slowed by something else (it got %.2f of its "
+                "core), not sped up by parallel threads." % (
+                    speedup, cores, modes["sequential"].get("cpu_efficiency", 0.0)))
     else:
-        text += "%s runs without a GIL: the threads really ran side by side." % (
-            python_name(record))
-        agrees, note = False, ("This interpreter has no GIL (a free-threaded build), so "
-                               "threads on CPU-bound work sped up by %.2fx." % speedup)
-    return Outcome(answers, text, agrees, note)
+        text += "%s has no GIL: the threads ran side by side." % python_name(record)
+        agrees, note = False, ("No GIL in this build (free-threaded): CPU-bound threads "
+                               "gave %.2fx." % speedup)
+    return Outcome(answers, text, agrees, note, busy_machine(record))
 
 
 # 4. The GIL with waiting work ----------------------------------------------------------
@@ -339,12 +374,15 @@ def judge_processes(record: dict, ctx: dict) -> Outcome:
                                "take turns there (%.2fx)." % speedup)
     elif speedup >= 1.6:
         agrees, note = True, "Close to 2x here too: %.2fx." % speedup
+    elif busy_machine(record):
+        agrees, note = False, ("Only %.2fx here: other programs held the cores (see the "
+                               "busy line)." % speedup)
     else:
-        agrees, note = False, ("Only %.2fx here, with %d CPUs: something else was using "
-                               "the cores (look at run_delay in the run's threads), or "
-                               "the work was too short to cover starting the processes."
-                               % (speedup, cpus))
-    return Outcome(answers, text, agrees, note)
+        agrees, note = False, ("Only %.2fx with %d CPUs on a quiet machine: the workers "
+                               "used %s of CPU against %s one after another."
+                               % (speedup, cpus, secs(total(procs, "cpu_s")),
+                                  secs(modes["sequential"].get("cpu_s", 0.0))))
+    return Outcome(answers, text, agrees, note, busy_machine(record))
 
 
 # 6. The event loop and epoll -----------------------------------------------------------
@@ -489,10 +527,10 @@ def judge_race(record: dict, ctx: dict) -> Outcome:
         text += ("From 3.10 a thread offers the GIL only at calls and backward jumps, and "
                  "`counter += 1` has neither between its read and its write. ")
         agrees, note = False, (
-            "This machine disagrees: on %s the naive counter lost nothing. The race is "
-            "still real, it just needs a switch point between read and write (see call, "
-            "sleep0). Under CPython 3.9 the naive counter loses updates: try "
-            "`conlab --python PATH-TO-3.9 learn race`." % name)
+            "On %s the naive counter lost nothing. The race is still real, it only needs "
+            "a switch point between read and write (see call, sleep0). Under CPython 3.9 "
+            "the naive counter loses updates: `conlab --python PATH-TO-3.9 learn race`."
+            % name)
     else:
         text += "No switch happened to fall inside a read-add-write this time. "
         agrees, note = False, "Nothing lost this time on %s; run it again." % name
@@ -534,7 +572,7 @@ def judge_choice(record: dict, ctx: dict) -> Outcome:
     answers = tuple(CHOICE_MODELS.index(w) for w in winners if w in CHOICE_MODELS)
     rates = ", ".join("%s %.1f" % (m, models[m]["jobs_per_s"]) for m in CHOICE_MODELS
                       if m in models)
-    text = ("Jobs per second: %s (one at a time: %.1f; the mix's ceiling %.0f). Won: %s. "
+    text = ("Jobs per second: %s (one at a time %.1f; at best %.0f). Won: %s. "
             "CPU milliseconds per job show the overheads: %s."
             % (rates, models["sequential"]["jobs_per_s"], row.get("ideal_jobs_per_s", 0.0),
                " and ".join(winners) or "nobody",

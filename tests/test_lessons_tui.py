@@ -105,7 +105,7 @@ async def test_a_lesson_walked_with_keys_only_at_80x24_on_a_real_run(own_data_di
         assert "Measured       3 neither finishes: deadlock" in text
         assert "✓ as you predicted" in text
         assert "wait-for graph" in text and "ms" in text
-        assert "This machine agrees." in text
+        assert "This machine agrees with the article." in text
         await pilot.press("v")  # the run that was just measured, then back
         assert screen.query_one("#run").display
         await pilot.press("v", "escape")

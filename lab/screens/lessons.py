@@ -24,7 +24,7 @@ from lab.views import view_class
 from widgets.lab_footer import LabFooter
 from widgets.pane import Pane
 
-TALL = 36  # rows from which the live view is drawn in full rather than compact
+TALL_VIEW = 36  # rows from which the live view is drawn in full rather than compact
 
 MARKS = {
     "right": ("✓", "predicted right"),
@@ -238,7 +238,8 @@ class LessonScreen(Screen):
         self.query_one("#body").display = True
         self.query_one("#run").display = False
         self._set("explain", self.lesson.text(self.lesson.explain, self.ctx))
-        self._set("question", self.lesson.text(self.lesson.question, self.ctx) + ":")
+        question = self.lesson.text(self.lesson.question, self.ctx)
+        self._set("question", question if question.endswith("?") else question + ":")
         self._draw_choices()
         for hidden in ("verdict", "answer", "article"):
             self._set(hidden, visible=False)
@@ -278,9 +279,8 @@ class LessonScreen(Screen):
         self.step = "answer"
         self.query_one("#body").display = True
         self.query_one("#run").display = False
-        self._set("explain", visible=False)
-        self._set("question", self.lesson.text(self.lesson.question, self.ctx) + ":")
-        self._set("choices", visible=False)
+        for hidden in ("explain", "question", "choices"):
+            self._set(hidden, visible=False)  # 80x24: the answer needs the room
         predicted = Text.assemble(("You predicted  ", "bold"), self._choice(self.prediction))
         outcome = self.outcome
         if outcome is None:
@@ -293,10 +293,13 @@ class LessonScreen(Screen):
             mark = ("✓ as you predicted" if outcome.right(self.prediction)
                     else "✗ not what you predicted")
             self._set("verdict", Text.assemble(predicted, "\n", ("Measured       ", "bold"),
-                                               measured, "\n", (mark, "bold")))
+                                               measured, "\n", (mark, "bold"), " · ",
+                                               self._run_line()))
             self._set("answer", outcome.text)
             self._set("article", self._article(outcome))
-        self._set("status", self._run_line(), visible=True)
+        busy = outcome is not None and outcome.busy
+        self._set("status", Text.assemble(("! ", "bold"), (outcome.busy, "bold"))
+                  if busy else "", visible=bool(busy))
         self._keys(ANSWER_KEYS)
 
     def _choice(self, index: int | None) -> str:
@@ -306,22 +309,23 @@ class LessonScreen(Screen):
 
     def _article(self, outcome: L.Outcome) -> Text:
         text = Text.assemble(("The article says: ", "bold"), self.lesson.article)
-        if outcome.agrees is None:
-            return text
-        verdict = "This machine agrees. " if outcome.agrees else "This machine DISAGREES. "
-        text.append("\n")
-        text.append(verdict, style="bold")
-        text.append(outcome.note.replace("This machine disagrees: ", ""))
+        verdict = L.verdict(outcome)
+        if verdict:
+            head, _, rest = verdict.partition(". ")
+            text.append("\n")
+            text.append(head + ".", style="bold")
+            text.append(" " + rest)
         return text
 
-    def _run_line(self) -> Text:
+    def _run_line(self) -> str:
+        """`gil-cpu on 3.11.7, 0.9 s · v: the run`: what was measured, and how to see it."""
         state = self._state
         if state is None or self.plan is None:
-            return Text("")
+            return ""
         python = ((state.hello or {}).get("python") or {}).get("version", "")
-        return Text("measured: %s%s, %.1f s%s" % (
-            self.plan.experiment, " on CPython " + python if python else "",
-            state.duration_s, " · v shows the run" if self.plan else ""), style="dim")
+        return "%s%s, %.1f s · v: the run" % (self.plan.experiment,
+                                              " on " + python if python else "",
+                                              state.duration_s)
 
     # Runs ------------------------------------------------------------------------------
     def start(self) -> bool:
@@ -350,7 +354,7 @@ class LessonScreen(Screen):
     def _mount_pane(self, plan: L.Plan) -> None:
         for old in self.query("#run > Pane"):
             old.remove()
-        compact = self.app.size.height < TALL
+        compact = self.app.size.height < TALL_VIEW
         view = view_class(plan.experiment)(compact=compact)
         self.query_one("#run").mount(Pane("Live · %s" % plan.experiment, plan.experiment,
                                           view=view, id="live"))
@@ -359,11 +363,14 @@ class LessonScreen(Screen):
         """One frame: draw the run; when it ends, judge it and show the answer."""
         if self.plan is None:
             return
+        runs = self.query("#run")
+        if not runs:  # the screen is being taken down
+            return
         controller = self.app.controller
         state = controller.state(self.key)
         if state is self._before:
             state = None  # our run's worker has not started yet
-        if self.query_one("#run").display:  # hidden panes cost nothing
+        if runs.first().display:  # hidden panes cost nothing
             for pane in self.query("#run > Pane"):
                 pane.show(state, controller.refusals.get(self.key), idle_hint="starting…")
         if self.step != "run" or state is None or state.running:

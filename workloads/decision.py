@@ -577,9 +577,6 @@ def _why(row, pick, best, cpus):
         return " (with 1 usable CPU no model can compute in parallel)"
     if not gil_enabled() and best == "threads":
         return " (this interpreter runs without a GIL, so threads compute in parallel)"
-    if row["cpu_percent"] == 0 and {pick, best} == {"asyncio", "asyncio+pool"}:
-        return (" (with nothing to compute the pool stays idle and both run the same code, "
-                "so the gap is noise between two windows)")
     mine, theirs = models[pick].get("other_load_cpus"), models[best].get("other_load_cpus")
     if mine is not None and mine >= BUSY_CPUS and mine > (theirs or 0.0) + 0.1:
         return (" (other programs used %.1f of the %d CPUs during %s's turn, %.1f during %s's)"

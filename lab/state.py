@@ -142,6 +142,7 @@ class RunState:
         view = self._thread(event["pid"], event["native_id"], event.get("name", "?"))
         if view is None:
             return
+        view.name = event.get("name", view.name)
         view.cpu_s = event.get("cpu_s", view.cpu_s)
         view.run_delay_s = event.get("run_delay_s", view.run_delay_s)
         view.voluntary = event.get("voluntary", view.voluntary)

@@ -60,8 +60,15 @@ class ResultTable(DataTable):
         if result is self._shown:
             return
         self._shown = result
-        self.clear()  # rows only; the columns stay
-        if not isinstance(result, dict):
-            return
-        for name, value in list(flatten(result))[:MAX_ROWS]:
-            self.add_row(name, show_value(value))
+        rows = []
+        if isinstance(result, dict):
+            rows = [(name, show_value(value)) for name, value in list(flatten(result))[:MAX_ROWS]]
+        # Columns sized from the rows we have, not left to auto-size later: the table
+        # looks the same on the first frame as on every one after.
+        key_w = max([len(k) for k, _ in rows] + [len("result")])
+        value_w = max([len(v) for _, v in rows] + [len("value")])
+        self.clear(columns=True)
+        self.add_column("result", width=key_w)
+        self.add_column("value", width=value_w)
+        for name, value in rows:
+            self.add_row(name, value)

@@ -144,7 +144,7 @@ async def test_run_and_answer_steps_fit_with_real_figures(measured, lesson_id, s
         screen._mount_pane(plan)
         screen.show_run()
         await pilot.pause()
-        pane = screen.query_one("#live")
+        pane = screen.query_one("#run > Pane")
         pane.show(state)  # the finished run, drawn as the live step draws it
         await pilot.pause()
         assert cut_off(screen) == []

@@ -147,6 +147,33 @@ async def test_a_wrong_prediction_is_marked_surprised_with_the_fake_run():
                     and app.screen.lesson.id == "choosing", what="the next lesson")
 
 
+async def test_a_stopped_run_gives_no_answer_says_why_and_can_run_again(own_data_dir):
+    app = lesson_app("race")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await lesson_screen(pilot)
+        await pilot.press("3")
+        await until(pilot, lambda: FakeRun.instances, what="the run")
+        await pilot.press("x")
+        await until(pilot, lambda: screen.step == "answer", what="the answer")
+        text = lessons_text(app)
+        assert "No answer: the run ended stopped" in text and "r runs it again" in text
+        assert Progress().status("race") == "predicted"  # nothing measured, nothing marked
+        await pilot.press("r")
+        await until(pilot, lambda: len(FakeRun.instances) == 2, what="the second run")
+        assert screen.step == "run"
+
+
+async def test_a_lesson_opened_again_recalls_last_time(own_data_dir):
+    progress = Progress()
+    progress.measured("deadlock", 0, (2,))
+    app = lesson_app("deadlock")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await lesson_screen(pilot)
+        await pilot.pause()
+        assert "Last time: you said 1, it measured 3 (surprised)." in lessons_text(app)
+        assert cut_off(screen) == []
+
+
 @pytest.mark.parametrize("lesson_id", L.ids())
 async def test_every_lessons_explanation_and_prediction_fit_80x24(lesson_id):
     app = lesson_app(lesson_id)
@@ -192,9 +219,13 @@ async def test_conlab_learn_lesson_opens_that_lesson_above_the_list_and_dashboar
         assert app.screen.lesson.id == "race"
         kinds = [type(s) for s in app.screen_stack]
         assert kinds == [DashboardScreen, LessonsScreen, LessonScreen]
-        await pilot.press("l")  # back to the list, not a second one on top
+        await pilot.press("2")  # a run starts...
+        await until(pilot, lambda: FakeRun.instances, what="the run")
+        await pilot.press("l")  # ...back to the list, not a second one on top
         await until(pilot, lambda: isinstance(app.screen, LessonsScreen), what="the list")
         assert [type(s) for s in app.screen_stack] == [DashboardScreen, LessonsScreen]
+        await until(pilot, lambda: FakeRun.instances[0].stop_calls == 1,
+                    what="the lesson's run to stop with it")
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
 

@@ -222,6 +222,11 @@ class LessonScreen(Screen):
     def on_mount(self) -> None:
         self.show_predict()
 
+    def on_unmount(self) -> None:
+        # However the lesson is left (esc, l, n, the palette), its run goes with it.
+        if self.app.controller.is_running(self.key):
+            self.app.stop_runs([self.key])
+
     # Steps -----------------------------------------------------------------------------
     def _set(self, widget_id: str, content="", visible: bool = True) -> None:
         widget = self.query_one("#" + widget_id, Static)
@@ -251,9 +256,19 @@ class LessonScreen(Screen):
                 " this lesson needs the %s experiment, which this lab does not have yet. "
                 "You can still make your prediction." % needs))
         else:
-            self._set("status", "Predict first: 1-%d, or ↑↓ and ⏎. The run starts at once."
-                      % len(self.choices))
+            self._set("status", "Predict first: 1-%d, or ↑↓ and ⏎. The run starts at once.%s"
+                      % (len(self.choices), self._last_time()))
         self._keys(PREDICT_KEYS)
+
+    def _last_time(self) -> str:
+        """`Last time: you said 2, it measured 3 (surprised).` from the saved progress."""
+        entry = self.progress.entry(self.lesson.id)
+        if "measured" not in entry:
+            return ""
+        measured = " or ".join(str(a + 1) for a in entry.get("measured") or []) or "-"
+        return "\nLast time: you said %s, it measured %s (%s)." % (
+            (entry.get("predicted") or 0) + 1 if "predicted" in entry else "-", measured,
+            MARKS[self.progress.status(self.lesson.id)][1])
 
     def _draw_choices(self) -> None:
         text = Text()
@@ -352,12 +367,17 @@ class LessonScreen(Screen):
         return False
 
     def _mount_pane(self, plan: L.Plan) -> None:
+        """The experiment's live view in a pane (kept for a second run of the same one)."""
+        pane_id = "live-" + plan.experiment
         for old in self.query("#run > Pane"):
-            old.remove()
+            if old.id != pane_id:
+                old.remove()
+        if self.query("#" + pane_id):
+            return
         compact = self.app.size.height < TALL_VIEW
         view = view_class(plan.experiment)(compact=compact)
         self.query_one("#run").mount(Pane("Live · %s" % plan.experiment, plan.experiment,
-                                          view=view, id="live"))
+                                          view=view, id=pane_id))
 
     def refresh_live(self) -> None:
         """One frame: draw the run; when it ends, judge it and show the answer."""

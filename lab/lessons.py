@@ -413,6 +413,30 @@ def judge_loop_threads(record: dict, ctx: dict) -> Outcome:
     return Outcome(answers, text, agrees, note)
 
 
+def judge_epoll_threads(record: dict, ctx: dict) -> Outcome:
+    r = record["result"]
+    loop = r["loops"]["asyncio"]
+    n, threads = loop["connections"], loop["peak_threads"]
+    if threads <= 1:
+        answers: tuple[int, ...] = (2,)
+    elif threads >= 0.8 * n:
+        answers = (0,)
+    else:
+        answers = (1,)
+    text = ("asyncio kept %s connections (%s file descriptors open) talking on %d OS "
+            "thread%s: %s requests/s. It called epoll_wait %.0f times a second, and each "
+            "call returned %.0f ready sockets on average; %.0f%% of the time the thread sat "
+            "blocked in it. A connection cost about %.1f kB of memory."
+            % (num(n), num(loop["peak_fds"]), threads, "" if threads == 1 else "s",
+               num(loop["requests_per_s"]), loop["waits_per_s"], loop["ready_per_wait"],
+               loop.get("blocked_share", 0.0) * 100,
+               loop.get("rss_per_connection_bytes", 0) / 1024.0))
+    agrees = threads <= 1
+    note = ("One thread carried %s connections." % num(n) if agrees else
+            "asyncio used %d threads for %s connections." % (threads, num(n)))
+    return Outcome(answers, text, agrees, note)
+
+
 # 7. Blocking the loop ------------------------------------------------------------------
 def judge_freeze(record: dict, ctx: dict) -> Outcome:
     result = record["result"]
@@ -667,11 +691,16 @@ LESSONS: tuple[Lesson, ...] = (
         one epoll_wait call watches them all - then run the code that was waiting on them.
         A coroutine awaiting a reply is an entry in epoll's interest list, not a thread.
         asyncio's default loop on Linux is exactly that: a selector over epoll. The lab
-        sends ten requests to its delay server, once as threads and once as tasks.""",
-        "Ten requests wait at once as asyncio tasks. How many OS threads carry them?",
-        ("one thread per request", "a small pool of a few threads", "one thread: the loop"),
+        keeps many connections busy from one asyncio loop and counts the OS threads, the
+        open sockets and the epoll_wait calls.""",
+        "Many connections wait at once on one asyncio loop. How many OS threads carry "
+        "them?",
+        ("one thread per connection", "a small pool of a few threads",
+         "one thread: the loop"),
         "one thread and one epoll instance can carry thousands of waiting connections.",
-        (Plan("io-bound", {"requests": 10, "delay": 0.1, "modes": "all"}, judge_loop_threads),),
+        (Plan("epoll", {"connections": 1000, "duration_s": 0.3, "loop": "asyncio"},
+              judge_epoll_threads),
+         Plan("io-bound", {"requests": 10, "delay": 0.1, "modes": "all"}, judge_loop_threads)),
     ),
     Lesson(
         "blocking", "Blocking the loop",

@@ -60,6 +60,24 @@ def test_every_lesson_reads_its_own_real_run(measured, lesson_id):
     assert lesson.judge(plan, L.record_of_state(state), CTX) == outcome
 
 
+FALLBACKS = [(lesson.id, index) for lesson in L.LESSONS
+             for index in range(1, len(lesson.plans))]
+
+
+@pytest.mark.parametrize("lesson_id,index", FALLBACKS)
+def test_every_fallback_plan_reads_its_own_real_run(lesson_id, index):
+    """A lesson's second plan (used when the first is missing or refused) works too."""
+    lesson = L.get(lesson_id)
+    plan = lesson.plans[index]
+    if plan.experiment not in L.experiment_names():
+        pytest.skip("%s is not in this lab yet" % plan.experiment)
+    record, state = run_plan(plan)
+    outcome = lesson.judge(plan, record, CTX)
+    assert outcome.answers and all(0 <= a < len(lesson.choices) for a in outcome.answers)
+    assert any(ch.isdigit() for ch in outcome.text)
+    assert lesson.judge(plan, L.record_of_state(state), CTX) == outcome
+
+
 def test_gil_cpu_lesson_speaks_the_measured_speedup(measured):
     lesson = L.get("gil-cpu")
     plan, record, _ = one(measured, "gil-cpu")

@@ -221,3 +221,39 @@ async def test_frames_come_from_one_timer_at_the_refresh_rate(hz):
 async def test_low_bandwidth_caps_the_rate_and_uses_the_terminals_colours():
     app = make_app(low_bandwidth=True, refresh_hz=4.0)
     assert app.refresh_hz == 1.0 and app.ansi_color
+
+
+async def test_a_view_that_raises_shows_an_error_in_its_pane_and_the_rest_keeps_drawing():
+    from widgets.threads_view import ThreadsView
+
+    class Broken(ThreadsView):
+        def lines(self, state, width, rows):
+            raise ZeroDivisionError("broken on purpose")
+
+    from tests.tui_fakes import gil_state, race_state
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        pane0 = screen.query_one("#pane-0", Pane)
+        pane0.view.lines = Broken.lines.__get__(pane0.view)  # this pane's view breaks
+        app.controller.states["pane-0"] = gil_state()
+        app.controller.states["pane-2"] = race_state()
+        await until(pilot, lambda: "VIEW ERROR" in status(app, "pane-0"), what="VIEW ERROR")
+        assert "broken on purpose" in status(app, "pane-0")
+        await until(pilot, lambda: "RUNNING" in status(app, "pane-2"), what="race drawn")
+        race_view = screen.query_one("#pane-2", Pane).view
+        assert any("sleep0" in line.plain for line in race_view._lines)
+
+
+async def test_the_footer_shows_the_labs_own_cpu_and_loop_lag():
+    import re
+
+    from widgets.lab_footer import LabFooter
+
+    app = LabApp(controller=fake_controller(), machine_line=MACHINE)  # live gauge on
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("r")  # a run going: the gauge refreshes every second
+        footer = app.screen.query_one(LabFooter)
+        await until(pilot, lambda: footer.observer, timeout=10, what="the gauge")
+        assert re.fullmatch(r"lab \d+\.\d% cpu · lag \d+ ms", footer.observer)

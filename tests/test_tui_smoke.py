@@ -95,7 +95,7 @@ class Terminal:
             pass
 
 
-@pytest.mark.parametrize("how", ["q", "SIGTERM", "SIGHUP", "SIGKILL"])
+@pytest.mark.parametrize("how", ["q", "ctrl+c", "SIGTERM", "SIGHUP", "SIGKILL"])
 def test_a_real_terminal_session_ends_cleanly(how):
     tag = new_tag()
     term = Terminal(tag, "--no-mouse")
@@ -107,6 +107,8 @@ def test_a_real_terminal_session_ends_cleanly(how):
         pids = [p.pid for p in children]
         if how == "q":
             term.send(b"q")
+        elif how == "ctrl+c":
+            term.send(b"\x03")
         else:
             os.kill(term.proc.pid, getattr(signal, how))
         code = term.proc.wait(timeout=20)

@@ -234,7 +234,12 @@ class LinesView(LiveView):
             self.refresh(*changed)
 
     def on_resize(self) -> None:
-        self.repaint(force=True)
+        try:
+            self.repaint(force=True)
+        except Exception as exc:  # outside a frame, nobody else would catch it
+            self._lines = [Text("VIEW ERROR %s: %s" % (type(exc).__name__, exc), style="bold")]
+            self._strips = {}
+            self.refresh()
 
     # Textual's line API: each line is one Strip made straight from its Text, so a frame
     # costs only the lines that changed (no whole-widget layout of the content).

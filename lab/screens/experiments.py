@@ -11,6 +11,8 @@ from textual.widgets.option_list import Option
 
 from lab import catalog
 
+LINE_W = 68
+
 
 class ExperimentListScreen(ModalScreen[str]):
     """Dismisses with the chosen experiment's id (or None on escape)."""
@@ -46,7 +48,10 @@ class ExperimentListScreen(ModalScreen[str]):
             except Exception as exc:  # a file being written right now: say so, keep going
                 problems.append("%s: %s" % (name, exc))
                 continue
-            options.append(Option("%-12s %s" % (exp.name, exp.title), id=exp.name))
+            line = "%-12s %s" % (exp.name, exp.title)
+            if len(line) > LINE_W:  # one line each: the list stays scannable at 80x24
+                line = line[:LINE_W - 1] + "…"
+            options.append(Option(line, id=exp.name))
         with Vertical():
             yield Static(" Experiments (enter opens, escape closes)", classes="title")
             yield OptionList(*options)

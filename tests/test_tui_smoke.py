@@ -124,3 +124,26 @@ def test_a_real_terminal_session_ends_cleanly(how):
         assert b"\x1b[?1000h" not in term.output  # --no-mouse: mouse never captured
     finally:
         term.close()
+
+
+async def test_the_children_run_under_the_python_given_with_dash_dash_python(monkeypatch):
+    from lab.screens.dashboard import DashboardScreen, PaneSpec
+    from tests.helpers import interpreter
+
+    python = interpreter("3.9")
+    if python is None:
+        pytest.skip("no CPython 3.9 under pyenv on this machine")
+    tag = new_tag()
+    monkeypatch.setenv("CONLAB_TEST_TAG", tag)
+    app = LabApp(controller=RunController(python=python, save_records=False))
+    app.get_default_screen = lambda: DashboardScreen(
+        (PaneSpec("Race", "race", {"threads": 2, "increments": 2_000, "variant": "naive"}),))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("r")
+        await until(pilot, lambda: (app.controller.state("pane-0") or None) is not None
+                    and app.controller.state("pane-0").status == "done", timeout=60,
+                    what="the 3.9 run to finish")
+        state = app.controller.state("pane-0")
+        assert state.hello["python"]["version"].startswith("3.9")
+        assert "3.9" in app.machine_line
+    assert workload_processes(tag) == []

@@ -30,6 +30,19 @@ async def until(pilot, condition, timeout: float = 10.0, what: str = "condition"
         await pilot.pause(0.02)
 
 
+async def until_shown(pilot, needle: str, timeout: float = 10.0) -> str:
+    """Wait until the screen as drawn shows `needle`; fail with what it shows instead."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = lessons_text(pilot.app)
+        if needle in text:
+            return text
+        if time.monotonic() > deadline:
+            raise AssertionError("%r not shown after %.1f s; the screen:\n%s"
+                                 % (needle, timeout, text))
+        await pilot.pause(0.02)
+
+
 def make_app(controller: RunController | None = None, **kwargs) -> LabApp:
     return LabApp(controller=controller or fake_controller(), live_gauge=False,
                   machine_line=MACHINE, **kwargs)
@@ -89,7 +102,7 @@ async def test_a_lesson_walked_with_keys_only_at_80x24_on_a_real_run(own_data_di
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("l")
         await until(pilot, lambda: isinstance(app.screen, LessonsScreen), what="lessons")
-        assert "1 · Concurrency vs parallelism" in lessons_text(app)
+        await until_shown(pilot, "1 · Concurrency vs parallelism")
         await pilot.press(*["down"] * L.ids().index("deadlock"), "enter")
         await until(pilot, lambda: isinstance(app.screen, LessonScreen), what="the lesson")
         screen = app.screen
@@ -98,10 +111,10 @@ async def test_a_lesson_walked_with_keys_only_at_80x24_on_a_real_run(own_data_di
         await pilot.press("down", "down", "enter")  # choice 3: neither finishes
         await until(pilot, lambda: screen.step == "run", what="the run to start")
         assert screen.prediction == 2
-        assert "You predicted: 3" in lessons_text(app)
+        await until_shown(pilot, "You predicted: 3")
         await until(pilot, lambda: screen.step == "answer", timeout=60, what="the answer")
+        text = await until_shown(pilot, "Measured ")
         assert cut_off(screen) == []
-        text = lessons_text(app)
         assert "Measured       3 neither finishes: deadlock" in text
         assert "✓ as you predicted" in text
         assert "wait-for graph" in text and "ms" in text
@@ -110,8 +123,7 @@ async def test_a_lesson_walked_with_keys_only_at_80x24_on_a_real_run(own_data_di
         assert screen.query_one("#run").display
         await pilot.press("v", "escape")
         await until(pilot, lambda: isinstance(app.screen, LessonsScreen), what="the list")
-        await until(pilot, lambda: "11 ✓ Deadlocks" in lessons_text(app), what="the mark")
-        assert "1 of 12 done" in lessons_text(app)
+        assert "1 of 12 done" in await until_shown(pilot, "11 ✓ Deadlocks")
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running, what="the app to exit")
     assert app.controller.running_keys() == []
@@ -123,8 +135,7 @@ async def test_a_lesson_walked_with_keys_only_at_80x24_on_a_real_run(own_data_di
     async with again.run_test(size=(80, 24)) as pilot:
         again.action_lessons()
         await until(pilot, lambda: isinstance(again.screen, LessonsScreen), what="lessons")
-        await until(pilot, lambda: "11 ✓ Deadlocks" in lessons_text(again), what="the mark")
-        assert "predicted right" in lessons_text(again)
+        assert "predicted right" in await until_shown(pilot, "11 ✓ Deadlocks")
 
 
 async def test_a_wrong_prediction_is_marked_surprised_with_the_fake_run():
@@ -140,7 +151,7 @@ async def test_a_wrong_prediction_is_marked_surprised_with_the_fake_run():
             "cycle": [{"thread": "worker-1", "holds": ["lock-A"], "waits_for": "lock-B"},
                       {"thread": "worker-2", "holds": ["lock-B"], "waits_for": "lock-A"}]})
         await until(pilot, lambda: screen.step == "answer", what="the answer")
-        assert "✗ not what you predicted" in lessons_text(app)
+        await until_shown(pilot, "✗ not what you predicted")
         assert Progress().status("deadlock") == "surprised"
         await pilot.press("n")  # the next lesson
         await until(pilot, lambda: isinstance(app.screen, LessonScreen)
@@ -155,8 +166,8 @@ async def test_a_stopped_run_gives_no_answer_says_why_and_can_run_again(own_data
         await until(pilot, lambda: FakeRun.instances, what="the run")
         await pilot.press("x")
         await until(pilot, lambda: screen.step == "answer", what="the answer")
-        text = lessons_text(app)
-        assert "No answer: the run ended stopped" in text and "r runs it again" in text
+        text = await until_shown(pilot, "No answer: the run ended stopped")
+        assert "r runs it again" in text
         assert Progress().status("race") == "predicted"  # nothing measured, nothing marked
         await pilot.press("r")
         await until(pilot, lambda: len(FakeRun.instances) == 2, what="the second run")
@@ -170,7 +181,7 @@ async def test_a_lesson_opened_again_recalls_last_time(own_data_dir):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await lesson_screen(pilot)
         await pilot.pause()
-        assert "Last time: you said 1, it measured 3 (surprised)." in lessons_text(app)
+        await until_shown(pilot, "Last time: you said 1, it measured 3 (surprised).")
         assert cut_off(screen) == []
 
 
@@ -179,15 +190,14 @@ async def test_every_lessons_explanation_and_prediction_fit_80x24(lesson_id):
     app = lesson_app(lesson_id)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await lesson_screen(pilot)
-        await pilot.pause()
+        text = await until_shown(pilot, "Lesson %d of %d" % (L.ids().index(lesson_id) + 1,
+                                                             len(L.LESSONS)))
         assert cut_off(screen) == []
-        text = lessons_text(app)
-        assert "Lesson %d of %d" % (L.ids().index(lesson_id) + 1, len(L.LESSONS)) in text
         for index, choice in enumerate(screen.choices):
             assert "%d  %s" % (index + 1, choice) in text
         assert "▶ 1" in text  # the highlighted choice is marked, not only coloured
         await pilot.press("down")
-        assert "▶ 2" in lessons_text(app)
+        await until_shown(pilot, "▶ 2")
 
 
 async def test_the_lessons_list_fits_80x24_and_marks_every_state_in_words(own_data_dir):
@@ -199,10 +209,9 @@ async def test_the_lessons_list_fits_80x24_and_marks_every_state_in_words(own_da
     async with app.run_test(size=(80, 24)) as pilot:
         app.action_lessons()
         await until(pilot, lambda: isinstance(app.screen, LessonsScreen), what="lessons")
-        await pilot.pause()
+        text = await until_shown(pilot, " 1 … Concurrency vs parallelism")
         assert cut_off(app.screen) == []
-        text = lessons_text(app)
-        assert " 1 … Concurrency vs parallelism" in text and "predicted, not run" in text
+        assert "predicted, not run" in text
         assert " 2 ✓ OS threads" in text and "predicted right" in text
         assert " 3 ≠ The GIL with CPU-bound work" in text and "surprised" in text
         assert " 4 · The GIL with waiting work" in text
@@ -252,7 +261,7 @@ async def test_a_lesson_whose_experiment_is_missing_says_so_and_starts_nothing(m
     app = lesson_app("mn")
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await lesson_screen(pilot)
-        assert "NOT AVAILABLE YET" in lessons_text(app)
+        await until_shown(pilot, "NOT AVAILABLE YET")
         await pilot.press("2")
         await pilot.pause()
         assert FakeRun.instances == [] and screen.step == "predict"
@@ -261,8 +270,7 @@ async def test_a_lesson_whose_experiment_is_missing_says_so_and_starts_nothing(m
         await pilot.press("escape")
         app.action_lessons()
         await until(pilot, lambda: isinstance(app.screen, LessonsScreen), what="lessons")
-        assert "8 – M:N: goroutines" in lessons_text(app)
-        assert "not available yet" in lessons_text(app)
+        assert "not available yet" in await until_shown(pilot, "8 – M:N: goroutines")
 
 
 async def test_a_refused_plan_falls_back_to_the_next_one():

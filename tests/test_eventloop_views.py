@@ -19,13 +19,13 @@ from lab.views import view_class
 RUNS = {
     "loop-freeze": {"block": "sleep", "block_ms": 150, "blocks": 2, "duration_s": 1.0},
     "io-bound": {"requests": 4, "delay": 0.1},
-    "epoll": {"connections": 30, "duration_s": 0.3, "loop": "asyncio"},
+    "epoll": {"connections": 30, "duration_s": 0.3, "warmup_s": 0.1, "loop": "asyncio"},
     "convoy": {"requests": 30, "compare_process": False},
 }
 WORDS = {
     "loop-freeze": ["FROZEN", "sleep_block", "lag p50"],
     "io-bound": ["sequential", "threads", "asyncio", "ideal"],
-    "epoll": ["1 thread", "req/s", "ready/wait"],
+    "epoll": ["1 thread", "req/s", "waits/s"],
     "convoy": ["alone", "cpu thread", "switch"],
 }
 

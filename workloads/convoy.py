@@ -8,7 +8,7 @@ import threading
 import time
 
 from ._proto import events, gil_enabled, start_process, start_thread
-from ._spec import Param
+from ._spec import Param, ParamError
 from ._stats import summary_ms
 
 NAME = "convoy"
@@ -34,6 +34,20 @@ PARAMS = (
     Param.bool("compare_process", True,
                "also measure with the CPU work in a process (its own GIL) as a control"),
 )
+
+WORST_CASE_S = 150  # a convoyed round trip can cost two switch intervals
+
+
+def check_limits(params):
+    worst = params["requests"] * (2 * params["switch_interval_ms"] + params["peer_ms"]) / 1000
+    if worst > WORST_CASE_S:
+        raise ParamError("requests", "parameter 'requests' must be at most %d with a %g ms "
+                         "switch interval: beside the CPU thread each round trip may wait two "
+                         "intervals, and the run must stay under %d s"
+                         % (WORST_CASE_S * 1000 // (2 * params["switch_interval_ms"]
+                                                    + params["peer_ms"]),
+                            params["switch_interval_ms"], WORST_CASE_S))
+
 
 MESSAGE = b"ping" * 8  # 32 bytes
 WINDOW_S = 0.2

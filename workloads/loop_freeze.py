@@ -13,7 +13,7 @@ from ._blame import Blamer
 from ._loops import loop_description, run_on
 from ._proto import (die_with_parent, events, name_this_thread, process_context, start_thread,
                      thread_stats)
-from ._spec import Param
+from ._spec import Param, ParamError
 from ._stats import Histogram, summary_ms
 
 NAME = "loop-freeze"
@@ -30,7 +30,7 @@ work under another interpreter's GIL and the ticks stay punctual.
 """
 REQUIRES = ()
 REQUIRES_FOR = {"loop": {"uvloop": "uvloop"}}
-TIMEOUT_S = 120
+TIMEOUT_S = 700  # the longest run allowed (duration_s 600) and its set-up
 
 PARAMS = (
     Param.choice("block", "cpu", ("cpu", "sleep"),
@@ -46,6 +46,14 @@ PARAMS = (
     Param.float("switch_interval_ms", 5.0, 0.1, 100.0,
                 "sys.setswitchinterval: how long the CPU thread may keep the GIL (to_thread)"),
 )
+
+def check_limits(params):
+    busy_ms = params["blocks"] * params["block_ms"]
+    if busy_ms > params["duration_s"] * 1000:
+        raise ParamError("block_ms", "parameter 'block_ms' x 'blocks' must fit in the run: at "
+                         "most duration_s x 1000 = %d ms (got %d ms)"
+                         % (params["duration_s"] * 1000, busy_ms))
+
 
 WINDOW_S = 0.2  # ticks are sent to the lab in batches, one per window
 MAX_SPANS = 200  # frozen spans kept in the result (the count is exact)

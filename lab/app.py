@@ -158,10 +158,11 @@ class LabApp(App[int]):
 
     # Size ------------------------------------------------------------------------------
     def on_resize(self, event) -> None:
-        self.check_size()
+        self.check_size(event.size.width, event.size.height)  # app.size lags the event
 
-    def check_size(self) -> None:
-        width, height = self.size
+    def check_size(self, width: int | None = None, height: int | None = None) -> None:
+        if width is None or height is None:
+            width, height = self.size
         small = isinstance(self.screen, TooSmallScreen)
         if too_small(width, height):
             if small:

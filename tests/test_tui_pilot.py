@@ -172,6 +172,9 @@ async def test_below_80x24_the_too_small_screen_replaces_the_layout():
         assert "terminal too small: need 80x24, have 70x20" in text
         await pilot.resize_terminal(80, 24)
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
+        await pilot.resize_terminal(79, 30)  # and back below the minimum, from a big one
+        await until(pilot, lambda: isinstance(app.screen, TooSmallScreen), what="too small")
+        assert "have 79x30" in str(app.screen.query_one("#message").render())
 
 
 async def test_a_pane_whose_experiment_is_missing_says_so_and_picks_it_up_later(monkeypatch):

@@ -12,35 +12,35 @@ HELP = """\
 conlab - every concurrency model live, measured on this machine
 
 Keys (dashboard)
-  r          run the focused pane          a      run every pane
-  x          stop every run                enter  open the pane's experiment
-  tab, arrows  move between panes          e      list all experiments
-  ?          this help                     q      quit (stops every run first)
-  ctrl+p     command palette: every action, every experiment
-  h          history: space marks runs, c compares them
-  s          this experiment under several interpreters, side by side
+  r        run the focused pane        a      run every pane
+  x        stop every run              enter  open the pane's experiment
+  tab      next pane (arrows too)      e      list all experiments
+  ?        this help                   q      quit (stops every run first)
+  ctrl+p   command palette: every action, every experiment
+  h        history: space marks runs, c compares them
+  s        this experiment under several interpreters, side by side
 
 Keys (experiment screen)
-  r          run with the form's values    x      stop
-  enter      in a field: run               escape back to the dashboard
+  r        run with the form's values  x      stop
+  enter    in a field: run             escape back to the dashboard
 
 Thread rows
-  █ on a CPU   ▒ runnable, waiting for a CPU (run_delay)   · off-CPU (asleep)
-  cpu / wait   share of one CPU over the last sample (about 4 a second)
-  vol          voluntary context switches per second: under the GIL each one is
-               a thread giving up and waiting for the GIL - its hand-off rate
-  ▸ name pid   a process; its threads are indented beneath it
+  █ on a CPU    ▒ runnable, waiting for a CPU (run_delay)    · off-CPU
+  cpu, wait     share of one CPU over the last sample (4 a second)
+  vol           voluntary context switches per second; under the GIL
+                each is a thread waiting for the GIL: its hand-off rate
+  ▸ name pid    a process; its threads are indented beneath it
 
 Markers
   ▶ running   ✓ finished   · waiting   ✗ did not finish
-  RUNNING / DONE / STOPPED / FAILED / TIMEOUT / REFUSED: the run's state in words
+  RUNNING DONE STOPPED FAILED TIMEOUT REFUSED: the run's state in words
   ▶ before a pane's title: the pane that r and enter act on
 
 Footer
-  lab N% cpu   this UI's own CPU (children excluded)
-  lag N ms     how late the UI's event loop drew its last frames
+  lab N% cpu    this UI's own CPU (its children not included)
+  lag N ms      how late the UI's event loop drew its last frames
 
-Every figure comes from a real child process and the kernel; nothing is canned.
+Every figure comes from a real child process and the kernel.
 escape, q or ? closes this help.
 """
 

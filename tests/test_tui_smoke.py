@@ -44,7 +44,9 @@ async def test_run_all_panes_fill_with_real_data_and_quit_leaves_no_child(monkey
         threads = app.controller.state("pane-0").threads
         assert any(t.role == "worker" or t.name.startswith("cpu-") for t in threads.values()) or \
             app.controller.state("pane-0").last.get("phase")
-        assert "RUNNING" in str(panes[0]._status) or "DONE" in str(panes[0]._status)
+        await until(pilot, lambda: all(any(word in str(p._status) for word in ("RUNNING", "DONE"))
+                                       for p in panes), timeout=10, what="the panes to draw it")
+        assert any(p.view._lines for p in panes if hasattr(p.view, "_lines"))
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running, timeout=30, what="the app to exit")
     assert alive(pids) == []

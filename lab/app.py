@@ -111,13 +111,29 @@ class LabApp(App[int]):
                 self._signals.append(sig)
         self.call_after_refresh(self.check_size)
         self.call_after_refresh(self.frame)
+        self._report_history_problems()
         if not self.live_gauge:
             self._set_footer("lab -% cpu · lag - ms")
 
     def on_unmount(self) -> None:
+        from lab import history
+
+        history.set_problem_handler(None)
         loop = asyncio.get_running_loop()
         for sig in self._signals:
             loop.remove_signal_handler(sig)
+
+    def _report_history_problems(self) -> None:
+        """History trouble becomes a notification: a line on stderr would scribble on the
+        screen. Records are saved from a thread, so hop back onto the loop first."""
+        from lab import history
+
+        loop = asyncio.get_running_loop()
+
+        def tell(message: str) -> None:
+            loop.call_soon_threadsafe(lambda: self.notify(message, severity="warning", timeout=8))
+
+        history.set_problem_handler(tell)
 
     def _on_signal(self) -> None:
         self.call_later(self.action_quit)

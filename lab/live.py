@@ -97,18 +97,19 @@ class RunController:
             slot.done.set()
         if state.pid:
             self._pids.discard(state.pid)
-        self._save(prepared, state)
+        await self._save(prepared, state)
         if self.on_finish is not None:
             self.on_finish(key, state)
         return state
 
-    def _save(self, prepared: PreparedRun, state: RunState) -> None:
+    async def _save(self, prepared: PreparedRun, state: RunState) -> None:
+        """Into history, off the UI's loop: a locked database may keep SQLite busy for a while."""
         if not self.save_records:
             return
         from lab.record import build_record, save_run_record
 
         try:
-            save_run_record(build_record(prepared, state))
+            await asyncio.to_thread(save_run_record, build_record(prepared, state))
         except Exception:  # history is a bonus; a run never fails because of it
             pass
 

@@ -84,19 +84,27 @@ class Sample:
 
 
 def _read(path: str) -> str | None:
+    """A small /proc file in one read (raw os calls: no buffered text wrapper to build)."""
     try:
-        with open(path) as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY)
     except OSError:  # the thread or process ended between listing and reading
         return None
+    try:
+        return os.read(fd, 8192).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
-def _status_fields(text: str) -> dict[str, str]:
-    fields = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value.strip()
-    return fields
+def _field(text: str, key: str) -> str:
+    """One `Key:\tvalue` line of a /proc status file, without parsing the other ~55."""
+    start = text.find(key)
+    if start < 0:
+        return ""
+    start += len(key)
+    end = text.find("\n", start)
+    return text[start:end].strip()
 
 
 class ProcSampler:
@@ -105,8 +113,25 @@ class ProcSampler:
     source = "schedstat"
     gauges = SCHEDSTAT_GAUGES
 
+    # RSS and open fds move slowly and cost a directory listing: read them once a second.
+    DETAIL_INTERVAL_S = 1.0
+
     def __init__(self, root_pid: int):
         self.root_pid = root_pid
+        self._details: dict[int, tuple[float, int, int]] = {}  # pid -> (read at, rss, fds)
+
+    def _process_details(self, pid: int, now: float) -> tuple[int, int]:
+        cached = self._details.get(pid)
+        if cached is not None and now - cached[0] < self.DETAIL_INTERVAL_S:
+            return cached[1], cached[2]
+        try:
+            num_fds = len(os.listdir("/proc/%d/fd" % pid))
+        except OSError:
+            num_fds = 0
+        statm = _read("/proc/%d/statm" % pid) or "0 0"
+        rss = int(statm.split()[1]) * PAGE_SIZE
+        self._details[pid] = (now, rss, num_fds)
+        return rss, num_fds
 
     def tree(self) -> list[int]:
         """The root and all its descendants, from /proc/PID/task/TID/children."""
@@ -139,20 +164,15 @@ class ProcSampler:
         status = _read("/proc/%d/status" % pid)
         if status is None:
             return
-        fields = _status_fields(status)
-        if fields.get("State", "").startswith("Z"):
+        if _field(status, "\nState:").startswith("Z"):
             return
-        try:
-            num_fds = len(os.listdir("/proc/%d/fd" % pid))
-        except OSError:
-            num_fds = 0
-        statm = _read("/proc/%d/statm" % pid) or "0 0"
+        rss, num_fds = self._process_details(pid, sample.ts)
         sample.processes[pid] = ProcessSample(
             pid=pid,
-            ppid=int(fields.get("PPid", 0)),
-            name=fields.get("Name", "?"),
-            rss_bytes=int(statm.split()[1]) * PAGE_SIZE,
-            num_threads=int(fields.get("Threads", len(all_tids))),
+            ppid=int(_field(status, "\nPPid:") or 0),
+            name=_field(status, "Name:") or "?",
+            rss_bytes=rss,
+            num_threads=int(_field(status, "\nThreads:") or len(all_tids)),
             num_fds=num_fds,
             threads_sampled=len(tids),
         )
@@ -163,15 +183,14 @@ class ProcSampler:
             if schedstat is None or thread_status is None:
                 continue
             on_cpu, waiting, _ = schedstat.split()
-            tfields = _status_fields(thread_status)
             sample.threads[int(tid)] = ThreadSample(
                 pid=pid,
                 tid=int(tid),
-                name=tfields.get("Name", "?"),
+                name=_field(thread_status, "Name:") or "?",
                 cpu_s=int(on_cpu) / 1e9,
                 run_delay_s=int(waiting) / 1e9,
-                voluntary=int(tfields.get("voluntary_ctxt_switches", 0)),
-                involuntary=int(tfields.get("nonvoluntary_ctxt_switches", 0)),
+                voluntary=int(_field(thread_status, "\nvoluntary_ctxt_switches:") or 0),
+                involuntary=int(_field(thread_status, "\nnonvoluntary_ctxt_switches:") or 0),
             )
 
 

@@ -13,7 +13,8 @@ from lab import catalog
 from lab import lessons as L
 from lab.progress import FILE_NAME, Progress, progress_path
 
-ARTICLE = Path("/work/shared/seed/concurrency-threads-gil-event-loop.txt")
+# shared/ sits beside the checkout (as in CI): ../shared/seed/
+ARTICLE = Path(__file__).resolve().parents[2] / "shared" / "seed" / "concurrency-threads-gil-event-loop.txt"
 
 
 @pytest.fixture(autouse=True)

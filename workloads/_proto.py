@@ -126,15 +126,17 @@ class Events:
                 written = os.write(self.fd, view)
                 view = view[written:]
 
-    def latest(self, ev, key="", interval=0.1, **fields):
+    def latest(self, ev, key="", interval=0.1, final=False, **fields):
         """Send at most one `ev` per `interval` seconds (per key); the newest wins.
 
         This keeps a hot loop from flooding the parent: the UI wants the latest state a
-        few times a second, not every step. Call flush() at the end for the final value.
+        few times a second, not every step. `final=True` sends now and drops any value
+        still held back for that key, so nothing stale follows it; flush() sends what is
+        held back at the end.
         """
         slot = (ev, key)
         now = time.monotonic()
-        if now - self._last_sent.get(slot, 0.0) >= interval:
+        if final or now - self._last_sent.get(slot, 0.0) >= interval:
             self._last_sent[slot] = now
             self._pending.pop(slot, None)
             self.emit(ev, **fields)

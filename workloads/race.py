@@ -117,14 +117,15 @@ def run_variant(variant, threads, increments, out):
     workers = [start_thread(worker, "%s-%d" % (variant, i + 1), "worker", (i,))
                for i in range(threads)]
     while any(w.is_alive() for w in workers):
-        out.latest("counter", variant=variant, expected=sum(done), actual=counter)
+        out.latest("counter", key=variant, variant=variant, expected=sum(done), actual=counter)
         time.sleep(0.05)
     for w in workers:
         w.join()
     expected = threads * increments
     summary = {"expected": expected, "actual": counter, "lost": expected - counter,
                "wall_s": time.perf_counter() - started}
-    out.emit("counter", variant=variant, expected=expected, actual=counter)
+    out.latest("counter", key=variant, final=True, variant=variant, expected=expected,
+               actual=counter)
     out.emit("phase", variant=variant, state="end", **summary)
     return summary
 

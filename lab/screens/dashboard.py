@@ -34,11 +34,11 @@ PANES = (
     PaneSpec("Threads & the GIL", "gil-cpu", {"work": 12_000_000, "tasks": 2, "modes": "all"}),
     PaneSpec("Event loop", "loop-freeze", {}),
     PaneSpec("Race", "race", {"threads": 4, "increments": 200_000}),
-    PaneSpec("Processes", "gil-cpu", {"work": 12_000_000, "tasks": 4, "modes": "processes"}),
+    PaneSpec("M:N (goroutines)", "goroutines", {"gs": 600, "work_ms": 2.0}),
 )
 
 CATALOG_POLL_S = 2.0  # how often a missing experiment is looked for
-KEYS = "r run  a all  x stop  ⏎ open  e list  ? help  q quit"
+KEYS = "r run  a all  x stop  ⏎ open  l learn  ? help  q quit"
 
 
 def pane_key(index: int) -> str:

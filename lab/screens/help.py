@@ -19,6 +19,7 @@ Keys (dashboard)
   ctrl+p   command palette: every action, every experiment
   h        history: space marks runs, c compares them
   s        this experiment under several interpreters, side by side
+  l        lessons: predict, run, compare with what was measured
 
 Keys (experiment screen)
   r        run with the form's values  x      stop

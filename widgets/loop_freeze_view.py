@@ -5,21 +5,27 @@ per slice of time, `┊` where a tick was due, `│` where one arrived, `█` wh
 was frozen, labelled `FROZEN 253 ms` underneath, then the blamed line and the lag
 percentiles. The full view adds a lag strip, the 1 ms lag histogram and every span.
 Nothing is told by colour alone: the glyphs and labels carry it.
+
+Drawn as lines (`LinesView`): each row is a few runs of one style (a timeline is plain
+glyphs, a frozen stretch one bold run), cached as a Strip until its text changes, and
+only the changed cells are repainted - a frame is a handful of bytes over SSH.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 import time
 
 from rich.text import Text
 
 from lab.state import RunState
-from widgets.live_view import LiveView
+from widgets.threads_view import LinesView, fit
 
 BINS = 1000  # ticks are folded into this many time bins over the run
 STRIP = "▁▂▃▄▅▆▇█"
 LABEL_W = 4  # "exp " / "got " in compact mode
+COMPACT_ROWS = 9  # a dashboard pane is about 38x9
 FULL_LABEL_W = 9
 
 
@@ -107,46 +113,65 @@ class FreezeModel:
         return sorted(ranges, key=lambda r: r[0])
 
 
-class LoopFreezeView(LiveView):
+def runs(cells: list[tuple[str, str]]) -> Text:
+    """One line from (glyph, style) cells, with one span per run of a style, never one
+    per cell: a timeline of plain glyphs is a single segment on the wire."""
+    text = Text()
+    run: list[str] = []
+    style = ""
+    for glyph, cell_style in cells:
+        if cell_style != style and run:
+            text.append("".join(run), style)
+            run = []
+        style = cell_style
+        run.append(glyph)
+    if run:
+        text.append("".join(run), style)
+    return text
+
+
+class LoopFreezeView(LinesView):
     """Tick timeline with frozen spans; compact for the dashboard's event-loop pane."""
 
     EXPERIMENTS = ("loop-freeze",)
-
-    DEFAULT_CSS = """
-    LoopFreezeView {
-        height: auto;
-        min-height: 9;
-    }
-    """
+    MAX_ROWS = 64  # full view: every span (up to six) with its blame, then the histogram
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.model = FreezeModel()
-        self._state: RunState | None = None
 
     def reset(self) -> None:
+        super().reset()
         self.model = FreezeModel()
 
-    def draw(self, state: RunState) -> None:
+    # LinesView contract ----------------------------------------------------------------
+    def fold(self, events: list[dict], state: RunState) -> None:
         if not self.model.info:
             self.model.configure(state.params)
-        for event in self.new_events(state):
+        for event in events:
             self.model.fold(event)
-        self._state = state
-        self.refresh(layout=not self.compact)
 
-    # Rendering -----------------------------------------------------------------------
-    def render(self) -> Text:
-        return self.render_width(max(20, self.content_size.width or 38))
+    def idle_lines(self) -> list[Text]:
+        return [Text("waiting for the loop-freeze run…", style="dim")]
 
-    def render_width(self, width: int) -> Text:
-        state = self._state
-        if state is None:
-            return Text("waiting for the loop-freeze run…", style="dim")
+    def lines(self, state: RunState, width: int, rows: int) -> list[Text]:
+        width = max(20, width)
         if self.compact:
-            return self.render_compact(state, width)
-        return self.render_full(state, width)
+            return self.compact_lines(state, width, rows)
+        return self.full_lines(state, width)
 
+    # For tests and text output: the same lines as one Text
+    def render_width(self, width: int) -> Text:
+        if self._state is None:
+            return Text("\n").join(self.idle_lines())
+        rows = COMPACT_ROWS if self.compact else self.MAX_ROWS
+        return Text("\n").join(fit(line, width) for line in self.lines(self._state, width, rows))
+
+    def render_compact(self, state: RunState, width: int) -> Text:
+        return Text("\n").join(fit(line, width)
+                               for line in self.compact_lines(state, width, COMPACT_ROWS))
+
+    # Pieces ----------------------------------------------------------------------------
     def header(self, width: int) -> str:
         info = self.model.info
         fix = {"none": "on loop", "to_thread": "to_thread", "process_pool": "proc pool"}.get(
@@ -161,34 +186,35 @@ class LoopFreezeView(LiveView):
     def timeline(self, width: int, now: float) -> tuple[Text, Text, Text]:
         """Rows: expected ticks, actual ticks (frozen spans as █), span labels."""
         m = self.model
+        width = max(1, width)
         per_col = m.duration_s / width
         ranges = m.span_ranges(now)
-        expected, actual = Text(), Text()
+        expected: list[tuple[str, str]] = []
+        actual: list[tuple[str, str]] = []
         for col in range(width):
             a, b = col * per_col, (col + 1) * per_col
             due = math.ceil(a / m.period_s) * m.period_s
             if due == 0:
                 due = m.period_s
             has_due = due < b
-            expected.append("┊" if has_due else " ", style="dim" if a > now else "")
+            expected.append(("┊" if has_due else " ", "dim" if a > now else ""))
             if a > now:
-                actual.append(" ")
+                actual.append((" ", ""))
                 continue
             frozen = any(s < b and e > a for s, e, _ in ranges)
             lo, hi = m.bin_of(a), max(m.bin_of(a) + 1, m.bin_of(b))
             ticked = any(m.bin_count[i] for i in range(lo, min(hi, BINS)))
             if frozen:
-                actual.append("█", style="bold red")
+                actual.append(("█", "bold red"))
             elif ticked:
-                actual.append("│")
+                actual.append(("│", ""))
             elif b <= m.known_until and not (has_due and b <= m.last_t):
-                actual.append("│")  # ticks the child still holds (the watchdog vouched)
+                actual.append(("│", ""))  # ticks the child still holds (the watchdog vouched)
             elif has_due and b <= m.last_t:
-                actual.append("·", style="yellow")  # a tick was due here and none came
+                actual.append(("·", "yellow"))  # a tick was due here and none came
             else:
-                actual.append(" ")
-        labels = [" "] * width
-        styles: list[tuple[int, int]] = []
+                actual.append((" ", ""))
+        labels = [(" ", "")] * width
         taken = -1
         for start, end, span in ranges:
             ms = span.get("duration_ms") if not span.get("ongoing") else (end - start) * 1000
@@ -200,13 +226,9 @@ class LoopFreezeView(LiveView):
                     break
             else:
                 continue  # no room left on this row: the full view lists every span
-            labels[col:col + len(label)] = list(label)
-            styles.append((col, col + len(label)))
+            labels[col:col + len(label)] = [(c, "bold red") for c in label]
             taken = col + len(label) - 1
-        label_row = Text("".join(labels))
-        for s, e in styles:
-            label_row.stylize("bold red", s, e)
-        return expected, actual, label_row
+        return runs(expected), runs(actual), runs(labels)
 
     def worst_span(self) -> dict | None:
         spans = list(self.model.spans.values())
@@ -240,22 +262,30 @@ class LoopFreezeView(LiveView):
         first.append(("%s %s" % (where, span.get("function", "")))[: width - 6])
         return [first, Text(("  " + (span.get("code") or ""))[:width], style="italic")]
 
-    def render_compact(self, state: RunState, width: int) -> Text:
+    # Frames ----------------------------------------------------------------------------
+    def compact_lines(self, state: RunState, width: int, rows: int) -> list[Text]:
+        """About 38x9. Short of rows, the least telling lines go first (the code line,
+        then the counts ...); the timeline, its FROZEN labels and the blame stay."""
         now = self.model.now(state)
-        cols = width - LABEL_W
-        expected, actual, labels = self.timeline(cols, now)
-        rows = [Text(self.header(width), style="bold"),
-                Text("exp ") + expected,
-                Text("got ") + actual,
-                Text(" " * LABEL_W) + labels]
-        rows += self.blame_lines(width)
-        rows.append(Text(self.lag_line(state)[:width]))
-        rows.append(Text(self.count_line(state, now)[:width]))
+        expected, actual, labels = self.timeline(width - LABEL_W, now)
+        blame, code = self.blame_lines(width)
+        ranked = [  # (rank: lower is kept longer, line)
+            (4, Text(self.header(width), style="bold")),
+            (2, Text("exp ") + expected),
+            (0, Text("got ") + actual),
+            (1, Text(" " * LABEL_W) + labels),
+            (3, blame),
+            (7, code),
+            (5, Text(self.lag_line(state)[:width])),
+            (6, Text(self.count_line(state, now)[:width])),
+        ]
         if state.error:
-            rows.append(Text(("error: " + state.error)[:width], style="bold"))
-        return Text("\n").join(rows[:9])
+            ranked.append((8, Text(("error: " + state.error)[:width], style="bold")))
+        rows = max(1, min(rows, COMPACT_ROWS))
+        keep = sorted(rank for rank, _ in ranked)[:rows]
+        return [line for rank, line in ranked if rank in keep]
 
-    def render_full(self, state: RunState, width: int) -> Text:
+    def full_lines(self, state: RunState, width: int) -> list[Text]:
         """Timeline, then the spans and their blame, then the histogram: most telling first,
         every line cut to the width (a narrow experiment screen is about 34 cells)."""
         m = self.model
@@ -270,8 +300,8 @@ class LoopFreezeView(LiveView):
                 Text(names[0].ljust(label_w)) + expected,
                 Text(names[1].ljust(label_w)) + actual,
                 Text(pad) + labels,
-                Text(names[2].ljust(label_w)) + Text(self.lag_strip(cols, now)),
-                Text(names[3].ljust(label_w)) + Text(self.block_row(cols, now)),
+                Text(names[2].ljust(label_w) + self.lag_strip(cols, now)),
+                Text(names[3].ljust(label_w) + self.block_row(cols, now)),
                 Text(pad + "0 s".ljust(cols - 6) + ("%.1f s" % m.duration_s).rjust(6), style="dim"),
                 Text(self.lag_line(state)),
                 Text(self.count_line(state, now)),
@@ -298,20 +328,19 @@ class LoopFreezeView(LiveView):
         rows.append(Text(""))
         rows.append(Text("lag histogram, 1 ms buckets", style="bold"))
         rows.extend(self.histogram_rows(width))
-        for row in rows:
-            row.truncate(width, overflow="ellipsis")
         explanation = (state.result or {}).get("explanation")
         if explanation:
-            rows.append(Text(""))
-            rows.append(Text(explanation))  # the one block that wraps
+            rows.append(Text(""))  # the one block that wraps, to the width
+            rows += [Text(line) for line in textwrap.wrap(explanation, width)]
         if state.error:
-            rows.append(Text("error: " + state.error, style="bold"))
-        return Text("\n").join(rows)
+            rows += [Text(line, style="bold")
+                     for line in textwrap.wrap("error: " + state.error, width)]
+        return rows
 
     def lag_strip(self, cols: int, now: float) -> str:
         """Max lag per column on a log scale: ▁ ~0.1 ms ... █ >= 1 s."""
         m = self.model
-        per_col = m.duration_s / cols
+        per_col = m.duration_s / max(1, cols)
         out = []
         for col in range(cols):
             a, b = col * per_col, (col + 1) * per_col
@@ -329,7 +358,7 @@ class LoopFreezeView(LiveView):
 
     def block_row(self, cols: int, now: float) -> str:
         m = self.model
-        per_col = m.duration_s / cols
+        per_col = m.duration_s / max(1, cols)
         out = []
         for col in range(cols):
             a, b = col * per_col, (col + 1) * per_col

@@ -191,6 +191,10 @@ class LinesView(LiveView):
     def lines(self, state: RunState, width: int, rows: int) -> list[Text]:
         raise NotImplementedError
 
+    def idle_lines(self) -> list[Text]:
+        """What to show before the first run is drawn."""
+        return []
+
     @property
     def low_bandwidth(self) -> bool:
         return bool(getattr(self.app, "low_bandwidth", False))
@@ -203,7 +207,7 @@ class LinesView(LiveView):
 
     def repaint(self, force: bool = False) -> None:
         if self._state is None:
-            new: list[Text] = []
+            new = [fit(line, self.size.width or 40) for line in self.idle_lines()]
         else:
             width = self.size.width or 40
             new = [fit(line, width) for line in self.lines(self._state, width,
@@ -255,7 +259,8 @@ class LinesView(LiveView):
             line.stylize_before(style)
             line.no_wrap = True
             strip = Strip(list(line.render(self.app.console)), line.cell_len)
-            strip = strip.crop_extend(0, width, style)
+            # One segment per run of a style (rich splits at every span edge): fewer escapes.
+            strip = strip.crop_extend(0, width, style).simplify()
             self._strips[key] = strip
         return strip
 

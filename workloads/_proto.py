@@ -106,6 +106,20 @@ def thread_stats(tid=None):
     return stats
 
 
+def own_status(*keys):
+    """Numeric fields of /proc/self/status (VmRSS, VmSize in kB; Threads): {} off Linux."""
+    found = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in keys:
+                    found[key] = int(value.split()[0])
+    except OSError:
+        pass
+    return found
+
+
 class Events:
     """Writes protocol events; one instance per process (re-made after fork)."""
 

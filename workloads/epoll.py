@@ -11,7 +11,7 @@ import selectors
 import socket
 import time
 
-from ._proto import start_process, thread_stats
+from ._proto import own_status, start_process, thread_stats
 from ._spec import Param, ParamError
 from ._tiny_loop import READ, WRITE, TinyLoop, recv_some, send_all
 
@@ -103,16 +103,7 @@ def open_fds():
 
 
 def proc_status():
-    found = {}
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "Threads"):
-                    found[key] = int(value.split()[0])
-    except OSError:
-        pass
-    return found
+    return own_status("VmRSS", "Threads")
 
 
 class Meter:

@@ -8,7 +8,7 @@ import threading
 import time
 import urllib.request
 
-from ._proto import name_this_thread
+from ._proto import name_this_thread, own_status
 from ._serverproc import DelayServer
 from ._spec import Param, ParamError
 
@@ -119,15 +119,8 @@ RUNNERS = {"sequential": run_sequential, "threads": run_threads, "asyncio": run_
 
 def proc_status():
     """This process's resident and virtual memory (kB) and thread count, from /proc."""
-    found = {}
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmSize", "Threads"):
-                    found[key] = int(value.split()[0])
-    except OSError:
-        found["Threads"] = threading.active_count()
+    found = own_status("VmRSS", "VmSize", "Threads")
+    found.setdefault("Threads", threading.active_count())
     return found
 
 

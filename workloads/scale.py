@@ -8,7 +8,7 @@ import threading
 import time
 
 from . import _limits
-from ._proto import die_with_parent
+from ._proto import die_with_parent, own_status
 from ._spec import Param, ParamError
 
 NAME = "scale"
@@ -64,15 +64,8 @@ def check_limits(params):
 
 def own_memory():
     """This process's resident and virtual size, in bytes (/proc/self/status)."""
-    sizes = {}
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(("VmRSS:", "VmSize:")):
-                    sizes[line.split(":")[0]] = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return sizes.get("VmRSS", 0), sizes.get("VmSize", 0)
+    sizes = own_status("VmRSS", "VmSize")
+    return sizes.get("VmRSS", 0) * 1024, sizes.get("VmSize", 0) * 1024
 
 
 def snapshot():

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from lab import catalog
+from lab.record import flatten
 from lab.runner import Refused, Run, RunRequest, prepare
 from workloads._spec import ParamError
 
@@ -171,7 +172,7 @@ def format_record(record: dict) -> str:
         lines.append("error: %s" % record["error"])
     result = record.get("result") or {}
     explanation = result.get("explanation") if isinstance(result, dict) else None
-    rows = [(k, v) for k, v in _flatten(result) if k != "explanation"]
+    rows = [(k, v) for k, v in flatten(result, max_items=10) if k != "explanation"]
     if rows:
         width = min(48, max(len(k) for k, _ in rows))
         lines.append("")
@@ -189,17 +190,6 @@ def format_record(record: dict) -> str:
         if len(threads) > 40:
             lines.append("  ... %d more threads (see --json)" % (len(threads) - 40))
     return "\n".join(lines)
-
-
-def _flatten(value: Any, prefix: str = ""):
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _flatten(item, "%s.%s" % (prefix, key) if prefix else str(key))
-    elif isinstance(value, list) and value and isinstance(value[0], dict):
-        for i, item in enumerate(value[:10]):
-            yield from _flatten(item, "%s[%d]" % (prefix, i))
-    else:
-        yield prefix, value
 
 
 def _fmt(value: Any) -> str:

@@ -22,6 +22,8 @@ import uuid
 from contextlib import closing
 from typing import Any, Callable, Iterable
 
+from lab.record import flatten
+
 DB_NAME = "history.sqlite3"
 SCHEMA_VERSION = 1
 EXPORT_FORMAT = "conlab-runs"
@@ -290,18 +292,6 @@ def latest_per_interpreter(path: str | None = None,
 
 
 # Comparing -----------------------------------------------------------------------------
-def flatten(value: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
-    """Leaves of a nested result as ("a.b[0].c", value); lists of numbers stay whole."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from flatten(item, "%s.%s" % (prefix, key) if prefix else str(key))
-    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        for i, item in enumerate(value):
-            yield from flatten(item, "%s[%d]" % (prefix, i))
-    else:
-        yield prefix, value
-
-
 def compare(entries: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
     """Rows (label, one value per run) for runs side by side: who, where, with what, result."""
     records = [e["record"] for e in entries]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from lab import catalog, history
+from lab.record import flatten
 from lab.machine import machine
 
 ARTICLE = "Concurrency: Threads, the GIL, and the Event Loop"
@@ -41,7 +42,7 @@ def result_of(record: dict) -> dict:
 
 
 def key_figures(record: dict, limit: int = MAX_FIGURES) -> list[tuple[str, Any]]:
-    leaves = dict((k, v) for k, v in history.flatten(result_of(record))
+    leaves = dict((k, v) for k, v in flatten(result_of(record))
                   if k != "explanation" and _is_figure(v))
     if record.get("experiment") == "decision":
         figures = _decision_figures(result_of(record))

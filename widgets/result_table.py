@@ -6,24 +6,18 @@ from typing import Any, Iterator
 
 from textual.widgets import DataTable
 
+from lab.record import flatten
 from widgets.threads_view import fmt_int
 
 SKIP = {"explanation"}
 MAX_ROWS = 200
 
 
-def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """`{"modes": {"threads": {"wall_s": 1.2}}}` -> ("modes.threads.wall_s", 1.2)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not prefix and key in SKIP:
-                continue
-            yield from flatten(item, "%s.%s" % (prefix, key) if prefix else str(key))
-    elif isinstance(value, list) and value and isinstance(value[0], dict):
-        for index, item in enumerate(value[:20]):
-            yield from flatten(item, "%s[%d]" % (prefix, index))
-    else:
-        yield prefix, value
+def result_rows(result: Any) -> Iterator[tuple[str, Any]]:
+    """The result's leaves, without the top-level prose (shown on its own)."""
+    for key, value in flatten(result, max_items=20):
+        if key.split(".", 1)[0].split("[", 1)[0] not in SKIP:
+            yield key, value
 
 
 def show_value(value: Any) -> str:
@@ -62,7 +56,7 @@ class ResultTable(DataTable):
         self._shown = result
         rows = []
         if isinstance(result, dict):
-            rows = [(name, show_value(value)) for name, value in list(flatten(result))[:MAX_ROWS]]
+            rows = [(name, show_value(value)) for name, value in list(result_rows(result))[:MAX_ROWS]]
         # Columns sized from the rows we have, not left to auto-size later: the table
         # looks the same on the first frame as on every one after.
         key_w = max([len(k) for k, _ in rows] + [len("result")])

@@ -469,7 +469,8 @@ def build_markdown(latest: dict[str, list[dict]], svgs: list[str] | None = None,
 
 
 # Screenshots ---------------------------------------------------------------------------
-def render_svgs(directory: str, latest: dict[str, list[dict]] | None = None) -> list[str]:
+def render_svgs(directory: str, latest: dict[str, list[dict]] | None = None,
+                dashboard: bool = True) -> list[str]:
     """SVG screenshots of the lab's panes for the handout; [] until the TUI exists.
 
     If `lab.app` offers `report_screenshots(directory) -> list[path]`, that is used.
@@ -490,11 +491,43 @@ def render_svgs(directory: str, latest: dict[str, list[dict]] | None = None) -> 
         import asyncio
 
         latest = history.latest_per_interpreter() if latest is None else latest
-        return asyncio.run(_view_screenshots(directory, latest))
+        paths = asyncio.run(_view_screenshots(directory, latest))
+        if dashboard:
+            paths += asyncio.run(_dashboard_screenshot(directory))
+        return paths
     except Exception as exc:  # screenshots are a garnish: the handout stands without them
         print("conlab: report: no screenshots (%s: %s)" % (type(exc).__name__, exc),
               file=sys.stderr)
         return []
+
+
+async def _dashboard_screenshot(directory: str, timeout_s: float = 120.0) -> list[str]:
+    """The dashboard at 120x40 after one real run of every pane (saved to history too):
+    live views draw from events, which records do not keep, so the picture is taken live."""
+    import asyncio
+
+    from lab.app import LabApp
+    from lab.screens.dashboard import PANES, pane_key
+
+    app = LabApp(live_gauge=False)
+    keys = [pane_key(i) for i in range(len(PANES))]
+
+    def finished() -> bool:
+        ctl = app.controller
+        return all(key in ctl.refusals or (ctl.state(key) is not None and not ctl.is_running(key))
+                   for key in keys)
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("a")
+        deadline = time.monotonic() + timeout_s
+        while not finished():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the dashboard's runs did not finish in %.0f s" % timeout_s)
+            await asyncio.sleep(0.1)
+        app.frame()
+        await pilot.pause()
+        path = app.save_screenshot(filename="dashboard.svg", path=directory)
+    return [path]
 
 
 def state_from_record(record: dict):

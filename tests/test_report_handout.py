@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import sys
 
 import pytest
@@ -91,7 +93,7 @@ def test_report_refuses_a_folder_it_cannot_create(data_dir, tmp_path):
 def test_screenshots_draw_the_newest_decision_run_from_history(data_dir, tmp_path):
     pytest.importorskip("lab.app", reason="the Textual app is not built yet")
     result = run("decision", "-p", "workload=dial", "-p", "job_ms=5", "-p", "seconds=0.1")["result"]
-    paths = report.render_svgs(str(tmp_path))
+    paths = report.render_svgs(str(tmp_path), dashboard=False)
     assert [p.rsplit("/", 1)[-1] for p in paths] == ["decision.svg"]
     import html
     import re
@@ -101,3 +103,13 @@ def test_screenshots_draw_the_newest_decision_run_from_history(data_dir, tmp_pat
     words = " ".join(words.replace("\xa0", " ").split())  # SVG keeps spaces as NBSP
     assert "mix" in words and "dial" in words
     assert result["rows"][0]["article_pick"] in words
+
+
+def test_the_handout_pictures_the_dashboard_after_real_runs(data_dir, tmp_path):
+    """The dashboard screenshot shows every pane finished, with measured figures in it."""
+    paths = report.render_svgs(str(tmp_path), latest={}, dashboard=True)
+    assert [p.rsplit("/", 1)[-1] for p in paths] == ["dashboard.svg"]
+    svg = open(paths[0], encoding="utf-8").read()
+    words = html.unescape(" ".join(re.findall(r"<text[^>]*>(.*?)</text>", svg)))
+    assert words.count("DONE") >= 3, words[:400]
+    assert "FROZEN" in words and "lost" in words

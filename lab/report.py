@@ -579,8 +579,8 @@ async def _view_screenshots(directory: str, latest: dict[str, list[dict]]) -> li
 def write_report(directory: str, with_svgs: bool = True) -> str:
     """Write `report.md` (and SVGs) into `directory`; returns the Markdown file's path."""
     os.makedirs(directory, exist_ok=True)
-    latest = history.latest_per_interpreter()
-    svgs = render_svgs(directory, latest) if with_svgs else []
+    svgs = render_svgs(directory) if with_svgs else []
+    latest = history.latest_per_interpreter()  # after the screenshots: their runs count too
     path = os.path.join(directory, "report.md")
     with open(path, "w", encoding="utf-8") as f:
         f.write(build_markdown(latest, svgs, svg_base=directory))

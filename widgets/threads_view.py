@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+from rich.style import Style
 from rich.text import Text
 from textual.geometry import Region
 from textual.strip import Strip
@@ -158,6 +159,7 @@ class LinesView(LiveView):
         self._state: RunState | None = None
         self._lines: list[Text] = []
         self._strips: dict[tuple[int, int], Strip] = {}
+        self._base_style: Style | None = None  # the widget's rich_style, looked up once
         self.cpu_history: dict[int, list[float]] = {}  # tid -> CPU share per sample
         self._samples_seen = 0
 
@@ -217,6 +219,7 @@ class LinesView(LiveView):
             return
         old, self._lines = self._lines, new
         self._strips = {}  # rebuilt lazily, line by line, in render_line
+        self._base_style = None
         if len(new) != len(old) and not self.compact:
             self.refresh(layout=True)  # height: auto, so the size changes
             return
@@ -245,23 +248,32 @@ class LinesView(LiveView):
             self._strips = {}
             self.refresh()
 
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips = {}  # a new theme or CSS: the cached strips carry the old colours
+        self._base_style = None
+
     # Textual's line API: each line is one Strip made straight from its Text, so a frame
     # costs only the lines that changed (no whole-widget layout of the content).
     def render_line(self, y: int) -> Strip:
         width = self.size.width
-        style = self.rich_style
-        if y >= len(self._lines):
-            return Strip.blank(width, style)
         key = (y, width)
         strip = self._strips.get(key)
-        if strip is None:
+        if strip is not None:
+            return strip
+        style = self._base_style
+        if style is None:  # walks the ancestors for their backgrounds: once per change
+            style = self._base_style = self.rich_style
+        if y >= len(self._lines):
+            strip = Strip.blank(width, style)
+        else:
             line = self._lines[y].copy()
             line.stylize_before(style)
             line.no_wrap = True
             strip = Strip(list(line.render(self.app.console)), line.cell_len)
             # One segment per run of a style (rich splits at every span edge): fewer escapes.
             strip = strip.crop_extend(0, width, style).simplify()
-            self._strips[key] = strip
+        self._strips[key] = strip
         return strip
 
     def get_content_height(self, container, viewport, width: int) -> int:

@@ -130,25 +130,6 @@ def race_state() -> RunState:
     return state
 
 
-def processes_state() -> RunState:
-    """gil-cpu processes only: four workers on two CPUs, each queuing for a core."""
-    state = FrozenState(experiment="gil-cpu", python="python",
-                        params={"work": 12_000_000, "tasks": 4, "switch_interval_ms": 5.0,
-                                "modes": "processes"})
-    state.pid, state.status = 5000, "running"
-    _hello(state, 5000)
-    state.apply_event({"ev": "phase", "mode": "processes", "state": "start", "tasks": 4,
-                       "pid": 5000, "ts": 2.0})
-    _thread(state, 5000, 5000, "main", 0.0, 0.0, 1)
-    for i in range(4):
-        pid = 5001 + i
-        state.apply_event({"ev": "process", "pid": pid, "native_id": pid,
-                           "name": "proc-%d" % (i + 1), "role": "worker", "ts": 2.0})
-        state.apply_event({"ev": "progress", "task": i, "done": 0.5, "pid": pid, "ts": 2.5})
-        _thread(state, pid, pid, "proc-%d" % (i + 1), 0.5, 0.47, 0)
-    return state
-
-
 def finished_race_state() -> RunState:
     """race run to the end, with its result record."""
     state = FrozenState(experiment="race", python="python",
@@ -178,5 +159,57 @@ def finished_race_state() -> RunState:
     return state
 
 
+def loop_freeze_state() -> RunState:
+    """loop-freeze 1.2 s into a run: 10 ms ticks, one 250 ms block blamed on its line."""
+    state = FrozenState(experiment="loop-freeze", python="python",
+                        params={"block": "cpu", "block_ms": 250, "fix": "none",
+                                "loop": "asyncio", "period_ms": 10.0, "duration_s": 3.0})
+    state.pid = 4600
+    state.frozen_duration = 1.2
+    _hello(state, 4600)
+    blame = {"blamed": "workloads/loop_freeze.py:70", "function": "cpu_heavy",
+             "code": "total += i * i"}
+    state.apply_event({"ev": "start", "pid": 4600, "ts": 1.0, "t0": 1.0, "period_ms": 10.0,
+                       "duration_s": 3.0, "threshold_ms": 20.0, "loop": "asyncio",
+                       "fix": "none", "block": "cpu", "block_ms": 250})
+    # Punctual ticks (1-2 ms late), then the block: the next tick is 250 ms late.
+    early = [[round(0.01 * n, 3), 1.0 + (n % 3) * 0.4] for n in range(1, 50)]
+    state.apply_event({"ev": "ticks", "pid": 4600, "ts": 1.5, "t0": 0.0, "t1": 0.49,
+                       "ticks": early, "count": 49, "missed": 0, "spans": 0,
+                       "lag_ms": {"p50": 1.4, "p99": 1.8, "max": 1.8}})
+    state.apply_event(dict(blame, ev="frozen", pid=4600, ts=1.8, index=50, ongoing=False,
+                           start_s=0.5, end_s=0.752, duration_ms=252.0, missed_ticks=24))
+    late = [[0.752, 252.0]] + [[round(0.752 + 0.01 * n, 3), 1.2] for n in range(1, 40)]
+    state.apply_event({"ev": "ticks", "pid": 4600, "ts": 2.1, "t0": 0.49, "t1": 1.142,
+                       "ticks": late, "count": 89, "missed": 24, "spans": 1,
+                       "lag_ms": {"p50": 1.4, "p99": 252.0, "max": 252.0}})
+    return state
+
+
+def goroutines_state() -> RunState:
+    """The Python M:N runtime mid-run: queues on both Ps, Ms in syscalls (the hand-off)."""
+    state = FrozenState(experiment="goroutines", python="python",
+                        params={"gs": 600, "work_ms": 2.0, "runtime": "python"})
+    state.pid = 5000
+    state.frozen_duration = 0.9
+    _hello(state, 5000)
+    ms = [{"id": i, "state": s, "p": p, "tid": 5001 + i} for i, (s, p) in enumerate(
+        [("syscall", -1), ("syscall", -1), ("running", 0), ("running", 1), ("idle", -1)])]
+    state.apply_event({"ev": "mn", "pid": 5000, "ts": 1.9, "runtime": "python", "t_ms": 300,
+                       "gomaxprocs": 2, "threads": 5, "idle_threads": 1,
+                       "spinning_threads": 0, "m_states": {"syscall": 2, "running": 2,
+                                                           "idle": 1},
+                       "global_runq": 12, "runq": [40, 21], "runnext": [True, False],
+                       "p_status": ["running", "running"], "p_m": [2, 3], "ms": ms,
+                       "gs": {"runnable": 73, "running": 2, "syscall": 2, "waiting": 0},
+                       "gs_done": 223, "gs_total": 600, "steals": 3, "handoffs": 21,
+                       "preemptions": 0})
+    for i, m in enumerate(ms):
+        _thread(state, 5000, m["tid"], "M%d" % i, 0.3 if m["state"] == "running" else 0.0,
+                0.0, 40)
+    return state
+
+
 def dashboard_states() -> dict[str, RunState]:
-    return {"pane-0": gil_state(), "pane-2": race_state(), "pane-3": processes_state()}
+    return {"pane-0": gil_state(), "pane-1": loop_freeze_state(), "pane-2": race_state(),
+            "pane-3": goroutines_state()}

@@ -218,7 +218,9 @@ async def test_frames_come_from_one_timer_at_the_refresh_rate(hz):
         start, frames = time.monotonic(), app.frames
         await until(pilot, lambda: app.frames - frames >= 4, what="four frames")
         elapsed = time.monotonic() - start
-    assert elapsed >= 3.5 / hz  # the timer's pace, not once per event or faster
+    # `start` is seen up to one interval after a tick, so four more ticks take between
+    # three and four intervals: the timer's pace, not once per event or faster.
+    assert elapsed >= 2.9 / hz
 
 
 async def test_low_bandwidth_caps_the_rate_and_uses_the_terminals_colours():

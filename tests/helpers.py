@@ -79,6 +79,26 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.02):
         time.sleep(interval)
 
 
+async def wait_until(condition, timeout: float, what: str, pause=None):
+    """The async twin of wait_for: between polls, await `pause()` (e.g. a Textual pilot's
+    pause, which lets the app run) or a short asyncio sleep."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
+        await (pause() if pause is not None else asyncio.sleep(0.02))
+
+
+async def until(pilot, condition, timeout: float = 10.0, what: str = "condition"):
+    """Let a Textual app run until `condition()` holds (no blind sleeps)."""
+    return await wait_until(condition, timeout, what, pause=lambda: pilot.pause(0.02))
+
+
 def alive(pids) -> list[int]:
     """The pids still running (zombies count as gone: they hold no CPU and no memory)."""
     left = []

@@ -13,20 +13,12 @@ import psutil
 import pytest
 
 from lab.runner import Run, RunRequest, prepare, run_experiment
-from tests.helpers import ROOT, alive, wait_for
+from tests.helpers import ROOT, alive, wait_for, wait_until
 
 
 def selftest(behave: str, **params) -> Run:
     return Run(prepare(RunRequest("selftest", {"behave": behave, **params},
                                   timeout_s=params.pop("timeout_s", None))))
-
-
-async def wait_until(condition, timeout: float, what: str):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        await asyncio.sleep(0.01)
 
 
 def descendants(pid: int) -> list[int]:

@@ -20,7 +20,6 @@ SLEEP_LINE = "time.sleep(ms / 1000)"
 
 
 def source_lines(function):
-    code = function.__code__
     import inspect
 
     lines, first = inspect.getsourcelines(function)
@@ -171,7 +170,7 @@ def test_runs_on_python_39_and_refuses_uvloop_there_cleanly():
 async def test_compact_view_fits_the_dashboard_pane_and_labels_the_freeze():
     from rich.console import Console
 
-    from lab.runner import RunRequest, prepare, run_experiment
+    from lab.runner import RunRequest, run_experiment
     from widgets.loop_freeze_view import VIEW
 
     state = await run_experiment(RunRequest("loop-freeze", {

@@ -13,7 +13,8 @@ from lab.screens.dashboard import DashboardScreen
 from lab.screens.experiment import ExperimentScreen
 from lab.screens.history import HistoryScreen, RunRecordScreen
 from tests.helpers import conlab, interpreter
-from tests.test_tui_pilot import make_app, until
+from tests.helpers import until
+from tests.test_tui_pilot import make_app
 
 PY39 = interpreter("3.9")
 

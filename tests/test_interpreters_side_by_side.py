@@ -13,7 +13,8 @@ from lab.interpreters import Interpreter, probe
 from lab.screens.compare import CompareScreen
 from lab.screens.side_by_side import InterpreterChooser, SideBySideScreen, slot_key
 from tests.helpers import conlab, interpreter
-from tests.test_tui_pilot import make_app, status, until
+from tests.helpers import until
+from tests.test_tui_pilot import make_app, status
 from tests.tui_fakes import FakeRun
 
 PY39 = interpreter("3.9")

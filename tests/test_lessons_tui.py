@@ -17,17 +17,8 @@ from lab.live import RunController
 from lab.progress import FILE_NAME, Progress
 from lab.screens.dashboard import DashboardScreen
 from lab.screens.lessons import LessonScreen, LessonsScreen
-from tests.helpers import conlab, interpreter
+from tests.helpers import conlab, interpreter, until
 from tests.tui_fakes import MACHINE, FakeRun, fake_controller
-
-
-async def until(pilot, condition, timeout: float = 10.0, what: str = "condition"):
-    """Let the app run until `condition()` holds (no blind sleeps)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
-        await pilot.pause(0.02)
 
 
 async def until_shown(pilot, needle: str, timeout: float = 10.0) -> str:

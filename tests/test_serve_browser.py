@@ -19,12 +19,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
 
-from tests.helpers import ROOT, alive, new_tag, wait_for, workload_processes
+from tests.helpers import ROOT, alive, new_tag, wait_for, wait_until, workload_processes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium here (Debian: apt-get "
@@ -156,17 +155,6 @@ def chromium(tmp_path):
         proc.wait()
 
 
-async def until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
-        await asyncio.sleep(0.1)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
 async def test_the_dashboard_renders_in_chromium_and_stopping_the_server_leaves_nothing(
@@ -185,12 +173,12 @@ async def test_the_dashboard_renders_in_chromium_and_stopping_the_server_leaves_
             await tools.send("Page.navigate", session, url=url)
 
             # One browser session = one `python -m lab` child of the server.
-            sessions = await until(lambda: lab_sessions(tag), 30, "a `python -m lab` session")
+            sessions = await wait_until(lambda: lab_sessions(tag), 30, "a `python -m lab` session")
             assert len(sessions) == 1
             assert sessions[0].ppid() == proc.pid
             # The dashboard, as the page's terminal received it.
             for text in ("conlab ·", "Threads & the GIL", "Race", "r run"):
-                await until(lambda: text in tools.terminal_text(), 30,
+                await wait_until(lambda: text in tools.terminal_text(), 30,
                             "%r on the page's terminal" % text)
             title = await tools.send("Runtime.evaluate", session, expression="document.title")
             assert title["result"]["value"] == "conlab"
@@ -201,7 +189,7 @@ async def test_the_dashboard_renders_in_chromium_and_stopping_the_server_leaves_
             await tools.send("Runtime.evaluate", session, expression=(
                 "document.querySelector('.xterm-helper-textarea').focus()"))
             await tools.send("Input.insertText", session, text="r")
-            workers = await until(lambda: workload_processes(tag), 30,
+            workers = await wait_until(lambda: workload_processes(tag), 30,
                                   "a `-m workloads` child started from the browser")
             assert "gil-cpu" in workers[0].cmdline()
             # Nothing left the machine: every request went to the lab's own server.

@@ -13,17 +13,9 @@ from lab.screens.dashboard import DashboardScreen, PaneSpec
 from lab.screens.experiment import ExperimentScreen
 from lab.screens.help import HelpScreen
 from lab.screens.too_small import TooSmallScreen
+from tests.helpers import until
 from tests.tui_fakes import MACHINE, FakeRun, fake_controller
 from widgets.pane import Pane
-
-
-async def until(pilot, condition, timeout: float = 10.0, what: str = "condition"):
-    """Let the app run until `condition()` holds (no blind sleeps)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
-        await pilot.pause(0.02)
 
 
 def status(app: LabApp, pane_id: str) -> str:

@@ -12,14 +12,13 @@ import subprocess
 import sys
 import termios
 import threading
-import time
 
 import pytest
 
 from lab.app import LabApp
 from lab.live import RunController
 from tests.helpers import ROOT, alive, new_tag, wait_for, workload_processes
-from tests.test_tui_pilot import until
+from tests.helpers import until
 
 pytestmark = pytest.mark.slow
 

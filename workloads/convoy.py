@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 
-from ._proto import events, gil_enabled, start_process, start_thread
+from ._proto import gil_enabled, start_process, start_thread
 from ._spec import Param, ParamError
 from ._stats import summary_ms
 

@@ -28,6 +28,9 @@ def test_race_under_39_and_the_labs_own_python_naive_loses_only_on_39(tmp_path):
     assert OWN.version >= (3, 10), "the lab itself runs on 3.10+"
     done = conlab("compare-interpreters", "race", "--python", sys.executable,
                   "--python", PY39, "-p", "variant=naive", "-p", "increments=200000",
+                  # A short switch interval: hundreds of hand-offs, so 3.9's losses are
+                  # certain rather than likely (4 x 200 000 takes only ~50 ms).
+                  "-p", "switch_interval_ms=0.05",
                   "--json", env={"CONLAB_DATA_DIR": str(tmp_path)}, timeout=120)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)

@@ -7,8 +7,7 @@ import math
 
 from rich.text import Text
 
-from lab.state import RunState
-from widgets.live_view import LiveView
+from widgets.live_view import FoldingView
 
 PHASES = (("alone", "alone"), ("cpu_thread", "+cpu thread"), ("cpu_process", "+cpu proc"))
 LABEL_W = 12
@@ -21,7 +20,7 @@ def _fmt(ms: float | None) -> str:
     return "%.2f" % ms if ms < 10 else "%.1f" % ms if ms < 100 else "%.0f" % ms
 
 
-class ConvoyView(LiveView):
+class ConvoyView(FoldingView):
     """p50-p99 ranges per phase on a log axis: the convoy shows as a jump to the marker."""
 
     EXPERIMENTS = ("convoy",)
@@ -33,29 +32,18 @@ class ConvoyView(LiveView):
     }
     """
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.reset()
-        self._state: RunState | None = None
-
     def reset(self) -> None:
         self.stats: dict[str, dict] = {}
         self.current = ""
 
-    def draw(self, state: RunState) -> None:
-        for event in self.new_events(state):
-            kind = event.get("ev")
-            if kind == "latency":
-                self.stats[event["phase"]] = event
-            elif kind == "phase":
-                self.current = event["phase"] if event["state"] == "start" else ""
-                if event["state"] == "end":
-                    self.stats[event["phase"]] = {**self.stats.get(event["phase"], {}), **event}
-        self._state = state
-        self.refresh(layout=not self.compact)
-
-    def render(self) -> Text:
-        return self.render_width(max(24, self.content_size.width or 38))
+    def fold(self, event: dict) -> None:
+        kind = event.get("ev")
+        if kind == "latency":
+            self.stats[event["phase"]] = event
+        elif kind == "phase":
+            self.current = event["phase"] if event["state"] == "start" else ""
+            if event["state"] == "end":
+                self.stats[event["phase"]] = {**self.stats.get(event["phase"], {}), **event}
 
     def column(self, ms: float, width: int) -> int:
         span = math.log10(AXIS_MAX_MS) - math.log10(AXIS_MIN_MS)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from lab.state import RunState
-from widgets.live_view import LiveView
+from widgets.live_view import FoldingView
 
 LOOPS = ("tiny", "asyncio", "asyncio_tuned", "uvloop")
 SHORT = {"asyncio_tuned": "asyncio*"}  # * = glibc mmap threshold raised (see the lesson)
@@ -24,7 +23,7 @@ def _k(value: float | None) -> str:
     return "%.0f" % value
 
 
-class EpollView(LiveView):
+class EpollView(FoldingView):
     """The current loop's counters, a requests/s strip, and each finished loop's rate."""
 
     EXPERIMENTS = ("epoll",)
@@ -36,32 +35,21 @@ class EpollView(LiveView):
     }
     """
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.reset()
-        self._state: RunState | None = None
-
     def reset(self) -> None:
         self.latest: dict = {}
         self.history: dict[str, list[float]] = {}
         self.finished: dict[str, dict] = {}
 
-    def draw(self, state: RunState) -> None:
-        for event in self.new_events(state):
-            kind = event.get("ev")
-            if kind == "epoll":
-                self.latest = event
-                if event.get("phase") == "running":
-                    series = self.history.setdefault(event["loop"], [])
-                    series.append(event.get("requests_per_s", 0.0))
-                    del series[:-HISTORY]
-            elif kind == "phase" and event.get("state") == "end":
-                self.finished[event["loop"]] = event
-        self._state = state
-        self.refresh(layout=not self.compact)
-
-    def render(self) -> Text:
-        return self.render_width(max(24, self.content_size.width or 38))
+    def fold(self, event: dict) -> None:
+        kind = event.get("ev")
+        if kind == "epoll":
+            self.latest = event
+            if event.get("phase") == "running":
+                series = self.history.setdefault(event["loop"], [])
+                series.append(event.get("requests_per_s", 0.0))
+                del series[:-HISTORY]
+        elif kind == "phase" and event.get("state") == "end":
+            self.finished[event["loop"]] = event
 
     def strip(self, values: list[float], width: int) -> str:
         values = values[-width:]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from lab.state import RunState
-from widgets.live_view import LiveView
+from widgets.live_view import FoldingView
 
 MODES = ("sequential", "threads", "asyncio")
 STRIP = "▁▂▃▄▅▆▇█"
@@ -20,7 +20,7 @@ def bar(value: float, total: float, width: int) -> str:
     return "#" * filled + "." * (width - filled)
 
 
-class IoBoundView(LiveView):
+class IoBoundView(FoldingView):
     """Requests in flight per mode, the child's threads and CPU, and the wall times."""
 
     EXPERIMENTS = ("io-bound",)
@@ -32,11 +32,6 @@ class IoBoundView(LiveView):
     }
     """
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.reset()
-        self._state: RunState | None = None
-
     def reset(self) -> None:
         self.latest: dict = {}
         self.cpu_share = 0.0
@@ -45,26 +40,20 @@ class IoBoundView(LiveView):
         self.server: dict = {}
         self._prev: tuple[float, float] | None = None
 
-    def draw(self, state: RunState) -> None:
-        for event in self.new_events(state):
-            kind = event.get("ev")
-            if kind == "io":
-                if self._prev is not None and event["ts"] > self._prev[0]:
-                    self.cpu_share = max(0.0, (event["cpu_s"] - self._prev[1])
-                                         / (event["ts"] - self._prev[0]))
-                self._prev = (event["ts"], event["cpu_s"])
-                self.latest = event
-                self.history.append(event["in_flight"])
-                del self.history[:-HISTORY]
-            elif kind == "phase":
-                self.phases.setdefault(event["mode"], {}).update(event)
-            elif kind == "server":
-                self.server = event
-        self._state = state
-        self.refresh(layout=not self.compact)
-
-    def render(self) -> Text:
-        return self.render_width(max(24, self.content_size.width or 38))
+    def fold(self, event: dict) -> None:
+        kind = event.get("ev")
+        if kind == "io":
+            if self._prev is not None and event["ts"] > self._prev[0]:
+                self.cpu_share = max(0.0, (event["cpu_s"] - self._prev[1])
+                                     / (event["ts"] - self._prev[0]))
+            self._prev = (event["ts"], event["cpu_s"])
+            self.latest = event
+            self.history.append(event["in_flight"])
+            del self.history[:-HISTORY]
+        elif kind == "phase":
+            self.phases.setdefault(event["mode"], {}).update(event)
+        elif kind == "server":
+            self.server = event
 
     def render_width(self, width: int) -> Text:
         state = self._state

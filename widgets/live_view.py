@@ -56,3 +56,28 @@ class LiveView(Widget):
 
     def draw(self, state: RunState) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+class FoldingView(LiveView):
+    """A view that folds each new event into a small model of its own (`fold`) and draws
+    the whole picture as one Text for its width (`render_width`)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.reset()
+        self._state: RunState | None = None
+
+    def draw(self, state: RunState) -> None:
+        for event in self.new_events(state):
+            self.fold(event)
+        self._state = state
+        self.refresh(layout=not self.compact)
+
+    def fold(self, event: dict) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def render(self):
+        return self.render_width(max(24, self.content_size.width or 38))
+
+    def render_width(self, width: int):  # pragma: no cover - abstract
+        raise NotImplementedError

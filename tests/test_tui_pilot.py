@@ -254,3 +254,18 @@ async def test_the_footer_shows_the_labs_own_cpu_and_loop_lag():
         footer = app.screen.query_one(LabFooter)
         await until(pilot, lambda: footer.observer, timeout=10, what="the gauge")
         assert re.fullmatch(r"lab \d+\.\d% cpu · lag \d+ ms", footer.observer)
+
+
+def test_a_mode_that_waited_for_a_cpu_is_marked_not_ticked():
+    from lab.state import RunState
+    from widgets.gil_cpu_view import GilCpuView
+
+    view = GilCpuView(compact=True)
+    state = RunState("gil-cpu", {}, "python")
+    events = [{"ev": "phase", "mode": "sequential", "state": "end", "wall_s": 1.0,
+               "contended": True},
+              {"ev": "phase", "mode": "threads", "state": "end", "wall_s": 1.1,
+               "contended": False}]
+    view.fold(events, state)
+    assert view.mode_line("sequential", state, 38).plain.startswith("! sequential")
+    assert view.mode_line("threads", state, 38).plain.startswith("✓ threads")

@@ -40,6 +40,7 @@ class GilCpuView(LinesView):
         self.tasks = 0
         self.progress: dict[int, float] = {}
         self.walls: dict[str, float] = {}
+        self.contended: set[str] = set()  # modes that waited for a CPU: others were busy
         self.seen: list[str] = []
 
     def fold(self, events: list[dict], state: RunState) -> None:
@@ -53,6 +54,8 @@ class GilCpuView(LinesView):
                     self.current, self.tasks, self.progress = mode, event.get("tasks", 0), {}
                 elif event.get("state") == "end":
                     self.walls[mode] = float(event.get("wall_s", 0.0))
+                    if event.get("contended"):
+                        self.contended.add(mode)
                     if self.current == mode:
                         self.current = None
             elif kind == "progress":
@@ -62,7 +65,7 @@ class GilCpuView(LinesView):
     def mode_line(self, mode: str, state: RunState, width: int) -> Text:
         label = LABELS.get(mode, mode).ljust(LABEL_W)
         if mode in self.walls:
-            text = Text("✓ " + label)
+            text = Text(("! " if mode in self.contended else "✓ ") + label)
             text.append(fmt_s(self.walls[mode]).rjust(8))
             base = self.walls.get("sequential")
             if mode != "sequential" and base and self.walls[mode] > 0:

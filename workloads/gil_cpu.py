@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from ._proto import events, gil_enabled, start_process, start_thread
+from ._proto import events, gil_enabled, start_process, start_thread, thread_stats
 from ._spec import Param, ParamError
 
 NAME = "gil-cpu"
@@ -29,9 +29,12 @@ PARAMS = (
     Param.float("switch_interval_ms", 5.0, 0.01, 1000.0,
                 "sys.setswitchinterval: how long a thread may hold a contended GIL"),
     Param.choice("modes", "all", ("all",) + MODES, "which modes to run"),
+    Param.int("repeat", 1, 1, 15,
+              "rounds of all the modes, interleaved; each mode reports its median round"),
 )
 
 PARTS = 20  # each task reports its progress this many times
+CONTENDED_SHARE = 0.1  # a mode whose workers waited this share of the time for a CPU is flagged
 
 
 def check_limits(params):
@@ -60,29 +63,43 @@ def cpu_work(n):
 
 
 def task(index, work):
-    """One task: the work in PARTS slices, reporting progress between slices."""
+    """One task: the work in PARTS slices, reporting progress between slices.
+
+    Returns how long this thread was runnable but had no CPU (the kernel's run_delay):
+    time that other programs took from it, which would inflate its wall time.
+    """
     out = events()
+    before = thread_stats().get("run_delay_s", 0.0)
     for part in range(PARTS):
         cpu_work(work // PARTS)
         out.latest("progress", key=str(index), task=index, done=(part + 1) / PARTS)
+    return thread_stats().get("run_delay_s", 0.0) - before
 
 
+# Each mode runs the tasks its own way and returns the seconds they waited for a CPU.
 def run_sequential(tasks, work):
-    for index in range(tasks):
-        task(index, work)
+    return sum(task(index, work) for index in range(tasks))
 
 
 def run_threads(tasks, work):
-    threads = [start_thread(task, "cpu-%d" % (i + 1), "worker", (i, work)) for i in range(tasks)]
+    waited = [0.0] * tasks
+
+    def worker(index):
+        waited[index] = task(index, work)
+
+    threads = [start_thread(worker, "cpu-%d" % (i + 1), "worker", (i,)) for i in range(tasks)]
     for thread in threads:
         thread.join()
+    return sum(waited)
 
 
 def run_processes(tasks, work):
-    processes = [start_process(task, "proc-%d" % (i + 1), "worker", (i, work))[0]
-                 for i in range(tasks)]
-    for process in processes:
+    started = [start_process(task, "proc-%d" % (i + 1), "worker", (i, work), want_result=True)
+               for i in range(tasks)]
+    waited = sum(receiver.recv() or 0.0 for _process, receiver in started)
+    for process, _receiver in started:
         process.join()
+    return waited
 
 
 RUNNERS = {"sequential": run_sequential, "threads": run_threads, "processes": run_processes}
@@ -92,13 +109,32 @@ def measure(mode, tasks, work, out):
     """Wall and CPU time of one mode, CPU counted for us and our finished children."""
     out.emit("phase", mode=mode, state="start", tasks=tasks)
     before_wall, before_cpu = time.perf_counter(), os.times()
-    RUNNERS[mode](tasks, work)
+    waited = RUNNERS[mode](tasks, work)
     wall = time.perf_counter() - before_wall
     after = os.times()
     cpu = sum(after[:4]) - sum(before_cpu[:4])  # user+system, self and reaped children
+    busy = contended(mode, waited, wall, tasks)
     out.flush()
-    out.emit("phase", mode=mode, state="end", wall_s=wall, cpu_s=cpu)
-    return {"wall_s": wall, "cpu_s": cpu, "cpu_efficiency": cpu / wall if wall else 0.0}
+    out.emit("phase", mode=mode, state="end", wall_s=wall, cpu_s=cpu, waited_for_cpu_s=waited,
+             contended=busy)
+    return {"wall_s": wall, "cpu_s": cpu, "cpu_efficiency": cpu / wall if wall else 0.0,
+            "waited_for_cpu_s": waited, "contended": busy}
+
+
+def usable_cpus():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def contended(mode, waited, wall, tasks):
+    """Did other programs take a noticeable share of the CPU time this mode could use?
+
+    Threads under the GIL wait for the GIL asleep, not in run_delay, so any run_delay is
+    someone else's doing; processes beyond the number of CPUs queue by design.
+    """
+    if mode == "processes" and tasks > usable_cpus():
+        return False
+    lanes = min(tasks, usable_cpus()) if mode == "processes" else 1
+    return wall > 0 and waited / (wall * lanes) > CONTENDED_SHARE
 
 
 def run(params, out):
@@ -107,9 +143,16 @@ def run(params, out):
     # Warm up first (not measured), so the first mode does not pay alone for a CPU that is
     # still ramping up or a cold interpreter.
     cpu_work(min(params["work"], 2_000_000))
+    # Rounds interleave the modes, so a burst of noise from the machine lands on one
+    # round of each rather than on one mode; each mode reports its median round.
+    rounds = {mode: [] for mode in modes}
+    for _round in range(params["repeat"]):
+        for mode in modes:
+            rounds[mode].append(measure(mode, params["tasks"], params["work"], out))
     results = {}
-    for mode in modes:
-        results[mode] = measure(mode, params["tasks"], params["work"], out)
+    for mode, measured in rounds.items():
+        median = sorted(measured, key=lambda m: m["wall_s"])[len(measured) // 2]
+        results[mode] = dict(median, wall_s_rounds=[m["wall_s"] for m in measured])
 
     speedup = {}
     if "sequential" in results:
@@ -124,15 +167,16 @@ def run(params, out):
         "work": params["work"],
         "switch_interval_s": sys.getswitchinterval(),
         "gil_enabled": gil_enabled(),
-        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "explanation": explain(speedup, params["tasks"]),
+        "cpus": usable_cpus(),
+        "contended": [mode for mode in modes if results[mode]["contended"]],
+        "explanation": explain(speedup, params["tasks"], results),
     }
 
 
-def explain(speedup, tasks):
+def explain(speedup, tasks, results):
     """A reading of the numbers just measured, for this interpreter."""
     lines = []
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = usable_cpus()
     threads, processes = speedup.get("threads"), speedup.get("processes")
     if threads is not None:
         if gil_enabled():
@@ -145,4 +189,10 @@ def explain(speedup, tasks):
         lines.append("Processes ran at %.2fx with %d CPU(s) available: each has its own "
                      "interpreter, so they run in parallel up to the number of cores."
                      % (processes, cpus))
+    for mode, figures in results.items():
+        if figures["contended"]:
+            lines.append("Careful: other programs took CPU time during %s (its workers waited "
+                         "%.2f s for a CPU in %.2f s), so that time is inflated and the "
+                         "speedups are not clean; run it alone on a quiet machine."
+                         % (mode, figures["waited_for_cpu_s"], figures["wall_s"]))
     return " ".join(lines)

@@ -34,6 +34,7 @@ Thread rows
 
 Markers
   ▶ running   ✓ finished   · waiting   ✗ did not finish
+  !           finished, but other programs took CPU time meanwhile: inflated
   RUNNING DONE STOPPED FAILED TIMEOUT REFUSED: the run's state in words
   ▶ before a pane's title: the pane that r and enter act on
 

@@ -111,5 +111,21 @@ def alive(pids) -> list[int]:
     return left
 
 
+def plain_lines(drawn, width: int | None = None) -> list[str]:
+    """What a view drew (one Text, or a list of lines), as plain lines, never re-wrapped:
+    so a test's width check sees a line that is too long instead of its wrapped halves.
+    With `width`, a line is cut there, as a pane of that width would show it."""
+    from rich.cells import cell_len, set_cell_size
+
+    texts = drawn if isinstance(drawn, list) else [drawn]
+    lines = [line for text in texts for line in text.plain.split("\n")]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if width is not None:
+        lines = [set_cell_size(line, width).rstrip() if cell_len(line) > width else line.rstrip()
+                 for line in lines]
+    return lines
+
+
 def usable_cpus() -> int:
     return len(os.sched_getaffinity(0))

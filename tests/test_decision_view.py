@@ -6,22 +6,14 @@ from __future__ import annotations
 import html
 import re
 
-from rich.console import Console
-from rich.text import Text
 from textual.app import App, ComposeResult
 
 from lab.runner import RunRequest, run_experiment
 from lab.state import RunState
 from widgets.decision_view import DecisionView
+from tests.helpers import plain_lines as plain
 
 SMALL = {"job_ms": 5.0, "seconds": 0.1, "many": 16}
-
-
-def plain(lines: list[Text], width: int) -> list[str]:
-    console = Console(width=width, no_color=True, record=True, force_terminal=False)
-    for line in lines:
-        console.print(line, no_wrap=True, overflow="crop", crop=True)
-    return console.export_text().rstrip("\n").split("\n")
 
 
 def drawn(view: DecisionView, state: RunState, width: int, rows: int) -> list[str]:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.helpers import interpreter, run_json, usable_cpus
+from tests.helpers import interpreter, plain_lines, run_json, usable_cpus
 
 
 def gil_or_skip(record):
@@ -80,17 +80,13 @@ def test_runs_on_python_39():
 
 
 async def test_convoy_view_fits_a_pane():
-    from rich.console import Console
-
     from lab.runner import RunRequest, run_experiment
     from widgets.convoy_view import VIEW
 
     state = await run_experiment(RunRequest("convoy", {"requests": 20}))
     view = VIEW(compact=True)
     view.draw(state)
-    console = Console(width=38, no_color=True, force_terminal=False, record=True)
-    console.print(view.render_width(38))
-    lines = console.export_text().rstrip("\n").split("\n")
+    lines = plain_lines(view.render_width(38))
     assert len(lines) <= 9 and all(len(line) <= 38 for line in lines)
     text = "\n".join(lines)
     assert "cpu thread" in text and "switch" in text and "O" in text

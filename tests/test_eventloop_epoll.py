@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.helpers import ROOT, conlab, interpreter, run_json
+from tests.helpers import ROOT, conlab, interpreter, plain_lines, run_json
 from workloads import _tiny_loop, epoll
 from workloads._spec import resolve
 
@@ -160,16 +160,12 @@ def test_tiny_loop_is_about_a_hundred_readable_lines():
 
 
 async def test_epoll_view_fits_a_pane():
-    from rich.console import Console
-
     from lab.runner import RunRequest, run_experiment
     from widgets.epoll_view import VIEW
 
     state = await run_experiment(RunRequest("epoll", {"connections": 20, "duration_s": 0.2}))
     view = VIEW(compact=True)
     view.draw(state)
-    console = Console(width=38, no_color=True, force_terminal=False, record=True)
-    console.print(view.render_width(38))
-    lines = console.export_text().rstrip("\n").split("\n")
+    lines = plain_lines(view.render_width(38))
     assert len(lines) <= 9 and all(len(line) <= 38 for line in lines)
     assert "1 thread " in lines[0]

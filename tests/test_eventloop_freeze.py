@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.helpers import conlab, interpreter, run_json, usable_cpus
+from tests.helpers import conlab, interpreter, plain_lines, run_json, usable_cpus
 from workloads import _loops, loop_freeze
 from workloads._spec import resolve
 
@@ -168,8 +168,6 @@ def test_runs_on_python_39_and_refuses_uvloop_there_cleanly():
 
 
 async def test_compact_view_fits_the_dashboard_pane_and_labels_the_freeze():
-    from rich.console import Console
-
     from lab.runner import RunRequest, run_experiment
     from widgets.loop_freeze_view import VIEW
 
@@ -177,9 +175,7 @@ async def test_compact_view_fits_the_dashboard_pane_and_labels_the_freeze():
         "block": "sleep", "block_ms": 150, "blocks": 1, "duration_s": 0.8}))
     view = VIEW(compact=True)
     view.draw(state)
-    console = Console(width=38, no_color=True, force_terminal=False, record=True)
-    console.print(view.render_compact(state, 38))
-    lines = console.export_text().rstrip("\n").split("\n")
+    lines = plain_lines(view.render_compact(state, 38))
     assert len(lines) <= 9
     assert all(len(line) <= 38 for line in lines)
     text = "\n".join(lines)

@@ -13,7 +13,7 @@ import time
 import psutil
 import pytest
 
-from tests.helpers import ROOT, alive, conlab, interpreter, run_json, wait_for
+from tests.helpers import ROOT, alive, conlab, interpreter, plain_lines, run_json, wait_for
 from workloads import _loops
 from workloads._serverproc import DelayServer
 
@@ -168,17 +168,13 @@ def test_an_interpreter_without_aiohttp_is_refused_cleanly():
 
 
 async def test_io_view_fits_a_pane_and_names_every_mode():
-    from rich.console import Console
-
     from lab.runner import RunRequest, run_experiment
     from widgets.io_bound_view import VIEW
 
     state = await run_experiment(RunRequest("io-bound", {"requests": 3, "delay": 0.1}))
     view = VIEW(compact=True)
     view.draw(state)
-    console = Console(width=38, no_color=True, force_terminal=False, record=True)
-    console.print(view.render_width(38))
-    lines = console.export_text().rstrip("\n").split("\n")
+    lines = plain_lines(view.render_width(38))
     assert len(lines) <= 9 and all(len(line) <= 38 for line in lines)
     text = "\n".join(lines)
     for mode in ("sequential", "threads", "asyncio"):

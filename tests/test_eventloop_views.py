@@ -9,12 +9,12 @@ import html
 import re
 
 import pytest
-from rich.console import Console
 from textual.app import App, ComposeResult
 
 from lab.runner import RunRequest, run_experiment
 from lab.state import RunState
 from lab.views import view_class
+from tests.helpers import plain_lines as plain
 
 RUNS = {
     "loop-freeze": {"block": "sleep", "block_ms": 150, "blocks": 2, "duration_s": 1.0},
@@ -28,13 +28,6 @@ WORDS = {
     "epoll": ["1 thread", "req/s", "waits/s"],
     "convoy": ["alone", "cpu thread", "switch"],
 }
-
-
-def plain(text, width: int) -> list[str]:
-    console = Console(width=width, no_color=True, record=True, force_terminal=False,
-                      file=open("/dev/null", "w"))
-    console.print(text, no_wrap=True, overflow="crop", crop=True)
-    return console.export_text().rstrip("\n").split("\n")
 
 
 @pytest.fixture(scope="module")

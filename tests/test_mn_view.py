@@ -7,24 +7,15 @@ import html
 import re
 
 import pytest
-from rich.console import Console
-from rich.text import Text
 from textual.app import App, ComposeResult
 
 from lab.runner import RunRequest, run_experiment
 from lab.state import RunState
 from widgets.goroutines_view import GoroutinesView
 from workloads import _go
+from tests.helpers import plain_lines as plain
 
 SCHEDULE = {"gs": 300, "ps": 2, "work_ms": 1.5, "block_fraction": 0.25, "block_ms": 60.0}
-
-
-def plain(lines: list[Text], width: int) -> list[str]:
-    console = Console(width=width, no_color=True, record=True, force_terminal=False,
-                      file=open("/dev/null", "w"))
-    for line in lines:
-        console.print(line, no_wrap=True, overflow="crop", crop=True)
-    return console.export_text().rstrip("\n").split("\n")
 
 
 def drawn(view: GoroutinesView, state: RunState, width: int, rows: int) -> list[str]:

@@ -6,6 +6,7 @@ import os
 import sys
 import time
 
+from ._limits import rlimit
 from ._proto import events, gil_enabled, start_process, start_thread, thread_stats
 from ._spec import Param, ParamError
 
@@ -38,20 +39,10 @@ CONTENDED_SHARE = 0.1  # a mode whose workers waited this share of the time for 
 
 
 def check_limits(params):
-    soft, _hard = _nproc_limit()
+    soft, _hard = rlimit("NPROC")
     if soft is not None and params["tasks"] > soft // 2:
         raise ParamError("tasks", "parameter 'tasks' must be at most %d here (RLIMIT_NPROC is %d)"
                          % (soft // 2, soft))
-
-
-def _nproc_limit():
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
-        return (None if soft == resource.RLIM_INFINITY else soft), hard
-    except (ImportError, AttributeError, ValueError):
-        return None, None
 
 
 # The work itself: nothing but bytecode, no I/O, no calls into C that drop the GIL.

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab.machine import machine  # noqa: E402
-from lab.runner import Refused, RunRequest, prepare, Run  # noqa: E402
+from lab.core.machine import machine  # noqa: E402
+from lab.core.runner import Refused, RunRequest, prepare, Run  # noqa: E402
 
 LABELS = {"goroutine": "Go goroutine", "mn_g": "Python M:N runtime G",
           "asyncio_task": "asyncio task", "thread": "Python thread"}

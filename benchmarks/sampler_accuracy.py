@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab.runner import Run, RunRequest, prepare  # noqa: E402
+from lab.core.runner import Run, RunRequest, prepare  # noqa: E402
 
 
 def interpolate(series: list[tuple[float, float]], ts: float) -> float | None:

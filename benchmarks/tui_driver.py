@@ -26,7 +26,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def pane_sets():
-    from lab.screens.dashboard import PANES, PaneSpec  # noqa: E402
+    from lab.tui.screens.dashboard import PANES, PaneSpec  # noqa: E402
 
     gil = PaneSpec("Threads & the GIL", "gil-cpu",
                    {"work": 30_000_000, "tasks": 2, "modes": "all"})
@@ -59,9 +59,9 @@ def run_app(argv: list[str]) -> int:
     parser.add_argument("--only", type=int, default=None, help="run only this pane index")
     args = parser.parse_args(argv)
 
-    from lab.app import LabApp
-    from lab.live import RunController
-    from lab.screens.dashboard import DashboardScreen
+    from lab.tui.app import LabApp
+    from lab.tui.live import RunController
+    from lab.tui.screens.dashboard import DashboardScreen
 
     panes = pane_sets()[args.panes]
 

@@ -83,7 +83,7 @@ def engine_only(window: float, panes: str = "long") -> float:
 
     from tui_driver import pane_sets
 
-    from lab.live import RunController
+    from lab.tui.live import RunController
 
     async def measure_engine() -> float:
         controller = RunController(save_records=False)

@@ -139,7 +139,7 @@ def test_more_connections_than_descriptors_is_refused_naming_the_limit():
 async def test_stopping_mid_run_leaves_no_worker_pool_or_server(monkeypatch, tmp_path):
     import asyncio
 
-    from lab.runner import Run, RunRequest, prepare
+    from lab.core.runner import Run, RunRequest, prepare
 
     tag = new_tag()
     monkeypatch.setenv("CONLAB_TEST_TAG", tag)  # the children inherit it

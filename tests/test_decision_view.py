@@ -8,8 +8,8 @@ import re
 
 from textual.app import App, ComposeResult
 
-from lab.runner import RunRequest, run_experiment
-from lab.state import RunState
+from lab.core.runner import RunRequest, run_experiment
+from lab.core.state import RunState
 from widgets.decision_view import DecisionView
 from tests.helpers import plain_lines as plain
 

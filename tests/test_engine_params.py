@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab import catalog
-from lab.runner import Refused, RunRequest, prepare
+from lab.core import catalog
+from lab.core.runner import Refused, RunRequest, prepare
 from tests.helpers import conlab, interpreter
 from workloads._spec import Param, ParamError, resolve
 

@@ -12,7 +12,7 @@ import textwrap
 import psutil
 import pytest
 
-from lab.runner import Run, RunRequest, prepare, run_experiment
+from lab.core.runner import Run, RunRequest, prepare, run_experiment
 from tests.helpers import ROOT, alive, wait_for, wait_until
 
 
@@ -104,7 +104,7 @@ async def test_the_sampler_sees_named_threads_and_their_cpu():
 
 PARENT = textwrap.dedent("""
     import sys
-    from lab.cli import main
+    from lab.cli.parser import main
     sys.exit(main(["run", "selftest", "-p", "behave=spawn", "-p", "workers=2", "--timeout", "60"]))
 """)
 

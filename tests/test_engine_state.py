@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lab.sampler import MAX_THREADS_PER_PROCESS, Sample, ThreadSample, first_threads
-from lab.state import EVENT_BUFFER, MAX_THREAD_VIEWS, RunState
+from lab.core.sampler import MAX_THREADS_PER_PROCESS, Sample, ThreadSample, first_threads
+from lab.core.state import EVENT_BUFFER, MAX_THREAD_VIEWS, RunState
 
 
 def fresh() -> RunState:

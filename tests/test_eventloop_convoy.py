@@ -80,7 +80,7 @@ def test_runs_on_python_39():
 
 
 async def test_convoy_view_fits_a_pane():
-    from lab.runner import RunRequest, run_experiment
+    from lab.core.runner import RunRequest, run_experiment
     from widgets.convoy_view import VIEW
 
     state = await run_experiment(RunRequest("convoy", {"requests": 20}))

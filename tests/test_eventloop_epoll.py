@@ -160,7 +160,7 @@ def test_tiny_loop_is_about_a_hundred_readable_lines():
 
 
 async def test_epoll_view_fits_a_pane():
-    from lab.runner import RunRequest, run_experiment
+    from lab.core.runner import RunRequest, run_experiment
     from widgets.epoll_view import VIEW
 
     state = await run_experiment(RunRequest("epoll", {"connections": 20, "duration_s": 0.2}))

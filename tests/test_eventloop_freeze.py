@@ -168,7 +168,7 @@ def test_runs_on_python_39_and_refuses_uvloop_there_cleanly():
 
 
 async def test_compact_view_fits_the_dashboard_pane_and_labels_the_freeze():
-    from lab.runner import RunRequest, run_experiment
+    from lab.core.runner import RunRequest, run_experiment
     from widgets.loop_freeze_view import VIEW
 
     state = await run_experiment(RunRequest("loop-freeze", {

@@ -168,7 +168,7 @@ def test_an_interpreter_without_aiohttp_is_refused_cleanly():
 
 
 async def test_io_view_fits_a_pane_and_names_every_mode():
-    from lab.runner import RunRequest, run_experiment
+    from lab.core.runner import RunRequest, run_experiment
     from widgets.io_bound_view import VIEW
 
     state = await run_experiment(RunRequest("io-bound", {"requests": 3, "delay": 0.1}))

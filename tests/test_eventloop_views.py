@@ -11,9 +11,9 @@ import re
 import pytest
 from textual.app import App, ComposeResult
 
-from lab.runner import RunRequest, run_experiment
-from lab.state import RunState
-from lab.views import view_class
+from lab.core.runner import RunRequest, run_experiment
+from lab.core.state import RunState
+from lab.tui.views import view_class
 from tests.helpers import plain_lines as plain
 
 RUNS = {

@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-from lab import history
-from lab.screens.compare import CompareScreen
-from lab.screens.dashboard import DashboardScreen
-from lab.screens.experiment import ExperimentScreen
-from lab.screens.history import HistoryScreen, RunRecordScreen
+from lab.core import history
+from lab.tui.screens.compare import CompareScreen
+from lab.tui.screens.dashboard import DashboardScreen
+from lab.tui.screens.experiment import ExperimentScreen
+from lab.tui.screens.history import HistoryScreen, RunRecordScreen
 from tests.helpers import conlab, interpreter
 from tests.helpers import until
 from tests.test_tui_pilot import make_app

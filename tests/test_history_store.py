@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from lab import history
+from lab.core import history
 from tests.helpers import ROOT, conlab
 
 
@@ -77,7 +77,7 @@ def test_unknown_ids_and_experiments_are_refused_with_exit_2(data_dir):
 
 WRITER = r"""
 import json, sys
-from lab import history
+from lab.core import history
 record = json.load(open(sys.argv[1]))
 sys.stdin.readline()  # wait for the starting gun so every writer overlaps
 ids = [history.save(dict(record, params=dict(record["params"], writer=int(sys.argv[2]), n=n)))

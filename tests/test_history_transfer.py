@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lab import history
+from lab.core import history
 from tests.helpers import conlab, interpreter
 
 PY39 = interpreter("3.9")

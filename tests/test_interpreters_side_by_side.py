@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from lab.interp_compare import default_choice, describe
-from lab.interpreters import Interpreter, probe
-from lab.screens.compare import CompareScreen
-from lab.screens.side_by_side import InterpreterChooser, SideBySideScreen, slot_key
+from lab.core.interp_compare import default_choice, describe
+from lab.core.interpreters import Interpreter, probe
+from lab.tui.screens.compare import CompareScreen
+from lab.tui.screens.side_by_side import InterpreterChooser, SideBySideScreen, slot_key
 from tests.helpers import conlab, interpreter
 from tests.helpers import until
 from tests.test_tui_pilot import make_app, status
@@ -93,7 +93,7 @@ _interpreters = None
 def _found():
     global _interpreters
     if _interpreters is None:
-        from lab.interpreters import find_interpreters
+        from lab.core.interpreters import find_interpreters
 
         _interpreters = find_interpreters()
     return _interpreters
@@ -217,7 +217,7 @@ async def test_the_chooser_changes_the_panes():
 
 
 async def test_s_opens_it_for_the_focused_dashboard_pane(monkeypatch):
-    monkeypatch.setattr("lab.screens.side_by_side._found", [OWN, _other()])
+    monkeypatch.setattr("lab.tui.screens.side_by_side._found", [OWN, _other()])
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("down", "down", "s")  # the race pane
@@ -230,7 +230,7 @@ async def test_s_opens_it_for_the_focused_dashboard_pane(monkeypatch):
 
 
 async def test_p_changes_the_parameters_and_a_bad_value_is_refused_in_the_form():
-    from lab.screens.side_by_side import ParamsModal
+    from lab.tui.screens.side_by_side import ParamsModal
 
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:

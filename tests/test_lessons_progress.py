@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import catalog
-from lab import lessons as L
-from lab.progress import FILE_NAME, Progress, progress_path
+from lab.core import catalog
+from lab.lessons import tutorial as L
+from lab.core.progress import FILE_NAME, Progress, progress_path
 
 # shared/ sits beside the checkout (as in CI): ../shared/seed/
 ARTICLE = Path(__file__).resolve().parents[2] / "shared" / "seed" / "concurrency-threads-gil-event-loop.txt"
@@ -24,7 +24,7 @@ def own_data_dir(tmp_path, monkeypatch):
 
 
 def test_progress_lives_beside_the_history_and_survives_a_new_instance(own_data_dir):
-    from lab.history import data_dir
+    from lab.core.history import data_dir
 
     assert progress_path() == os.path.join(data_dir(), FILE_NAME)
     assert progress_path().startswith(str(own_data_dir))

@@ -11,9 +11,9 @@ import asyncio
 import pytest
 from textual.geometry import Region
 
-from lab import lessons as L
-from lab.record import build_record
-from lab.runner import Run, prepare, RunRequest
+from lab.lessons import tutorial as L
+from lab.core.record import build_record
+from lab.core.runner import Run, prepare, RunRequest
 from tests.helpers import interpreter
 from tests.test_lessons_tui import cut_off, lesson_app, lesson_screen
 

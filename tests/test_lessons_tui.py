@@ -10,13 +10,13 @@ import pytest
 from textual.containers import ScrollableContainer
 from textual.geometry import Region
 
-from lab import lessons as L
-from lab.app import LabApp
-from lab.cli import build_parser
-from lab.live import RunController
-from lab.progress import FILE_NAME, Progress
-from lab.screens.dashboard import DashboardScreen
-from lab.screens.lessons import LessonScreen, LessonsScreen
+from lab.lessons import tutorial as L
+from lab.tui.app import LabApp
+from lab.cli.parser import build_parser
+from lab.tui.live import RunController
+from lab.core.progress import FILE_NAME, Progress
+from lab.tui.screens.dashboard import DashboardScreen
+from lab.tui.screens.lessons import LessonScreen, LessonsScreen
 from tests.helpers import conlab, interpreter, until
 from tests.tui_fakes import MACHINE, FakeRun, fake_controller
 
@@ -270,7 +270,7 @@ async def test_a_refused_plan_falls_back_to_the_next_one():
     python = interpreter("3.9")
     if python is None:
         pytest.skip("no CPython 3.9 under ~/.pyenv on this machine")
-    from lab.interpreters import probe
+    from lab.core.interpreters import probe
 
     if probe(python).has("aiohttp"):
         pytest.skip("this CPython 3.9 has aiohttp: nothing is refused")

@@ -9,8 +9,8 @@ import re
 import pytest
 from textual.app import App, ComposeResult
 
-from lab.runner import RunRequest, run_experiment
-from lab.state import RunState
+from lab.core.runner import RunRequest, run_experiment
+from lab.core.state import RunState
 from widgets.goroutines_view import GoroutinesView
 from workloads import _go
 from tests.helpers import plain_lines as plain

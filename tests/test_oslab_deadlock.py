@@ -114,7 +114,7 @@ def test_a_wait_on_a_free_lock_is_no_edge_and_a_cycle_needs_every_edge():
 
 
 def test_a_fix_that_could_not_finish_in_time_is_refused_naming_rounds():
-    from lab.runner import Refused, RunRequest, prepare
+    from lab.core.runner import Refused, RunRequest, prepare
 
     with pytest.raises(Refused) as refused:
         prepare(RunRequest("deadlock", {"fix": "ordered", "rounds": 1000, "hold_ms": 50.0}))

@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
-import lab.cli
-from lab.runner import Refused, RunRequest, prepare
+import lab.cli.parser
+from lab.core.runner import Refused, RunRequest, prepare
 from tests.helpers import ROOT, interpreter, run_json
 from workloads import _limits, scale
 
@@ -43,8 +43,8 @@ def test_the_cli_refuses_with_exit_2_and_starts_nothing(monkeypatch, capsys):
     def no_run(*args, **kwargs):
         raise AssertionError("a run was constructed for a refused request")
 
-    monkeypatch.setattr(lab.cli, "Run", no_run)
-    code = lab.cli.main(["run", "scale", "-p", "count=%d" % (cap.units + 1000), "-p",
+    monkeypatch.setattr(lab.cli.parser, "Run", no_run)
+    code = lab.cli.parser.main(["run", "scale", "-p", "count=%d" % (cap.units + 1000), "-p",
                          "kinds=" + kind])
     assert code == 2
     assert cap.limit in capsys.readouterr().err

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from lab.runner import RunRequest, run_experiment
-from lab.views import view_class
+from lab.core.runner import RunRequest, run_experiment
+from lab.tui.views import view_class
 
 PANE = (38, 9)  # the dashboard's compact pane
 NARROW = 34  # the experiment screen's live column at 80x24
@@ -101,8 +101,8 @@ async def test_the_experiment_screen_draws_a_live_deadlock_at_80x24():
     """A real child from the TUI: the screen's live pane is this view, and it says CYCLE."""
     import time
 
-    from lab.app import LabApp
-    from lab.screens.experiment import ExperimentScreen
+    from lab.tui.app import LabApp
+    from lab.tui.screens.experiment import ExperimentScreen
     from widgets.deadlock_view import DeadlockView
 
     app = LabApp(live_gauge=False, machine_line="test machine")

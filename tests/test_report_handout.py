@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-from lab import catalog, history, report
+from lab.core import catalog
+from lab.core import history
+from lab.core import report
 from tests.helpers import conlab
 
 
@@ -78,7 +80,7 @@ def test_an_empty_history_still_writes_a_handout(data_dir, tmp_path):
 
 
 def test_no_screenshots_until_the_app_exists(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "lab.app", None)  # importing it now raises ImportError
+    monkeypatch.setitem(sys.modules, "lab.tui.app", None)  # importing it now raises ImportError
     assert report.render_svgs(str(tmp_path)) == []
 
 
@@ -91,7 +93,7 @@ def test_report_refuses_a_folder_it_cannot_create(data_dir, tmp_path):
 
 
 def test_screenshots_draw_the_newest_decision_run_from_history(data_dir, tmp_path):
-    pytest.importorskip("lab.app", reason="the Textual app is not built yet")
+    pytest.importorskip("lab.tui.app", reason="the Textual app is not built yet")
     result = run("decision", "-p", "workload=dial", "-p", "job_ms=5", "-p", "seconds=0.1")["result"]
     paths = report.render_svgs(str(tmp_path), dashboard=False)
     assert [p.rsplit("/", 1)[-1] for p in paths] == ["decision.svg"]

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from lab.app import LabApp
-from lab.live import RunController
-from lab.screens.dashboard import DashboardScreen, PaneSpec
-from lab.screens.experiment import ExperimentScreen
-from lab.screens.help import HelpScreen
-from lab.screens.too_small import TooSmallScreen
+from lab.tui.app import LabApp
+from lab.tui.live import RunController
+from lab.tui.screens.dashboard import DashboardScreen, PaneSpec
+from lab.tui.screens.experiment import ExperimentScreen
+from lab.tui.screens.help import HelpScreen
+from lab.tui.screens.too_small import TooSmallScreen
 from tests.helpers import until
 from tests.tui_fakes import MACHINE, FakeRun, fake_controller
 from widgets.pane import Pane
@@ -63,7 +63,7 @@ async def test_a_runs_every_available_pane_and_quit_stops_them_all_first():
 
 async def test_a_finished_run_shows_done_and_its_record_is_kept(monkeypatch):
     saved = []
-    monkeypatch.setattr("lab.record.save_run_record", saved.append)
+    monkeypatch.setattr("lab.core.record.save_run_record", saved.append)
     controller = fake_controller()
     controller.save_records = True
     app = make_app(controller)
@@ -170,7 +170,7 @@ async def test_below_80x24_the_too_small_screen_replaces_the_layout():
 
 
 async def test_a_pane_whose_experiment_is_missing_says_so_and_picks_it_up_later(monkeypatch):
-    from lab.screens import dashboard
+    from lab.tui.screens import dashboard
 
     panes = (PaneSpec("Threads", "gil-cpu", {}), PaneSpec("Coming", "not-yet-written", {}))
     app = make_app()
@@ -192,7 +192,7 @@ async def test_a_pane_whose_experiment_is_missing_says_so_and_picks_it_up_later(
 
 
 async def test_every_experiment_is_in_the_command_palette():
-    from lab import catalog
+    from lab.core import catalog
 
     app = make_app()
     async with app.run_test(size=(80, 24)):
@@ -257,7 +257,7 @@ async def test_the_footer_shows_the_labs_own_cpu_and_loop_lag():
 
 
 def test_a_mode_that_waited_for_a_cpu_is_marked_not_ticked():
-    from lab.state import RunState
+    from lab.core.state import RunState
     from widgets.gil_cpu_view import GilCpuView
 
     view = GilCpuView(compact=True)

@@ -15,8 +15,8 @@ import threading
 
 import pytest
 
-from lab.app import LabApp
-from lab.live import RunController
+from lab.tui.app import LabApp
+from lab.tui.live import RunController
 from tests.helpers import ROOT, alive, new_tag, wait_for, workload_processes
 from tests.helpers import until
 
@@ -129,7 +129,7 @@ def test_a_real_terminal_session_ends_cleanly(how):
 
 
 async def test_the_children_run_under_the_python_given_with_dash_dash_python(monkeypatch):
-    from lab.screens.dashboard import DashboardScreen, PaneSpec
+    from lab.tui.screens.dashboard import DashboardScreen, PaneSpec
     from tests.helpers import interpreter
 
     python = interpreter("3.9")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.app import LabApp
+from lab.tui.app import LabApp
 from tests.tui_fakes import MACHINE, dashboard_states, fake_controller, finished_race_state
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from lab.live import RunController
-from lab.state import RunState, ThreadView
+from lab.tui.live import RunController
+from lab.core.state import RunState, ThreadView
 
 MACHINE = "CPython 3.11.7 (GIL on) · 2 CPUs"
 
@@ -26,7 +26,7 @@ class FrozenState(RunState):
 
 
 class FakeRun:
-    """Quacks like lab.runner.Run; a test ends it with finish() or the app with stop()."""
+    """Quacks like lab.core.runner.Run; a test ends it with finish() or the app with stop()."""
 
     instances: list["FakeRun"] = []
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from rich.text import Text
 
-from lab.state import RunState
+from lab.core.state import RunState
 from widgets.threads_view import LinesView, fmt_int, fmt_rate
 
 SHORT = {"oneway": "1way", "threads": "thr", "processes": "proc",

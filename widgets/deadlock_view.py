@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from lab.state import RunState
+from lab.core.state import RunState
 from widgets.threads_view import fmt_int, LinesView
 
 PLUMBING = ("_locks.py", "_proto.py")

@@ -12,7 +12,7 @@ import textwrap
 
 from rich.text import Text
 
-from lab.state import RunState
+from lab.core.state import RunState
 from widgets.threads_view import LinesView, fmt_rate
 
 MODELS = ("sequential", "threads", "processes", "asyncio", "asyncio+pool")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from lab.state import RunState
+from lab.core.state import RunState
 from widgets.threads_view import (LinesView, fmt_s, thread_header, thread_rows)
 
 LABELS = {"sequential": "sequential", "threads": "threads", "processes": "processes"}
@@ -20,7 +20,7 @@ def _modes(state: RunState) -> list[str]:
     if chosen != "all":
         return [chosen]
     try:
-        from lab import catalog
+        from lab.core import catalog
 
         return [m for m in catalog.get("gil-cpu").param("modes").choices if m != "all"]
     except Exception:  # the catalogue is the source of truth; fall back to what ran

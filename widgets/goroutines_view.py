@@ -22,7 +22,7 @@ import textwrap
 
 from rich.text import Text
 
-from lab.state import RunState
+from lab.core.state import RunState
 from widgets.threads_view import LinesView, bar, fmt_int, fmt_rate, pct, strip
 
 LOCAL_RUNQ = 256

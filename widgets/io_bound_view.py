@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from lab.state import RunState
+from lab.core.state import RunState
 from widgets.live_view import FoldingView
 
 MODES = ("sequential", "threads", "asyncio")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from textual.widget import Widget
 
-from lab.state import RunState
+from lab.core.state import RunState
 
 
 class LiveView(Widget):

@@ -19,7 +19,7 @@ import time
 
 from rich.text import Text
 
-from lab.state import RunState
+from lab.core.state import RunState
 from widgets.threads_view import LinesView, fit
 
 BINS = 1000  # ticks are folded into this many time bins over the run

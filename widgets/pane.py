@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from lab.state import RunState
+from lab.core.state import RunState
 from widgets.live_view import LiveView
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from lab.state import RunState
+from lab.core.state import RunState
 from widgets.threads_view import LinesView, fmt_int, strip
 
 HISTORY = 32
@@ -17,7 +17,7 @@ def _variants(state: RunState) -> list[str]:
     if chosen != "all":
         return [chosen]
     try:
-        from lab import catalog
+        from lab.core import catalog
 
         return [v for v in catalog.get("race").param("variant").choices if v != "all"]
     except Exception:

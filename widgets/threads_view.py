@@ -20,7 +20,7 @@ from rich.text import Text
 from textual.geometry import Region
 from textual.strip import Strip
 
-from lab.state import RunState, ThreadView
+from lab.core.state import RunState, ThreadView
 from widgets.live_view import LiveView
 
 ON, WAIT, OFF = "█", "▒", "·"

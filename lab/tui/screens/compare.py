@@ -1,6 +1,6 @@
 """Two or more runs side by side: one row per figure, one column per run.
 
-The rows come from `lab.history.compare` (who, where, with what interpreter, the
+The rows come from `lab.core.history.compare` (who, where, with what interpreter, the
 parameters, then every result figure). Rows whose values differ are marked `*` in their
 own column, so the difference reads without colour; `d` hides the rows that agree.
 """
@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from lab import history
+from lab.core import history
 from widgets.lab_footer import LabFooter
 
 KEYS = "d differing only  arrows scroll  esc back  q quit"
@@ -24,7 +24,7 @@ MAX_CELL = 24  # a long value (a list, a path) is clipped; the full run is one k
 
 def fmt(value: Any) -> str:
     """A figure as the CLI prints it (`800 000`, `0.1811`, `-` for missing)."""
-    from lab.cli import _fmt
+    from lab.cli.parser import _fmt
 
     text = _fmt(value)
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"

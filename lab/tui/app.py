@@ -21,10 +21,10 @@ from textual.binding import Binding
 from textual.filter import LineFilter
 from textual.screen import Screen
 
-from lab.live import RunController
-from lab.runner import Refused
-from lab.screens.dashboard import DashboardScreen
-from lab.screens.too_small import TooSmallScreen, too_small
+from lab.tui.live import RunController
+from lab.core.runner import Refused
+from lab.tui.screens.dashboard import DashboardScreen
+from lab.tui.screens.too_small import TooSmallScreen, too_small
 from widgets.lab_footer import LabFooter, ObserverGauge
 
 LOW_BANDWIDTH_HZ = 1.0
@@ -116,7 +116,7 @@ class LabApp(App[int]):
             self._set_footer("lab -% cpu · lag - ms")
 
     def on_unmount(self) -> None:
-        from lab import history
+        from lab.core import history
 
         history.set_problem_handler(None)
         loop = asyncio.get_running_loop()
@@ -126,7 +126,7 @@ class LabApp(App[int]):
     def _report_history_problems(self) -> None:
         """History trouble becomes a notification: a line on stderr would scribble on the
         screen. Records are saved from a thread, so hop back onto the loop first."""
-        from lab import history
+        from lab.core import history
 
         loop = asyncio.get_running_loop()
 
@@ -142,8 +142,8 @@ class LabApp(App[int]):
     def machine_line(self) -> str:
         """`CPython 3.11 (GIL on) · 2 CPUs` for the children's interpreter (probed once)."""
         if self._machine_line is None:
-            from lab.interpreters import probe
-            from lab.machine import machine
+            from lab.core.interpreters import probe
+            from lab.core.machine import machine
 
             try:
                 interp = probe(self.controller.python or __import__("sys").executable)
@@ -212,7 +212,7 @@ class LabApp(App[int]):
     # Screens ---------------------------------------------------------------------------
     def open_experiment(self, name: str, params: dict[str, Any] | None = None,
                         key: str | None = None, title: str | None = None) -> None:
-        from lab.screens.experiment import ExperimentScreen
+        from lab.tui.screens.experiment import ExperimentScreen
 
         try:
             screen = ExperimentScreen(name, params, key=key, title=title)
@@ -222,29 +222,29 @@ class LabApp(App[int]):
         self.push_screen(screen)
 
     def action_help(self) -> None:
-        from lab.screens.help import HelpScreen
+        from lab.tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
     def action_lessons(self, lesson: str | None = None) -> None:
-        from lab.screens.lessons import open_lessons
+        from lab.tui.screens.lessons import open_lessons
 
         open_lessons(self, lesson)
 
     def action_history(self) -> None:
-        from lab.screens.history import HistoryScreen
+        from lab.tui.screens.history import HistoryScreen
 
         if not isinstance(self.screen, HistoryScreen):
             self.push_screen(HistoryScreen())
 
     def action_side_by_side(self) -> None:
-        from lab.screens.side_by_side import open_side_by_side
+        from lab.tui.screens.side_by_side import open_side_by_side
 
         open_side_by_side(self)
 
     def action_experiments(self) -> None:
-        from lab.screens.experiments import ExperimentListScreen
+        from lab.tui.screens.experiments import ExperimentListScreen
 
         def chosen(name: str | None) -> None:
             if name:
@@ -266,7 +266,7 @@ class LabApp(App[int]):
         if dashboard is None and run is not None:
             yield SystemCommand("Run", "r: run with the form's values", run)
             yield SystemCommand("Stop", "x: stop this run", screen.action_stop)
-        from lab import catalog
+        from lab.core import catalog
 
         for exp in _experiments(catalog):
             yield SystemCommand("Experiment: %s" % exp.name, exp.title,

@@ -9,8 +9,8 @@ import shutil
 import subprocess
 from typing import Any
 
-from lab.interpreters import find_interpreters
-from lab.machine import machine, tool_available
+from lab.core.interpreters import find_interpreters
+from lab.core.machine import machine, tool_available
 
 
 def _tool_version(path: str | None, *args: str) -> str | None:

@@ -15,8 +15,8 @@ import signal
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from lab.runner import PreparedRun, Refused, Run, RunRequest, prepare
-from lab.state import RunState
+from lab.core.runner import PreparedRun, Refused, Run, RunRequest, prepare
+from lab.core.state import RunState
 
 SHUTDOWN_WAIT_S = 5.0  # how long quitting waits for every child to be reaped
 
@@ -106,7 +106,7 @@ class RunController:
         """Into history, off the UI's loop: a locked database may keep SQLite busy for a while."""
         if not self.save_records:
             return
-        from lab.record import build_record, save_run_record
+        from lab.core.record import build_record, save_run_record
 
         try:
             await asyncio.to_thread(save_run_record, build_record(prepared, state))

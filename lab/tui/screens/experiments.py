@@ -9,7 +9,7 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from lab import catalog
+from lab.core import catalog
 
 LINE_W = 68
 

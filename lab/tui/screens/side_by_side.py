@@ -23,11 +23,11 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import SelectionList, Static
 from textual.widgets.selection_list import Selection
 
-from lab import catalog
-from lab.interp_compare import MAX_SIDE_BY_SIDE, Offer, default_choice, describe, entry, offers
-from lab.interpreters import Interpreter, find_interpreters
-from lab.runner import Refused
-from lab.views import view_class
+from lab.core import catalog
+from lab.core.interp_compare import MAX_SIDE_BY_SIDE, Offer, default_choice, describe, entry, offers
+from lab.core.interpreters import Interpreter, find_interpreters
+from lab.core.runner import Refused
+from lab.tui.views import view_class
 from widgets.lab_footer import LabFooter
 from widgets.pane import Pane
 from widgets.param_form import ParamForm
@@ -272,7 +272,7 @@ class SideBySideScreen(Screen):
         self.app.stop_runs(self.keys)
 
     def finished_entries(self) -> list[dict[str, Any]]:
-        from lab.record import build_record
+        from lab.core.record import build_record
 
         controller = self.app.controller
         entries = []
@@ -290,7 +290,7 @@ class SideBySideScreen(Screen):
             self.notify("compare needs two or more finished runs here (r runs them)",
                         severity="warning")
             return
-        from lab.screens.compare import CompareScreen
+        from lab.tui.screens.compare import CompareScreen
 
         self.app.push_screen(CompareScreen(entries, title="%s under %d interpreters" % (
             self.experiment.name, len(entries))))
@@ -317,7 +317,7 @@ class SideBySideScreen(Screen):
         self.app.push_screen(ParamsModal(self.experiment, self.params), given)
 
     def action_experiment(self) -> None:
-        from lab.screens.experiments import ExperimentListScreen
+        from lab.tui.screens.experiments import ExperimentListScreen
 
         async def chosen(name: str | None) -> None:
             if name and name != self.experiment.name:
@@ -332,7 +332,7 @@ class SideBySideScreen(Screen):
 
 
 def headline_of(experiment: str, result: dict[str, Any]) -> str:
-    from lab.report import headline
+    from lab.core.report import headline
 
     return headline({"experiment": experiment, "result": result}, 60)
 
@@ -340,7 +340,7 @@ def headline_of(experiment: str, result: dict[str, Any]) -> str:
 def default_params(experiment: str) -> dict[str, Any]:
     """The dashboard's small parameters for this experiment when it has a pane, else the
     experiment's own defaults: a side-by-side run should take seconds."""
-    from lab.screens.dashboard import PANES
+    from lab.tui.screens.dashboard import PANES
 
     for spec in PANES:
         if spec.experiment == experiment:

@@ -14,8 +14,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Collapsible, Static
 
-from lab import catalog
-from lab.views import view_class
+from lab.core import catalog
+from lab.tui.views import view_class
 from widgets.lab_footer import LabFooter
 from widgets.pane import Pane
 from widgets.param_form import ParamForm

@@ -18,9 +18,9 @@ from textual.screen import Screen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from lab import lessons as L
-from lab.progress import Progress
-from lab.views import view_class
+from lab.lessons import tutorial as L
+from lab.core.progress import Progress
+from lab.tui.views import view_class
 from widgets.lab_footer import LabFooter
 from widgets.pane import Pane
 

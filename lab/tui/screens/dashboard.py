@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 import workloads
-from lab.views import view_class
+from lab.tui.views import view_class
 from widgets.lab_footer import LabFooter
 from widgets.pane import Pane
 
@@ -47,7 +47,7 @@ def pane_key(index: int) -> str:
 
 def load_view(spec: PaneSpec):
     """The pane's compact view, or raise why it cannot be had yet."""
-    from lab import catalog
+    from lab.core import catalog
 
     catalog.get(spec.experiment)  # imports the spec; raises if the file is broken
     return view_class(spec.experiment)(compact=True)

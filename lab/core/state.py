@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.sampler import Sample
+from lab.core.sampler import Sample
 
 EVENT_BUFFER = 4096  # experiment events kept per run; older ones are dropped
 MAX_THREAD_VIEWS = 512  # threads tracked per run; past it they are counted, not kept

@@ -109,7 +109,7 @@ def experiment_names() -> list[str]:
 def facts(cpus: int | None = None) -> dict[str, Any]:
     """The machine figures lesson texts and parameters are phrased in."""
     if cpus is None:
-        from lab.machine import machine
+        from lab.core.machine import machine
 
         cpus = machine().usable_cpus
     many = min(64, max(2, 2 * cpus))
@@ -803,7 +803,7 @@ def ids() -> list[str]:
 # `conlab learn` -------------------------------------------------------------------------
 def cmd_learn(args: argparse.Namespace) -> int:
     """Open the TUI straight on the Lessons screen (or on one lesson)."""
-    from lab.cli import cmd_tui, refuse
+    from lab.cli.parser import cmd_tui, refuse
 
     lesson = getattr(args, "lesson", None)
     if lesson and lesson not in ids():

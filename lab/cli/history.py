@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from lab import history
+from lab.core import history
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 COMMANDS = ("history", "compare", "export", "import", "report")
@@ -93,7 +93,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def _unknown_experiment(name: str) -> int:
-    from lab import catalog
+    from lab.core import catalog
 
     try:
         catalog.get(name)
@@ -104,7 +104,7 @@ def _unknown_experiment(name: str) -> int:
 
 
 def format_listing(runs: list[dict], entries: list[dict], width: int = 79) -> str:
-    from lab.report import headline
+    from lab.core.report import headline
 
     several_hosts = len({r["host"] for r in runs}) > 1 or any(r["imported"] for r in runs)
     head = "%4s  %-11s  %-11s %-7s %-12s %6s  " % ("id", "saved", "experiment", "status",
@@ -129,7 +129,7 @@ def format_listing(runs: list[dict], entries: list[dict], width: int = 79) -> st
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from lab.cli import format_record
+    from lab.cli.parser import format_record
 
     entry = history.get_run(args.id)
     if args.show_json:
@@ -138,7 +138,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("run %d, saved %s on %s%s" % (
         entry["id"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["saved_at"])),
         entry["host"], " (imported)" if entry["imported"] else ""))
-    from lab.report import repeat_command
+    from lab.core.report import repeat_command
 
     print("repeat: %s" % repeat_command(entry["record"]))
     print(format_record(entry["record"]))
@@ -167,7 +167,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def format_compare(rows: list[tuple[str, list[Any]]], width: int = 79) -> str:
     """Label column, then one column per run; rows whose values differ are marked `*`."""
-    from lab.cli import _fmt
+    from lab.cli.parser import _fmt
 
     cells = [[_fmt(v) for v in values] for _label, values in rows]
     runs = len(rows[0][1])
@@ -229,7 +229,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 # report --------------------------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
-    from lab.report import write_report
+    from lab.core.report import write_report
 
     try:
         path = write_report(args.output, with_svgs=not args.no_svg)

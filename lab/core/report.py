@@ -16,9 +16,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from lab import catalog, history
-from lab.record import flatten
-from lab.machine import machine
+from lab.core import catalog
+from lab.core import history
+from lab.core.record import flatten
+from lab.core.machine import machine
 
 ARTICLE = "Concurrency: Threads, the GIL, and the Event Loop"
 MAX_FIGURES = 30  # rows per experiment table in the handout
@@ -473,7 +474,7 @@ def render_svgs(directory: str, latest: dict[str, list[dict]] | None = None,
                 dashboard: bool = True) -> list[str]:
     """SVG screenshots of the lab's panes for the handout; [] until the TUI exists.
 
-    If `lab.app` offers `report_screenshots(directory) -> list[path]`, that is used.
+    If `lab.tui.app` offers `report_screenshots(directory) -> list[path]`, that is used.
     Otherwise each experiment whose live view can draw a finished run from its record
     alone (a view class with `FROM_RECORD = True`) is drawn at 80x24 from this machine's
     newest run: a picture of real figures, never of an empty pane.
@@ -481,7 +482,7 @@ def render_svgs(directory: str, latest: dict[str, list[dict]] | None = None,
     import importlib
 
     try:
-        app = importlib.import_module("lab.app")  # the Textual app; may not be built yet
+        app = importlib.import_module("lab.tui.app")  # the Textual app; may not be built yet
     except ImportError:
         return []
     try:
@@ -506,8 +507,8 @@ async def _dashboard_screenshot(directory: str, timeout_s: float = 120.0) -> lis
     live views draw from events, which records do not keep, so the picture is taken live."""
     import asyncio
 
-    from lab.app import LabApp
-    from lab.screens.dashboard import PANES, pane_key
+    from lab.tui.app import LabApp
+    from lab.tui.screens.dashboard import PANES, pane_key
 
     app = LabApp(live_gauge=False)
     keys = [pane_key(i) for i in range(len(PANES))]
@@ -532,7 +533,7 @@ async def _dashboard_screenshot(directory: str, timeout_s: float = 120.0) -> lis
 
 def state_from_record(record: dict):
     """A finished RunState carrying what a record keeps (no events: those are not kept)."""
-    from lab.state import RunState
+    from lab.core.state import RunState
 
     interp = record.get("interpreter") or {}
     state = RunState(record.get("experiment", "?"), dict(record.get("params") or {}),
@@ -549,7 +550,7 @@ async def _view_screenshots(directory: str, latest: dict[str, list[dict]]) -> li
     from textual.app import App, ComposeResult
     from textual.widgets import Static
 
-    from lab.views import view_class
+    from lab.tui.views import view_class
 
     paths = []
     for name in sorted(latest):

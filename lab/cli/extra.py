@@ -9,7 +9,8 @@ COMMANDS = ("compare-interpreters", "serve")
 
 
 def add_commands(sub: Any) -> None:
-    from lab import interp_compare, serve
+    from lab.core import interp_compare
+    from lab.cli import serve
 
     interp_compare.add_command(sub)
     serve.add_command(sub)
@@ -17,9 +18,9 @@ def add_commands(sub: Any) -> None:
 
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
-        from lab.serve import cmd_serve
+        from lab.cli.serve import cmd_serve
 
         return cmd_serve(args)
-    from lab.interp_compare import cmd_compare_interpreters
+    from lab.core.interp_compare import cmd_compare_interpreters
 
     return cmd_compare_interpreters(args)

@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab import catalog
-from lab.interpreters import Interpreter, InterpreterError, probe, workloads_path
-from lab.sampler import make_sampler
-from lab.state import RunState
+from lab.core import catalog
+from lab.core.interpreters import Interpreter, InterpreterError, probe, workloads_path
+from lab.core.sampler import make_sampler
+from lab.core.state import RunState
 from workloads._proto import ENV_CPU_CLOCKS, ENV_EVENT_FD, ENV_PARENT_PID
 from workloads._spec import ParamError
 

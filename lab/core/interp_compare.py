@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from lab import catalog
-from lab.interpreters import Interpreter
+from lab.core import catalog
+from lab.core.interpreters import Interpreter
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 MAX_SIDE_BY_SIDE = 4  # panes on one screen; also the CLI's cap (2 CPUs are shared by all)
@@ -90,7 +90,7 @@ def entry(record: dict[str, Any], run_id: Any = None, label: str | None = None,
 def keep(record: dict[str, Any]) -> int | None:
     """Save to history (as every run is); the id, or None if history is unavailable."""
     try:
-        from lab import history
+        from lab.core import history
     except ImportError:
         return None
     return history.save_quietly(record)
@@ -114,7 +114,7 @@ def add_command(sub: Any) -> None:
 
 
 def cmd_compare_interpreters(args: argparse.Namespace) -> int:
-    from lab.runner import Refused, RunRequest, prepare
+    from lab.core.runner import Refused, RunRequest, prepare
     from workloads._spec import ParamError
 
     def refuse(message: str) -> int:
@@ -138,7 +138,7 @@ def cmd_compare_interpreters(args: argparse.Namespace) -> int:
     except (ParamError, Refused) as exc:
         return refuse(str(exc))
 
-    from lab.record import build_record
+    from lab.core.record import build_record
 
     try:
         states = asyncio.run(run_all(prepared, at_once=args.at_once))
@@ -147,8 +147,8 @@ def cmd_compare_interpreters(args: argparse.Namespace) -> int:
     records = [build_record(p, s) for p, s in zip(prepared, states)]
     entries = [entry(r, keep(r), label=describe(p.interpreter))
                for p, r in zip(prepared, records)]
-    from lab import history
-    from lab.history_cli import format_compare
+    from lab.core import history
+    from lab.cli.history import format_compare
 
     rows = history.compare(entries)
     if args.json:
@@ -174,7 +174,7 @@ def cmd_compare_interpreters(args: argparse.Namespace) -> int:
 
 async def run_all(prepared: list, at_once: bool = False) -> list:
     """Run each prepared run (in turn, or together); SIGTERM/SIGHUP stop them all."""
-    from lab.runner import Run
+    from lab.core.runner import Run
 
     runs = [Run(p) for p in prepared]
     stopping = False

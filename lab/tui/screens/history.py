@@ -18,7 +18,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from lab import history
+from lab.core import history
 from widgets.lab_footer import LabFooter
 
 KEYS = "space mark  c compare  ⏎ open  f filter  u unmark  esc back"
@@ -112,7 +112,7 @@ class HistoryScreen(Screen):
                 if self.experiment is None or r["experiment"] == self.experiment]
 
     def fill(self) -> None:
-        from lab.report import headline
+        from lab.core.report import headline
 
         table = self.query_one("#runs", DataTable)
         cursor = self.cursor_id()
@@ -188,7 +188,7 @@ class HistoryScreen(Screen):
         except (history.HistoryError, KeyError) as exc:
             self.notify("cannot compare: %s" % exc, severity="error")
             return
-        from lab.screens.compare import CompareScreen
+        from lab.tui.screens.compare import CompareScreen
 
         self.app.push_screen(CompareScreen(entries))
 
@@ -249,8 +249,8 @@ class RunRecordScreen(Screen):
         self.entry = entry
 
     def compose(self) -> ComposeResult:
-        from lab.cli import format_record
-        from lab.report import repeat_command
+        from lab.cli.parser import format_record
+        from lab.core.report import repeat_command
 
         entry, record = self.entry, self.entry["record"]
         yield Static("run %s · %s · saved %s on %s%s" % (
@@ -271,7 +271,7 @@ class RunRecordScreen(Screen):
 
     def action_open_experiment(self) -> None:
         record = self.entry["record"]
-        from lab import catalog
+        from lab.core import catalog
 
         name = record.get("experiment", "")
         try:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.machine import machine
-from lab.runner import PreparedRun
-from lab.sampler import PSUTIL_GAUGES, SCHEDSTAT_GAUGES
-from lab.state import RunState
+from lab.core.machine import machine
+from lab.core.runner import PreparedRun
+from lab.core.sampler import PSUTIL_GAUGES, SCHEDSTAT_GAUGES
+from lab.core.state import RunState
 
 RECORD_VERSION = 1
 
@@ -68,7 +68,7 @@ def _gauges(state: RunState):
 def save_run_record(record: dict[str, Any]) -> None:
     """Keep a finished run in history (TUI and CLI alike); saving never fails a run."""
     try:
-        from lab import history
+        from lab.core import history
     except ImportError:  # history not built into this copy of the lab
         return
     history.save_quietly(record)

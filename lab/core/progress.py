@@ -19,7 +19,7 @@ VERSION = 1
 
 
 def progress_path() -> str:
-    from lab.history import data_dir
+    from lab.core.history import data_dir
 
     return os.path.join(data_dir(), FILE_NAME)
 

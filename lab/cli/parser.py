@@ -12,9 +12,9 @@ import signal
 import sys
 from typing import Any
 
-from lab import catalog
-from lab.record import flatten
-from lab.runner import Refused, Run, RunRequest, prepare
+from lab.core import catalog
+from lab.core.record import flatten
+from lab.core.runner import Refused, Run, RunRequest, prepare
 from workloads._spec import ParamError
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -54,10 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true")
     learn = sub.add_parser("learn", help="the lessons (TUI): predict, run, compare")
     learn.add_argument("lesson", nargs="?", help="open this lesson first, e.g. race")
-    from lab import history_cli
+    from lab.cli import history as history_cli
 
     history_cli.add_commands(sub)
-    from lab import extra_cli
+    from lab.cli import extra as extra_cli
 
     extra_cli.add_commands(sub)
     return parser
@@ -77,18 +77,18 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return cmd_run(args)
     if args.command == "learn":
-        from lab.lessons import cmd_learn
+        from lab.lessons.tutorial import cmd_learn
 
         return cmd_learn(args)
     if args.command == "doctor":
-        from lab.doctor import cmd_doctor
+        from lab.cli.doctor import cmd_doctor
 
         return cmd_doctor(args)
-    from lab import history_cli
+    from lab.cli import history as history_cli
 
     if args.command in history_cli.COMMANDS:
         return history_cli.dispatch(args)
-    from lab import extra_cli
+    from lab.cli import extra as extra_cli
 
     if args.command in extra_cli.COMMANDS:
         return extra_cli.dispatch(args)
@@ -130,7 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ParamError, Refused) as exc:
         return refuse(str(exc))
 
-    from lab.record import build_record, save_run_record
+    from lab.core.record import build_record, save_run_record
 
     try:
         state = asyncio.run(_run_until_done(Run(prepared)))
@@ -213,14 +213,14 @@ def cmd_tui(args: argparse.Namespace) -> int:
     if not 0.5 <= args.refresh_hz <= 20:
         return refuse("--refresh-hz must be a number from 0.5 to 20 (got %s)" % args.refresh_hz)
     if args.python:
-        from lab.interpreters import InterpreterError, probe
+        from lab.core.interpreters import InterpreterError, probe
 
         try:
             probe(args.python)
         except InterpreterError as exc:
             return refuse(str(exc))
     try:
-        from lab.app import run_app
+        from lab.tui.app import run_app
     except ImportError as exc:  # pragma: no cover - the app ships with the package
         return refuse("the TUI is not available: %s" % exc)
     return run_app(args)

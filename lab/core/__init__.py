@@ -1,0 +1,1 @@
+"""The headless engine and store: no textual, no rich, no widgets."""

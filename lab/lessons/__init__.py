@@ -1,0 +1,1 @@
+"""The tutorial path: texts, predictions and judges. No Textual here."""

@@ -1,3 +1,3 @@
-from lab.cli.parser import main
+from lab.cli import main
 
 raise SystemExit(main())

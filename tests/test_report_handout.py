@@ -12,6 +12,7 @@ import pytest
 from lab.core import catalog
 from lab.core import history
 from lab.core import report
+from lab.tui import pictures
 from tests.helpers import conlab
 
 
@@ -79,9 +80,14 @@ def test_an_empty_history_still_writes_a_handout(data_dir, tmp_path):
     assert "- race: `conlab run race`" in text
 
 
-def test_no_screenshots_until_the_app_exists(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "lab.tui.app", None)  # importing it now raises ImportError
-    assert report.render_svgs(str(tmp_path)) == []
+def test_the_handout_stands_without_the_tui(data_dir, tmp_path, monkeypatch, capsys):
+    from lab.cli import main
+
+    monkeypatch.setitem(sys.modules, "lab.tui.pictures", None)  # importing it raises ImportError
+    assert main(["report", "-o", str(tmp_path / "r")]) == 0
+    assert "no screenshots" in capsys.readouterr().err
+    assert (tmp_path / "r" / "report.md").exists()
+    assert not list((tmp_path / "r").glob("*.svg"))
 
 
 def test_report_refuses_a_folder_it_cannot_create(data_dir, tmp_path):
@@ -93,9 +99,8 @@ def test_report_refuses_a_folder_it_cannot_create(data_dir, tmp_path):
 
 
 def test_screenshots_draw_the_newest_decision_run_from_history(data_dir, tmp_path):
-    pytest.importorskip("lab.tui.app", reason="the Textual app is not built yet")
     result = run("decision", "-p", "workload=dial", "-p", "job_ms=5", "-p", "seconds=0.1")["result"]
-    paths = report.render_svgs(str(tmp_path), dashboard=False)
+    paths = pictures.render_svgs(str(tmp_path), dashboard=False)
     assert [p.rsplit("/", 1)[-1] for p in paths] == ["decision.svg"]
     import html
     import re
@@ -109,7 +114,7 @@ def test_screenshots_draw_the_newest_decision_run_from_history(data_dir, tmp_pat
 
 def test_the_handout_pictures_the_dashboard_after_real_runs(data_dir, tmp_path):
     """The dashboard screenshot shows every pane finished, with measured figures in it."""
-    paths = report.render_svgs(str(tmp_path), latest={}, dashboard=True)
+    paths = pictures.render_svgs(str(tmp_path), latest={}, dashboard=True)
     assert [p.rsplit("/", 1)[-1] for p in paths] == ["dashboard.svg"]
     svg = open(paths[0], encoding="utf-8").read()
     words = html.unescape(" ".join(re.findall(r"<text[^>]*>(.*?)</text>", svg)))

@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
-from workloads._spec import Param, ParamError
+from lab.core.catalog import Param, ParamError
 
 
 def _text(param: Param, value: Any) -> str:

@@ -6,7 +6,7 @@ from typing import Any, Iterator
 
 from textual.widgets import DataTable
 
-from lab.core.record import flatten
+from lab.core.formatting import flatten
 from widgets.threads_view import fmt_int
 
 SKIP = {"explanation"}

@@ -21,6 +21,14 @@ from __future__ import annotations
 import importlib
 import os
 
+# What the lab may use of the workloads' internals: the parameter specs and the protocol's
+# environment names. Everything else here is the children's own business.
+from workloads._proto import ENV_CPU_CLOCKS, ENV_EVENT_FD, ENV_PARENT_PID
+from workloads._spec import Param, ParamError, resolve
+
+__all__ = ["ENV_CPU_CLOCKS", "ENV_EVENT_FD", "ENV_PARENT_PID", "Param", "ParamError", "resolve",
+           "experiment_names", "load", "module_name", "required_modules"]
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 

@@ -9,10 +9,9 @@ COMMANDS = ("compare-interpreters", "serve")
 
 
 def add_commands(sub: Any) -> None:
-    from lab.core import interp_compare
-    from lab.cli import serve
+    from lab.cli import interpreters, serve
 
-    interp_compare.add_command(sub)
+    interpreters.add_command(sub)
     serve.add_command(sub)
 
 
@@ -21,6 +20,6 @@ def dispatch(args: argparse.Namespace) -> int:
         from lab.cli.serve import cmd_serve
 
         return cmd_serve(args)
-    from lab.core.interp_compare import cmd_compare_interpreters
+    from lab.cli.interpreters import cmd_compare_interpreters
 
     return cmd_compare_interpreters(args)

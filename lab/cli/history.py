@@ -13,8 +13,9 @@ import time
 from typing import Any
 
 from lab.core import history
+from lab.core.formatting import format_compare, format_record
 
-EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+from lab.cli.common import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
 COMMANDS = ("history", "compare", "export", "import", "report")
 
 
@@ -129,7 +130,6 @@ def format_listing(runs: list[dict], entries: list[dict], width: int = 79) -> st
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from lab.cli.parser import format_record
 
     entry = history.get_run(args.id)
     if args.show_json:
@@ -163,34 +163,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print("\nnote: these are runs of different experiments (%s); only shared rows line up"
               % ", ".join(sorted(experiments)))
     return EXIT_OK
-
-
-def format_compare(rows: list[tuple[str, list[Any]]], width: int = 79) -> str:
-    """Label column, then one column per run; rows whose values differ are marked `*`."""
-    from lab.cli.parser import _fmt
-
-    cells = [[_fmt(v) for v in values] for _label, values in rows]
-    runs = len(rows[0][1])
-    col = max(8, max(len(c) for row in cells for c in row))
-    col = min(col, max(8, (width - 24) // runs - 2))
-    label_width = max(10, min(max(len(label) for label, _ in rows) + 2,
-                              width - runs * (col + 2)))
-    lines = []
-    for (label, values), row in zip(rows, cells):
-        differs = len({repr(v) for v in values}) > 1 and label != "run"
-        mark = "*" if differs else " "
-        shown = label if len(label) <= label_width - 2 else "…" + label[-(label_width - 3):]
-        lines.append("%s %-*s%s" % (mark, label_width - 2, shown,
-                                    "".join("  %*s" % (col, _clip(c, col)) for c in row)))
-        if label == "duration_s":
-            lines.append("")
-    lines.append("")
-    lines.append("* the runs differ on this row")
-    return "\n".join(lines)
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 # export / import -----------------------------------------------------------------------
@@ -231,8 +203,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from lab.core.report import write_report
 
+    pictures = None
+    if not args.no_svg:
+        try:
+            from lab.tui.pictures import render_svgs as pictures
+        except ImportError as exc:  # the handout stands without its pictures
+            print("conlab: report: no screenshots (%s)" % exc, file=sys.stderr)
     try:
-        path = write_report(args.output, with_svgs=not args.no_svg)
+        path = write_report(args.output, pictures)
     except OSError as exc:
         print("conlab: cannot write the report in %s: %s" % (args.output, exc.strerror or exc),
               file=sys.stderr)

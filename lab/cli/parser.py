@@ -13,11 +13,12 @@ import sys
 from typing import Any
 
 from lab.core import catalog
-from lab.core.record import flatten
+from lab.core.formatting import format_record
 from lab.core.runner import Refused, Run, RunRequest, prepare
-from workloads._spec import ParamError
+from lab.core.catalog import ParamError
 
-EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+from lab.cli.common import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, refuse
+from lab.cli.tui import cmd_tui
 
 
 class Parser(argparse.ArgumentParser):
@@ -77,7 +78,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return cmd_run(args)
     if args.command == "learn":
-        from lab.lessons.tutorial import cmd_learn
+        from lab.cli.learn import cmd_learn
 
         return cmd_learn(args)
     if args.command == "doctor":
@@ -93,11 +94,6 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command in extra_cli.COMMANDS:
         return extra_cli.dispatch(args)
     return cmd_tui(args)
-
-
-def refuse(message: str) -> int:
-    print("conlab: %s" % message, file=sys.stderr)
-    return EXIT_REFUSED
 
 
 # list ----------------------------------------------------------------------------------
@@ -157,73 +153,6 @@ async def _run_until_done(run: Run):
         await run.stop("stopped")
         await run.wait()
         raise
-
-
-def format_record(record: dict) -> str:
-    interp = record["interpreter"]
-    lines = [
-        "%s: %s in %.2f s  (%s %s, GIL %s, %d CPUs%s)" % (
-            record["experiment"], record["status"], record["duration_s"],
-            interp["implementation"], interp["version"],
-            "on" if interp["gil_enabled"] else "off", record["machine"]["usable_cpus"],
-            ", VM" if record["machine"]["hypervisor"] else ""),
-    ]
-    if record.get("error"):
-        lines.append("error: %s" % record["error"])
-    result = record.get("result") or {}
-    explanation = result.get("explanation") if isinstance(result, dict) else None
-    rows = [(k, v) for k, v in flatten(result, max_items=10) if k != "explanation"]
-    if rows:
-        width = min(48, max(len(k) for k, _ in rows))
-        lines.append("")
-        lines += ["  %-*s  %s" % (width, k, _fmt(v)) for k, v in rows]
-    if explanation:
-        lines += ["", _wrap(explanation)]
-    threads = record.get("threads") or []
-    if threads:
-        lines += ["", "  %-16s %8s %8s %9s %9s %9s" % ("thread", "tid", "cpu s", "wait s",
-                                                       "vol", "invol")]
-        for t in threads[:40]:
-            lines.append("  %-16s %8d %8.3f %9s %9s %9s" % (
-                t["name"][:16], t["native_id"], t["cpu_s"], _fmt(t["run_delay_s"]),
-                _fmt(t["voluntary"]), _fmt(t["involuntary"])))
-        if len(threads) > 40:
-            lines.append("  ... %d more threads (see --json)" % (len(threads) - 40))
-    return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return "%.4g" % value
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10000:
-        return "{:,}".format(value).replace(",", " ")
-    return str(value)
-
-
-def _wrap(text: str, width: int = 78) -> str:
-    import textwrap
-
-    return "\n".join(textwrap.wrap(text, width))
-
-
-# tui -----------------------------------------------------------------------------------
-def cmd_tui(args: argparse.Namespace) -> int:
-    if not 0.5 <= args.refresh_hz <= 20:
-        return refuse("--refresh-hz must be a number from 0.5 to 20 (got %s)" % args.refresh_hz)
-    if args.python:
-        from lab.core.interpreters import InterpreterError, probe
-
-        try:
-            probe(args.python)
-        except InterpreterError as exc:
-            return refuse(str(exc))
-    try:
-        from lab.tui.app import run_app
-    except ImportError as exc:  # pragma: no cover - the app ships with the package
-        return refuse("the TUI is not available: %s" % exc)
-    return run_app(args)
 
 
 if __name__ == "__main__":

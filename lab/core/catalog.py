@@ -8,7 +8,7 @@ from types import ModuleType
 from typing import Any
 
 import workloads
-from workloads._spec import Param, ParamError, resolve
+from workloads import Param, ParamError, resolve
 
 __all__ = ["Experiment", "ParamError", "UnknownExperiment", "get", "all_experiments"]
 

@@ -22,7 +22,7 @@ import uuid
 from contextlib import closing
 from typing import Any, Callable, Iterable
 
-from lab.core.record import flatten
+from lab.core.formatting import flatten
 
 DB_NAME = "history.sqlite3"
 SCHEMA_VERSION = 1

@@ -12,19 +12,6 @@ from lab.core.state import RunState
 RECORD_VERSION = 1
 
 
-def flatten(value: Any, prefix: str = "", max_items: int | None = None):
-    """Leaves of a nested result as ("modes.threads.wall_s", 1.2); lists of records are
-    walked item by item (the first `max_items`), lists of numbers stay whole."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from flatten(item, "%s.%s" % (prefix, key) if prefix else str(key), max_items)
-    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        for index, item in enumerate(value[:max_items]):
-            yield from flatten(item, "%s[%d]" % (prefix, index), max_items)
-    else:
-        yield prefix, value
-
-
 def build_record(prepared: PreparedRun, state: RunState) -> dict[str, Any]:
     interp = prepared.interpreter
     hello_python = (state.hello or {}).get("python", {})

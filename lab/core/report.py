@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 
 from lab.core import catalog
 from lab.core import history
-from lab.core.record import flatten
+from lab.core.formatting import flatten
 from lab.core.machine import machine
 
 ARTICLE = "Concurrency: Threads, the GIL, and the Event Loop"
@@ -341,13 +341,13 @@ CLAIMS: dict[str, Claim] = {
 
 
 # Building the handout ------------------------------------------------------------------
-def _python_label(entry: dict) -> str:
+def python_label(entry: dict) -> str:
     interp = entry["record"].get("interpreter") or {}
     gil = "" if interp.get("gil_enabled", True) else " (no GIL)"
     return "%s %s%s" % (interp.get("implementation", "?"), interp.get("version", "?"), gil)
 
 
-def _version_key(entry: dict) -> tuple:
+def version_key(entry: dict) -> tuple:
     return _version_tuple(str((entry["record"].get("interpreter") or {}).get("version", "0")))
 
 
@@ -376,13 +376,13 @@ def _cell(value: Any) -> str:
 
 
 def experiment_section(name: str, title: str, entries: list[dict]) -> list[str]:
-    entries = sorted(entries, key=_version_key)
+    entries = sorted(entries, key=version_key)
     lines = ["## %s — %s" % (name, title), ""]
     per_run = [dict(key_figures(e["record"])) for e in entries]
     keys: list[str] = []
     for figures in per_run:
         keys += [k for k in figures if k not in keys]
-    headers = ["%s, run %d (%s)" % (_python_label(e), e["id"],
+    headers = ["%s, run %d (%s)" % (python_label(e), e["id"],
                                     time.strftime("%Y-%m-%d", time.localtime(e["saved_at"])))
                for e in entries]
     lines.append("| measured here | " + " | ".join(headers) + " |")
@@ -398,11 +398,11 @@ def experiment_section(name: str, title: str, entries: list[dict]) -> list[str]:
     for entry in entries:
         explanation = result_of(entry["record"]).get("explanation")
         if explanation and "\n" in explanation:  # one point per line (decision: per row)
-            lines += ["**This machine, %s:**" % _python_label(entry), ""]
+            lines += ["**This machine, %s:**" % python_label(entry), ""]
             lines += ["- " + part for part in explanation.split("\n") if part.strip()]
             lines.append("")
         elif explanation:
-            lines += ["**This machine, %s:** %s" % (_python_label(entry), explanation), ""]
+            lines += ["**This machine, %s:** %s" % (python_label(entry), explanation), ""]
     if claim is None:
         return lines
     if claim.check is None:
@@ -413,9 +413,9 @@ def experiment_section(name: str, title: str, entries: list[dict]) -> list[str]:
     for entry in entries:
         found = claim.check(entry["record"])
         if found is None:
-            unchecked.append(_python_label(entry))
+            unchecked.append(python_label(entry))
         for item in found or ():
-            disagreements.append("%s: %s" % (_python_label(entry), item))
+            disagreements.append("%s: %s" % (python_label(entry), item))
     if disagreements:
         lines.append("**Where this machine disagrees with the article:**")
         lines += ["- " + item for item in disagreements]
@@ -432,7 +432,7 @@ def build_markdown(latest: dict[str, list[dict]], svgs: list[str] | None = None,
                    svg_base: str = "") -> str:
     host = machine()
     now = time.strftime("%Y-%m-%d %H:%M")
-    interpreters = sorted({_python_label(e) for runs in latest.values() for e in runs})
+    interpreters = sorted({python_label(e) for runs in latest.values() for e in runs})
     lines = [
         "# conlab handout — %s" % now,
         "",
@@ -469,68 +469,6 @@ def build_markdown(latest: dict[str, list[dict]], svgs: list[str] | None = None,
     return "\n".join(lines)
 
 
-# Screenshots ---------------------------------------------------------------------------
-def render_svgs(directory: str, latest: dict[str, list[dict]] | None = None,
-                dashboard: bool = True) -> list[str]:
-    """SVG screenshots of the lab's panes for the handout; [] until the TUI exists.
-
-    If `lab.tui.app` offers `report_screenshots(directory) -> list[path]`, that is used.
-    Otherwise each experiment whose live view can draw a finished run from its record
-    alone (a view class with `FROM_RECORD = True`) is drawn at 80x24 from this machine's
-    newest run: a picture of real figures, never of an empty pane.
-    """
-    import importlib
-
-    try:
-        app = importlib.import_module("lab.tui.app")  # the Textual app; may not be built yet
-    except ImportError:
-        return []
-    try:
-        hook = getattr(app, "report_screenshots", None)
-        if hook is not None:
-            return list(hook(directory))
-        import asyncio
-
-        latest = history.latest_per_interpreter() if latest is None else latest
-        paths = asyncio.run(_view_screenshots(directory, latest))
-        if dashboard:
-            paths += asyncio.run(_dashboard_screenshot(directory))
-        return paths
-    except Exception as exc:  # screenshots are a garnish: the handout stands without them
-        print("conlab: report: no screenshots (%s: %s)" % (type(exc).__name__, exc),
-              file=sys.stderr)
-        return []
-
-
-async def _dashboard_screenshot(directory: str, timeout_s: float = 120.0) -> list[str]:
-    """The dashboard at 120x40 after one real run of every pane (saved to history too):
-    live views draw from events, which records do not keep, so the picture is taken live."""
-    import asyncio
-
-    from lab.tui.app import LabApp
-    from lab.tui.screens.dashboard import PANES, pane_key
-
-    app = LabApp(live_gauge=False)
-    keys = [pane_key(i) for i in range(len(PANES))]
-
-    def finished() -> bool:
-        ctl = app.controller
-        return all(key in ctl.refusals or (ctl.state(key) is not None and not ctl.is_running(key))
-                   for key in keys)
-
-    async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("a")
-        deadline = time.monotonic() + timeout_s
-        while not finished():
-            if time.monotonic() > deadline:
-                raise TimeoutError("the dashboard's runs did not finish in %.0f s" % timeout_s)
-            await asyncio.sleep(0.1)
-        app.frame()
-        await pilot.pause()
-        path = app.save_screenshot(filename="dashboard.svg", path=directory)
-    return [path]
-
-
 def state_from_record(record: dict):
     """A finished RunState carrying what a record keeps (no events: those are not kept)."""
     from lab.core.state import RunState
@@ -546,41 +484,14 @@ def state_from_record(record: dict):
     return state
 
 
-async def _view_screenshots(directory: str, latest: dict[str, list[dict]]) -> list[str]:
-    from textual.app import App, ComposeResult
-    from textual.widgets import Static
-
-    from lab.tui.views import view_class
-
-    paths = []
-    for name in sorted(latest):
-        view_cls = view_class(name)
-        if not getattr(view_cls, "FROM_RECORD", False):
-            continue
-        entry = sorted(latest[name], key=_version_key)[-1]
-        state = state_from_record(entry["record"])
-        caption = "%s · %s · run %d" % (name, _python_label(entry), entry["id"])
-
-        class Shot(App):
-            TITLE = "conlab: %s" % name
-            CSS = "Screen { padding: 0 1; } #caption { text-style: bold; }"
-
-            def compose(self) -> ComposeResult:
-                yield Static(caption, id="caption")
-                yield view_cls()
-
-        shot = Shot()
-        async with shot.run_test(size=(80, 24)) as pilot:
-            shot.query_one(view_cls).show(state)
-            await pilot.pause()
-            paths.append(shot.save_screenshot(filename="%s.svg" % name, path=directory))
-    return paths
+Pictures = Callable[[str], list]  # directory -> paths of the SVGs it wrote there
 
 
-def write_report(directory: str, with_svgs: bool = True) -> str:
-    """Write `report.md` (and SVGs) into `directory`; returns the Markdown file's path."""
+def write_report(directory: str, pictures: Optional[Pictures] = None) -> str:
+    """Write `report.md` into `directory`, with the SVGs `pictures(directory)` draws there
+    (the TUI's lab.tui.pictures.render_svgs; none without it); returns the file's path."""
     os.makedirs(directory, exist_ok=True)
-    svgs = render_svgs(directory) if with_svgs else []
+    svgs = pictures(directory) if pictures else []
     latest = history.latest_per_interpreter()  # after the screenshots: their runs count too
     path = os.path.join(directory, "report.md")
     with open(path, "w", encoding="utf-8") as f:

@@ -26,8 +26,7 @@ from lab.core import catalog
 from lab.core.interpreters import Interpreter, InterpreterError, probe, workloads_path
 from lab.core.sampler import make_sampler
 from lab.core.state import RunState
-from workloads._proto import ENV_CPU_CLOCKS, ENV_EVENT_FD, ENV_PARENT_PID
-from workloads._spec import ParamError
+from workloads import ENV_CPU_CLOCKS, ENV_EVENT_FD, ENV_PARENT_PID, ParamError
 
 PR_SET_CHILD_SUBREAPER = 36
 STOP_GRACE_S = 1.0  # between SIGTERM and SIGKILL

@@ -13,7 +13,6 @@ Texts may contain `{cpus}`, `{many}`... filled from `facts()` for the machine at
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -798,15 +797,3 @@ def get(lesson_id: str) -> Lesson:
 
 def ids() -> list[str]:
     return [lesson.id for lesson in LESSONS]
-
-
-# `conlab learn` -------------------------------------------------------------------------
-def cmd_learn(args: argparse.Namespace) -> int:
-    """Open the TUI straight on the Lessons screen (or on one lesson)."""
-    from lab.cli.parser import cmd_tui, refuse
-
-    lesson = getattr(args, "lesson", None)
-    if lesson and lesson not in ids():
-        return refuse("unknown lesson %r (known: %s)" % (lesson, ", ".join(ids())))
-    args.start = "lessons:%s" % lesson if lesson else "lessons"
-    return cmd_tui(args)

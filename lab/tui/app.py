@@ -18,6 +18,7 @@ from typing import Any, Iterable
 from rich.segment import Segment
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.filter import LineFilter
 from textual.screen import Screen
 
@@ -162,7 +163,10 @@ class LabApp(App[int]):
         screen = self.screen
         draw = getattr(screen, "refresh_live", None)
         if draw is not None and screen.is_mounted:
-            draw()
+            try:
+                draw()
+            except NoMatches:  # its widgets are still being mounted: nothing to draw yet
+                pass
         # Idle, the gauge refreshes every few seconds only: nothing animates while idle.
         window = 1.0 if self.controller.running_keys() else IDLE_GAUGE_S
         if self.live_gauge and self.gauge.frame(1.0 / self.refresh_hz, window):

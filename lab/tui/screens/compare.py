@@ -24,9 +24,9 @@ MAX_CELL = 24  # a long value (a list, a path) is clipped; the full run is one k
 
 def fmt(value: Any) -> str:
     """A figure as the CLI prints it (`800 000`, `0.1811`, `-` for missing)."""
-    from lab.cli.parser import _fmt
+    from lab.core.formatting import fmt_value
 
-    text = _fmt(value)
+    text = fmt_value(value)
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 

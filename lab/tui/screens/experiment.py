@@ -20,7 +20,7 @@ from widgets.lab_footer import LabFooter
 from widgets.pane import Pane
 from widgets.param_form import ParamForm
 from widgets.result_table import ResultTable
-from workloads._spec import ParamError
+from lab.core.catalog import ParamError
 
 KEYS = "r run  x stop  esc back  ? help  q quit"
 TALL = 36  # rows from which the lesson starts unfolded

@@ -249,7 +249,7 @@ class RunRecordScreen(Screen):
         self.entry = entry
 
     def compose(self) -> ComposeResult:
-        from lab.cli.parser import format_record
+        from lab.core.formatting import format_record
         from lab.core.report import repeat_command
 
         entry, record = self.entry, self.entry["record"]

@@ -31,7 +31,7 @@ from lab.tui.views import view_class
 from widgets.lab_footer import LabFooter
 from widgets.pane import Pane
 from widgets.param_form import ParamForm
-from workloads._spec import ParamError
+from lab.core.catalog import ParamError
 
 KEYS = "r run all  t one by one  x stop  c compare  esc back"
 HINT = "i interpreters · p parameters · e experiment"

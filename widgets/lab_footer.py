@@ -63,6 +63,9 @@ class LabFooter(Widget):
         self.keys = keys
         self.observer = ""
 
+    def on_mount(self) -> None:
+        self.set_observer(getattr(self.app, "observer_text", ""))
+
     def set_observer(self, text: str) -> None:
         if text != self.observer:
             self.observer = text

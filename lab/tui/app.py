@@ -88,6 +88,9 @@ class LabApp(App[int]):
         self.controller = controller or RunController(python=python)
         self.handle_signals = handle_signals
         self.live_gauge = live_gauge
+        # What every footer shows on its right; a footer mounted later starts from it, so
+        # the first frame does not depend on which was mounted first.
+        self.observer_text = "" if live_gauge else "lab -% cpu · lag - ms"
         self.gauge = ObserverGauge()
         self._machine_line = machine_line
         self._quitting = False
@@ -113,8 +116,6 @@ class LabApp(App[int]):
         self.call_after_refresh(self.check_size)
         self.call_after_refresh(self.frame)
         self._report_history_problems()
-        if not self.live_gauge:
-            self._set_footer("lab -% cpu · lag - ms")
 
     def on_unmount(self) -> None:
         from lab.core import history
@@ -173,6 +174,7 @@ class LabApp(App[int]):
             self._set_footer(self.gauge.text())
 
     def _set_footer(self, text: str) -> None:
+        self.observer_text = text
         for footer in self.screen.query(LabFooter):
             footer.set_observer(text)
 

@@ -93,7 +93,15 @@ def article_pick_for(cpu_percent, concurrency):
     return "process pool + asyncio"
 
 
-def check_limits(params):
+def tasks_needed(params):
+    """Main thread, the delay server, then the largest model: one thread per job in
+    flight, or a process per CPU with a pool's two helper threads."""
+    biggest = max(row["concurrency"] for row in workload_rows(params))
+    name = "many" if params["workload"] == "table" else "concurrency"
+    return name, 2 + max(biggest, usable_cpus() + 2)
+
+
+def check_limits(params, timeout_s):
     biggest = max(row["concurrency"] for row in workload_rows(params))
     name = "many" if params["workload"] == "table" else "concurrency"
     cap = tightest("threads")

@@ -203,13 +203,15 @@ def check_tasks(module, params, name, needed):
     cap = min(caps, key=lambda c: c.units)
     if needed + extra <= cap.units:
         return
+    value = params[name]
+    shown = str(value).lower() if isinstance(value, bool) else cut(value)
     whose = "" if IN_WORKLOAD_PROCESS else " (with %d for the lab's own)" % LAB_TASKS
     why = ("%s with %s=%s would run %s threads and processes at once%s, but only %s fit: %s"
-           % (module.NAME, name, cut(params[name]), _num(needed + max(0, extra)), whose,
+           % (module.NAME, name, shown, _num(needed + max(0, extra)), whose,
               _num(max(0, cap.units - max(0, extra))), cap.describe()))
     most = _largest_fitting(module, params, name, cap.units - extra)
     if most is None:
-        raise ParamError(name, "parameter %r cannot be %s here: %s" % (name, cut(params[name]), why))
+        raise ParamError(name, "parameter %r cannot be %s here: %s" % (name, shown, why))
     raise ParamError(name, "parameter %r must be at most %s here: %s" % (name, _num(most), why))
 
 
@@ -413,9 +415,13 @@ def _threads_in(room, stack, arenas):
     return max(0, (room - arenas * ARENA_BYTES) // stack)
 
 
-def tightest(kind, stack_bytes=None):
-    """The smallest cap for `kind`, or None where nothing could be read."""
-    caps = caps_for(kind, stack_bytes)
+TASK_LIMITS = ("RLIMIT_NPROC", "kernel.threads-max", "kernel.pid_max", "cgroup pids.max")
+
+
+def tightest(kind, stack_bytes=None, without=()):
+    """The smallest cap for `kind` (leaving out the limits named in `without`), or None
+    where nothing could be read."""
+    caps = [c for c in caps_for(kind, stack_bytes) if c.limit not in without]
     return min(caps, key=lambda c: c.units) if caps else None
 
 

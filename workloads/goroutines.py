@@ -82,9 +82,9 @@ def thread_cap():
     loadavg = _read("/proc/loadavg").split()
     if len(loadavg) >= 4 and "/" in loadavg[3]:
         tasks = int(loadavg[3].split("/")[1])  # threads running on the whole machine
-    nproc = _limits.nproc_cap()  # the user's own tasks count here, not the machine's
-    if nproc is not None:
-        limits.append((nproc.units, nproc.describe()))
+    nproc = _limits.nproc_cap()  # the user's own tasks count here, not the machine's,
+    if nproc is not None:  # and all of its headroom is the user's (hence the doubling)
+        limits.append((2 * nproc.units, nproc.describe()))
     for path, label in (("/proc/sys/kernel/threads-max", "threads-max"),
                         ("/proc/sys/kernel/pid_max", "pid_max")):
         text = _read(path).strip()

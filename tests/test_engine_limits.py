@@ -196,7 +196,7 @@ def test_threads_are_weighed_with_their_stacks_and_arenas(monkeypatch):
 
 
 # Typed values -------------------------------------------------------------------------
-@pytest.mark.parametrize("text", ["\u0664", "1_0", "\uff14", "0x10", "4.0"])
+@pytest.mark.parametrize("text", ["\u0664", "1_0", "1_00_0", "_10", "\uff14", "0x10", "4.0"])
 def test_integers_are_ascii_digits_only(text):
     with pytest.raises(ParamError, match="'threads' must be an integer"):
         Param.int("threads", 4, 2, 64, "").parse(text)
@@ -208,11 +208,14 @@ def test_numbers_are_ascii_only(text):
         Param.float("x", 1.0, -5.0, 5.0, "").parse(text)
 
 
-@pytest.mark.parametrize("text, value", [("+4", 4), ("-2.5e0", -2.5), (".5", 0.5), ("5.", 5.0)])
+@pytest.mark.parametrize("text, value", [("+4", 4), ("-2.5e0", -2.5), (".5", 0.5), ("5.", 5.0),
+                                         ("-1_000", -1000)])
 def test_signs_decimals_and_exponents_in_ascii_are_fine(text, value):
-    kind = Param.int("x", 4, -64, 64, "") if isinstance(value, int) else \
-        Param.float("x", 1.0, -5.0, 5.0, "")
-    assert kind.parse(text) == value
+    if isinstance(value, int):
+        param = Param.int("x", 4, -10_000, 10_000, "")
+    else:
+        param = Param.float("x", 1.0, -5.0, 5.0, "")
+    assert param.parse(text) == value
 
 
 def test_a_huge_value_is_cut_in_the_refusal():

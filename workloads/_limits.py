@@ -204,7 +204,8 @@ def check_tasks(module, params, name, needed):
     if needed + extra <= cap.units:
         return
     value = params[name]
-    shown = str(value).lower() if isinstance(value, bool) else cut(value)
+    shown = (str(value).lower() if isinstance(value, bool)
+             else _num(value) if isinstance(value, int) else cut(value))
     whose = "" if IN_WORKLOAD_PROCESS else " (with %d for the lab's own)" % LAB_TASKS
     why = ("%s with %s=%s would run %s threads and processes at once%s, but only %s fit: %s"
            % (module.NAME, name, shown, _num(needed + max(0, extra)), whose,

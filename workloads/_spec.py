@@ -11,8 +11,9 @@ import math
 import re
 
 # What a person may type: ASCII digits only (int() would also take "٤" and "1_0"), an
-# optional sign, and for numbers a decimal point and an exponent.
-INT_TEXT = re.compile(r"[+-]?[0-9]+\Z")
+# optional sign, and for numbers a decimal point and an exponent. Integers may group
+# thousands with "_", as the ranges in refusals and forms are written (100_000).
+INT_TEXT = re.compile(r"[+-]?([0-9]+|[0-9]{1,3}(_[0-9]{3})+)\Z")
 FLOAT_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
 SHOWN_CHARS = 20  # of a refused value, echoed in the refusal
 
@@ -105,7 +106,7 @@ class Param:
             try:
                 if not INT_TEXT.match(text):
                     raise ValueError(text)
-                value = int(text)
+                value = int(text.replace("_", ""))
             except ValueError:  # also past Python's limit on digits converted
                 raise self._refuse(text) from None
         elif self.kind == "float":

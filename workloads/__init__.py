@@ -11,7 +11,10 @@ Each experiment is one module named after its id (``gil-cpu`` -> ``gil_cpu.py``)
                ``{"loop": {"uvloop": "uvloop"}}`` = loop=uvloop needs module uvloop
     TIMEOUT_S  how long a run with default parameters may take before the watchdog stops it
     run(params, events) -> dict   the result record
-    check_limits(params)          optional: raise ``_spec.ParamError`` past the machine's caps
+    check_limits(params, timeout_s)  optional: raise ``_spec.ParamError`` past the machine's
+               caps; timeout_s is the run's real time limit
+    tasks_needed(params) -> (param, count)  the most threads and processes the child runs
+               at once, its main thread included, and the parameter that sets the count
 
 Run one with ``python -m workloads NAME --params '{"tasks": 2}'``; events are JSON lines.
 """
@@ -60,3 +63,16 @@ def required_modules(module, params):
         if extra and extra not in needed:
             needed.append(extra)
     return needed
+
+
+def check(module, params, timeout_s=None):
+    """Every check before a start, the same in the lab and in the child: the threads and
+    processes the run needs against the user's and the machine's task limits, then the
+    experiment's own limits. Raises ``_spec.ParamError`` naming the parameter."""
+    from ._limits import check_tasks
+
+    name, needed = module.tasks_needed(params)
+    check_tasks(module, params, name, needed)
+    check_limits = getattr(module, "check_limits", None)
+    if check_limits is not None:
+        check_limits(params, timeout_s or getattr(module, "TIMEOUT_S", 120))

@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 
-from . import experiment_names, load, required_modules
+from . import _limits, check, experiment_names, load, required_modules
 from ._proto import (
     ENV_CPU_CLOCKS,
     ENV_PARENT_PID,
@@ -47,6 +47,8 @@ def main(argv=None):
     parser.add_argument("experiment", nargs="?", choices=experiment_names())
     parser.add_argument("--params", default="{}", help="parameters as a JSON object")
     parser.add_argument("--list", action="store_true", help="print the catalogue as JSON")
+    parser.add_argument("--timeout-s", type=float, default=None,
+                        help="the run's time limit, for checks that depend on it")
     args = parser.parse_args(argv)
 
     parent = os.environ.get(ENV_PARENT_PID)
@@ -64,9 +66,8 @@ def main(argv=None):
         if not isinstance(given, dict):
             raise ParamError("--params", "--params must be a JSON object")
         params = resolve(module.PARAMS, given)
-        check_limits = getattr(module, "check_limits", None)
-        if check_limits is not None:
-            check_limits(params)
+        _limits.IN_WORKLOAD_PROCESS = True  # the checks now count what this process holds
+        check(module, params, args.timeout_s)
     except (ParamError, ValueError) as exc:
         out.emit("error", kind="params", message=str(exc))
         return 2

@@ -73,6 +73,164 @@ def _read_int(path):
         return None
 
 
+# Task limits -----------------------------------------------------------------------------
+# RLIMIT_NPROC is per user: the kernel (copy_process) compares it with every thread and
+# process whose real UID is ours, not with the machine's total. It lets the fork through
+# anyway when the real user is root of the initial user namespace or the caller holds
+# CAP_SYS_RESOURCE or CAP_SYS_ADMIN there; for those the limit is no cap at all.
+CAP_SYS_ADMIN = 21
+CAP_SYS_RESOURCE = 24
+LAB_TASKS = 3  # per run, in the lab: asyncio's child watcher thread, one worker of its
+# default executor (records are saved from a thread) and the child's cpu-clock reporter
+IN_WORKLOAD_PROCESS = False  # set by `python -m workloads`: we are the process that spawns
+
+
+def _status(path):
+    """A /proc/PID/status file as {field: text}; {} if it vanished or cannot be read."""
+    fields = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, rest = line.partition(":")
+                fields[name] = rest.strip()
+    except (OSError, UnicodeDecodeError):
+        pass
+    return fields
+
+
+def user_tasks(uid=None, proc="/proc"):
+    """Threads and processes whose real UID is `uid` (default: ours), as RLIMIT_NPROC
+    counts them; None where /proc cannot be listed. (With hidepid, processes of others
+    are hidden, never our own, so the count stays right.)"""
+    uid = os.getuid() if uid is None else uid
+    try:
+        entries = os.listdir(proc)
+    except OSError:
+        return None
+    total = 0
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        status = _status(os.path.join(proc, entry, "status"))
+        uids, threads = status.get("Uid", "").split(), status.get("Threads", "")
+        if uids and uids[0] == str(uid) and threads.isdigit():
+            total += int(threads)
+    return total
+
+
+def nproc_exempt(proc="/proc"):
+    """Whether the kernel lets our forks past RLIMIT_NPROC (see above)."""
+    try:
+        with open(os.path.join(proc, "self", "uid_map")) as f:
+            initial_namespace = f.read().split() == ["0", "0", "4294967295"]
+    except OSError:
+        initial_namespace = True  # no user namespaces on this kernel
+    if not initial_namespace:
+        return False  # capabilities inside a user namespace do not count here
+    if os.getuid() == 0:
+        return True
+    try:
+        effective = int(_status(os.path.join(proc, "self", "status")).get("CapEff", "0"), 16)
+    except ValueError:
+        return False
+    return bool(effective & (1 << CAP_SYS_RESOURCE | 1 << CAP_SYS_ADMIN))
+
+
+def nproc_cap():
+    """Room for new threads and processes under our RLIMIT_NPROC, or None if it does not
+    bind (unlimited, exempt, or /proc unreadable)."""
+    soft, _hard = rlimit("NPROC")
+    if soft is None or nproc_exempt():
+        return None
+    used = user_tasks()
+    if used is None:
+        return None
+    return Cap(soft - used, "RLIMIT_NPROC", soft,
+               "threads and processes this user already runs: %s" % _num(used))
+
+
+def task_caps():
+    """Every cap on new threads and processes: the user's RLIMIT_NPROC (all of its
+    headroom: it is the user's own) and half of what is free in the machine's tables."""
+    tasks = tasks_in_use()
+    share = "half of what is free; %s tasks already run" % _num(tasks)
+    caps = [nproc_cap(),
+            _table_cap("kernel.threads-max", _read_int("/proc/sys/kernel/threads-max"),
+                       tasks, 1, SHARED_TABLE_SHARE, share),
+            _table_cap("kernel.pid_max", _read_int("/proc/sys/kernel/pid_max"), tasks, 1,
+                       SHARED_TABLE_SHARE, "every thread takes a pid; " + share)]
+    group = cgroup_v2_dir()
+    if group:
+        caps.append(_table_cap("cgroup pids.max", _read_int(group + "/pids.max"),
+                               _read_int(group + "/pids.current"), 1, SHARED_TABLE_SHARE,
+                               "this cgroup's task limit"))
+    return [c for c in caps if c is not None]
+
+
+def cpus():
+    return os.cpu_count() or 1
+
+
+def executor_threads():
+    """Threads of a ThreadPoolExecutor left at its default size (asyncio's default
+    executor: getaddrinfo, to_thread), as Python 3.8+ sizes it."""
+    return min(32, cpus() + 4)
+
+
+def go_tasks():
+    """Threads and processes of `go build` and then of a Go program: `go build` of a
+    one-file program with an empty cache peaked at 20 tasks on 2 CPUs here; the
+    runtime itself runs about GOMAXPROCS + 5 threads. A bound that grows with the CPUs."""
+    return 8 * cpus() + 8
+
+
+def own_tasks():
+    """Threads of this process (what a child has already started of its own needs)."""
+    threads = _status("/proc/self/status").get("Threads", "")
+    return int(threads) if threads.isdigit() else 1
+
+
+def check_tasks(module, params, name, needed):
+    """Refuse, naming parameter `name`, when the `needed` threads and processes of this run
+    (the child's peak, its main thread included) do not fit under every task cap.
+    `module.tasks_needed(params)` gives the figure for other values (for "at most")."""
+    from ._spec import ParamError, cut
+
+    extra = -own_tasks() if IN_WORKLOAD_PROCESS else LAB_TASKS
+    caps = task_caps()
+    if not caps:
+        return
+    cap = min(caps, key=lambda c: c.units)
+    if needed + extra <= cap.units:
+        return
+    value = params[name]
+    shown = (str(value).lower() if isinstance(value, bool)
+             else _num(value) if isinstance(value, int) else cut(value))
+    whose = "" if IN_WORKLOAD_PROCESS else " (with %d for the lab's own)" % LAB_TASKS
+    why = ("%s with %s=%s would run %s threads and processes at once%s, but only %s fit: %s"
+           % (module.NAME, name, shown, _num(needed + max(0, extra)), whose,
+              _num(max(0, cap.units - max(0, extra))), cap.describe()))
+    most = _largest_fitting(module, params, name, cap.units - extra)
+    if most is None:
+        raise ParamError(name, "parameter %r cannot be %s here: %s" % (name, shown, why))
+    raise ParamError(name, "parameter %r must be at most %s here: %s" % (name, _num(most), why))
+
+
+def _largest_fitting(module, params, name, room):
+    """The largest integer value of `name` whose run fits in `room` tasks, or None."""
+    spec = [p for p in module.PARAMS if p.name == name]
+    if not spec or spec[0].kind != "int":
+        return None
+    low, high = spec[0].minimum, params[name]
+    fits = lambda v: module.tasks_needed(dict(params, **{name: v}))[1] <= room  # noqa: E731
+    if not fits(low):
+        return None
+    while low < high:  # the need grows with the value: bisect
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    return low
+
+
 def tasks_in_use():
     """Threads and processes alive on the whole machine (/proc/loadavg's 4th field)."""
     try:
@@ -172,19 +330,7 @@ def caps_for(kind, stack_bytes=None):
     caps = []
     info = meminfo()
     if kind in ("threads", "processes"):
-        tasks = tasks_in_use()
-        share = "half of what is free; %s tasks already run" % _num(tasks)
-        nproc, _hard = rlimit("NPROC")
-        caps.append(_table_cap("RLIMIT_NPROC", nproc, tasks, 1, SHARED_TABLE_SHARE, share))
-        caps.append(_table_cap("kernel.threads-max", _read_int("/proc/sys/kernel/threads-max"),
-                               tasks, 1, SHARED_TABLE_SHARE, share))
-        caps.append(_table_cap("kernel.pid_max", _read_int("/proc/sys/kernel/pid_max"), tasks, 1,
-                               SHARED_TABLE_SHARE, "every thread takes a pid; " + share))
-        group = cgroup_v2_dir()
-        if group:
-            caps.append(_table_cap("cgroup pids.max", _read_int(group + "/pids.max"),
-                                   _read_int(group + "/pids.current"), 1, SHARED_TABLE_SHARE,
-                                   "this cgroup's task limit"))
+        caps.extend(task_caps())
     if kind == "threads":
         caps.append(_table_cap("vm.max_map_count", _read_int("/proc/sys/vm/max_map_count"),
                                maps_in_use(), MAPS_PER_THREAD, OWN_TABLE_SHARE,
@@ -193,6 +339,7 @@ def caps_for(kind, stack_bytes=None):
             room = info.get("CommitLimit", 0) - info.get("Committed_AS", 0)
             caps.append(Cap(room * SHARED_TABLE_SHARE // stack_bytes, "CommitLimit",
                             info.get("CommitLimit"), "strict overcommit: every stack counts"))
+    caps.extend(address_space_caps(kind, stack_bytes))
     reserve = memory_reserve(info)
     why = "keeping %s free, at an estimated %s per unit" % (_bytes(reserve),
                                                            _bytes(ESTIMATED_BYTES[kind]))
@@ -207,9 +354,75 @@ def caps_for(kind, stack_bytes=None):
     return [c for c in caps if c is not None]
 
 
-def tightest(kind, stack_bytes=None):
-    """The smallest cap for `kind`, or None where nothing could be read."""
-    caps = caps_for(kind, stack_bytes)
+# Address space ---------------------------------------------------------------------------
+# RLIMIT_AS caps a process's whole mapped space (VmSize), RLIMIT_DATA its private writable
+# part (VmData). A thread maps its full stack (RLIMIT_STACK, 8 MiB by default) in both,
+# used or not, and glibc gives each of the first 8 x CPUs threads an arena that reserves
+# 64 MiB more (measured here: 14 threads fill `ulimit -v 1000000`). Forked processes each
+# get their own space, so only threads and tasks are capped here.
+ARENA_BYTES = 64 * MiB
+FRESH_CHILD_VM = 64 * MiB  # a fresh `python -m workloads` maps 17-42 MiB (measured)
+FRESH_CHILD_DATA = 32 * MiB  # and 8-22 MiB of it private and writable
+
+
+def _arena_max():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return 0
+    configured = os.environ.get("MALLOC_ARENA_MAX", "")
+    if configured.isdigit():
+        return int(configured)
+    return 8 * (os.cpu_count() or 1)
+
+
+def _own_kib(field):
+    text = _status("/proc/self/status").get(field, "").split()
+    return int(text[0]) * 1024 if text and text[0].isdigit() else None
+
+
+def address_space_caps(kind, stack_bytes=None):
+    """RLIMIT_AS and RLIMIT_DATA as caps on `kind` units started in one process: the
+    workload's own (when we are it) or a fresh one's, estimated."""
+    if kind not in ("threads", "tasks"):
+        return []
+    caps = []
+    for limit, field, fresh in (("AS", "VmSize", FRESH_CHILD_VM),
+                                ("DATA", "VmData", FRESH_CHILD_DATA)):
+        soft, _hard = rlimit(limit)
+        if soft is None:
+            continue
+        used = (_own_kib(field) if IN_WORKLOAD_PROCESS else None) or fresh
+        room = soft - used
+        if kind == "tasks":
+            units, each = room // ESTIMATED_BYTES["tasks"], _bytes(ESTIMATED_BYTES["tasks"])
+        else:
+            stack = stack_bytes or 8 * MiB
+            arenas = _arena_max() if limit == "AS" else 0
+            units = _threads_in(room, stack, arenas)
+            each = _bytes(stack) + (" of stack, plus a 64 MiB malloc arena for each of the "
+                                    "first %d" % arenas if arenas else " of stack")
+        caps.append(Cap(units, "RLIMIT_%s" % limit, soft, "%s mapped at the start, %s per %s"
+                        % (_bytes(used), each, kind[:-1])))
+    return caps
+
+
+def _threads_in(room, stack, arenas):
+    """How many threads fit in `room` bytes when each maps `stack` and the first
+    `arenas` also reserve an arena."""
+    with_arena = stack + ARENA_BYTES
+    if arenas and room < arenas * with_arena:
+        return max(0, room // with_arena)
+    return max(0, (room - arenas * ARENA_BYTES) // stack)
+
+
+TASK_LIMITS = ("RLIMIT_NPROC", "kernel.threads-max", "kernel.pid_max", "cgroup pids.max")
+
+
+def tightest(kind, stack_bytes=None, without=()):
+    """The smallest cap for `kind` (leaving out the limits named in `without`), or None
+    where nothing could be read."""
+    caps = [c for c in caps_for(kind, stack_bytes) if c.limit not in without]
     return min(caps, key=lambda c: c.units) if caps else None
 
 

@@ -8,6 +8,25 @@ same rules, so the two can never disagree about what is allowed.
 from __future__ import annotations
 
 import math
+import re
+
+# What a person may type: ASCII digits only (int() would also take "٤" and "1_0"), an
+# optional sign, and for numbers a decimal point and an exponent. Integers may group
+# thousands with "_", as the ranges in refusals and forms are written (100_000).
+INT_TEXT = re.compile(r"[+-]?([0-9]+|[0-9]{1,3}(_[0-9]{3})+)\Z")
+FLOAT_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
+SHOWN_CHARS = 20  # of a refused value, echoed in the refusal
+
+
+def cut(value, width=SHOWN_CHARS):
+    """A value as a refusal shows it: its repr, at most `width` characters and an ellipsis."""
+    try:
+        text = value if isinstance(value, str) else repr(value)
+    except ValueError:  # an integer too long to print
+        return "an integer of about %d digits" % int(value.bit_length() * 0.30103)
+    if len(text) > width:
+        text = text[:width] + "\u2026"
+    return repr(text) if isinstance(value, str) else text
 
 
 class ParamError(ValueError):
@@ -77,7 +96,7 @@ class Param:
     # Conversion -------------------------------------------------------------------------
     def _refuse(self, value):
         return ParamError(
-            self.name, "parameter %r must be %s (got %r)" % (self.name, self.allowed(), value)
+            self.name, "parameter %r must be %s (got %s)" % (self.name, self.allowed(), cut(value))
         )
 
     def parse(self, text):
@@ -85,14 +104,15 @@ class Param:
         text = str(text).strip()
         if self.kind == "int":
             try:
+                if not INT_TEXT.match(text):
+                    raise ValueError(text)
                 value = int(text.replace("_", ""))
-            except ValueError:
+            except ValueError:  # also past Python's limit on digits converted
                 raise self._refuse(text) from None
         elif self.kind == "float":
-            try:
-                value = float(text)
-            except ValueError:
-                raise self._refuse(text) from None
+            if not FLOAT_TEXT.match(text):
+                raise self._refuse(text)
+            value = float(text)
         elif self.kind == "bool":
             lowered = text.lower()
             if lowered in ("1", "true", "yes", "on"):

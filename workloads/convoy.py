@@ -38,7 +38,12 @@ PARAMS = (
 WORST_CASE_S = 150  # a convoyed round trip can cost two switch intervals
 
 
-def check_limits(params):
+def tasks_needed(params):
+    """Main thread, the I/O and CPU threads, the peer and (compare_process) the CPU process."""
+    return "compare_process", 4 + bool(params["compare_process"])
+
+
+def check_limits(params, timeout_s):
     worst = params["requests"] * (2 * params["switch_interval_ms"] + params["peer_ms"]) / 1000
     if worst > WORST_CASE_S:
         raise ParamError("requests", "parameter 'requests' must be at most %d with a %g ms "

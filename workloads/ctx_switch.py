@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from . import _go, _goswitch, _ladder, _perfbench
+from . import _go, _goswitch, _ladder, _limits, _perfbench
 from ._pingpong import PLACEMENTS, oneway, ping_pong
 from ._proto import cpus_available
 from ._spec import Param, ParamError
@@ -46,7 +46,16 @@ SINGULAR = {"threads": "thread", "processes": "process"}
 PLACE_WORDS = {"same-core": "same core", "cross-core": "cross core", "unpinned": "unpinned"}
 
 
-def check_limits(params):
+def tasks_needed(params):
+    """Main thread, a ping-pong pair and its helper, perf's two tasks, then the ladder's
+    Go build and program (one after another, so the largest counts)."""
+    ping_pong = 1 + 3 + (2 if params["perf"] else 0)
+    if params["ladder"]:
+        return "ladder", max(ping_pong, 1 + _limits.go_tasks())
+    return "perf", ping_pong
+
+
+def check_limits(params, timeout_s):
     if params["placement"] == "cross-core" and len(cpus_available()) < 2:
         raise ParamError("placement", "parameter 'placement' cannot be cross-core here: this "
                          "process may use only CPU %s (cross-core needs 2 CPUs)"

@@ -36,16 +36,21 @@ PARAMS = (
     Param.float("timeout_ms", 20.0, 1.0, 10_000.0, "fix=timeout: how long to wait for the second lock"),
 )
 
-def check_limits(params):
+def tasks_needed(params):
+    """Main thread, the watchdog and one thread per lock holder."""
+    return "threads", 2 + params["threads"]
+
+
+def check_limits(params, timeout_s):
     """Every lock is taken by two threads, each holding it hold_ms per round: at least
     2 x rounds x hold_ms of waiting, which must fit well inside the run's time limit."""
     least_s = 2 * params["rounds"] * params["hold_ms"] / 1000.0
-    if params["fix"] != "none" and least_s > TIMEOUT_S / 2:
+    if params["fix"] != "none" and least_s > timeout_s / 2:
         raise ParamError("rounds", "parameter 'rounds' x 'hold_ms' is too large: %d rounds "
-                         "holding %g ms take at least %.0f s, over half the %d s limit "
+                         "holding %g ms take at least %.0f s, over half the %g s limit "
                          "(at most %d rounds at this hold_ms)" % (
-                             params["rounds"], params["hold_ms"], least_s, TIMEOUT_S,
-                             TIMEOUT_S / 2 * 1000.0 / (2 * params["hold_ms"])))
+                             params["rounds"], params["hold_ms"], least_s, timeout_s,
+                             timeout_s / 2 * 1000.0 / (2 * params["hold_ms"])))
 
 
 WATCH_EVERY_S = 0.01  # the watchdog's look at the lock graph

@@ -11,7 +11,7 @@ import struct
 import threading
 import time
 
-from ._limits import nofile_cap, tightest
+from ._limits import TASK_LIMITS, nofile_cap, tightest
 from ._proto import die_with_parent, gil_enabled, name_this_thread, process_context, \
     start_process, start_thread
 from ._spec import Param, ParamError
@@ -93,10 +93,19 @@ def article_pick_for(cpu_percent, concurrency):
     return "process pool + asyncio"
 
 
-def check_limits(params):
+def tasks_needed(params):
+    """Main thread, the delay server, then the largest model: one thread per job in
+    flight, or a process per CPU with a pool's two helper threads."""
     biggest = max(row["concurrency"] for row in workload_rows(params))
     name = "many" if params["workload"] == "table" else "concurrency"
-    cap = tightest("threads")
+    return name, 2 + max(biggest, usable_cpus() + 2)
+
+
+def check_limits(params, timeout_s):
+    biggest = max(row["concurrency"] for row in workload_rows(params))
+    name = "many" if params["workload"] == "table" else "concurrency"
+    # Task limits are checked for every experiment (workloads.check); here memory and maps.
+    cap = tightest("threads", without=TASK_LIMITS)
     if cap is not None and biggest + usable_cpus() + 8 > cap.units:
         raise ParamError(name, "parameter %r must be at most %d here: %s"
                          % (name, max(1, cap.units - usable_cpus() - 8), cap.describe()))

@@ -53,7 +53,13 @@ BACKLOG = 4096
 REPORT_S = 0.2
 
 
-def check_limits(params):
+def tasks_needed(params):
+    """Main thread and one loop process at a time (its sockets are made by hand, so no
+    resolver threads)."""
+    return "loop", 2
+
+
+def check_limits(params, timeout_s):
     import resource
 
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)

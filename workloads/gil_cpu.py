@@ -6,9 +6,8 @@ import os
 import sys
 import time
 
-from ._limits import rlimit
 from ._proto import events, gil_enabled, start_process, start_thread, thread_stats
-from ._spec import Param, ParamError
+from ._spec import Param
 
 NAME = "gil-cpu"
 TITLE = "CPU-bound work: sequential vs threads vs processes"
@@ -38,11 +37,9 @@ PARTS = 20  # each task reports its progress this many times
 CONTENDED_SHARE = 0.1  # a mode whose workers waited this share of the time for a CPU is flagged
 
 
-def check_limits(params):
-    soft, _hard = rlimit("NPROC")
-    if soft is not None and params["tasks"] > soft // 2:
-        raise ParamError("tasks", "parameter 'tasks' must be at most %d here (RLIMIT_NPROC is %d)"
-                         % (soft // 2, soft))
+def tasks_needed(params):
+    """Main thread and `tasks` workers (threads or processes, one mode at a time)."""
+    return "tasks", 1 + params["tasks"]
 
 
 # The work itself: nothing but bytecode, no I/O, no calls into C that drop the GIL.

@@ -8,7 +8,7 @@ import os
 import threading
 import time
 
-from . import _go
+from . import _go, _limits
 from ._mn_runtime import Runtime, WaitGroup, syscall
 from ._proto import cpus_available, gil_enabled, start_process, start_thread
 from ._spec import Param, ParamError
@@ -82,14 +82,9 @@ def thread_cap():
     loadavg = _read("/proc/loadavg").split()
     if len(loadavg) >= 4 and "/" in loadavg[3]:
         tasks = int(loadavg[3].split("/")[1])  # threads running on the whole machine
-    try:
-        import resource
-
-        soft = resource.getrlimit(resource.RLIMIT_NPROC)[0]
-        if soft != resource.RLIM_INFINITY:
-            limits.append((soft - (tasks or 0), "RLIMIT_NPROC %d" % soft))
-    except (ImportError, AttributeError, ValueError):
-        pass
+    nproc = _limits.nproc_cap()  # the user's own tasks count here, not the machine's,
+    if nproc is not None:  # and all of its headroom is the user's (hence the doubling)
+        limits.append((2 * nproc.units, nproc.describe()))
     for path, label in (("/proc/sys/kernel/threads-max", "threads-max"),
                         ("/proc/sys/kernel/pid_max", "pid_max")):
         text = _read(path).strip()
@@ -142,7 +137,20 @@ def gomaxprocs(params):
     return params["ps"] or len(cpus_available())
 
 
-def check_limits(params):
+def tasks_needed(params):
+    """Schedule: main thread, the blocked Gs' Ms, one per P, sysmon and readers (or a Go
+    build and program). Spawn: a fresh process with `threads` threads, then Go."""
+    go = 1 + _limits.go_tasks() if _go.find_go() is not None else 0
+    if params["mode"] == "schedule":
+        ms = count_blocking(params["gs"], params["block_fraction"]) if params["block_ms"] else 0
+        python = 1 + ms + gomaxprocs(params) + 8
+        if params["runtime"] == "python":
+            return "gs", python
+        return "gs", max(go, python + 1)
+    return "threads", max(go, 2 + params["threads"])
+
+
+def check_limits(params, timeout_s):
     if params["runtime"] == "go" and _go.find_go() is None:
         raise ParamError("runtime", "runtime=go needs the `go` command, which is not on PATH: "
                          + _go.HOW_TO_GET)

@@ -8,6 +8,7 @@ import threading
 import time
 import urllib.request
 
+from ._limits import executor_threads
 from ._proto import name_this_thread, own_status
 from ._serverproc import DelayServer
 from ._spec import Param, ParamError
@@ -38,7 +39,14 @@ SEQUENTIAL_CAP_S = 120  # one request after another: N x delay must stay within 
 SAMPLE_S = 0.05
 
 
-def check_limits(params):
+def tasks_needed(params):
+    """Main thread, the sampler, the delay server with its default executor, and the
+    largest mode: a thread per request, or asyncio's default executor for aiohttp."""
+    threads = params["requests"] if params["modes"] in ("all", "threads") else 0
+    return "requests", 3 + executor_threads() + max(threads, executor_threads())
+
+
+def check_limits(params, timeout_s):
     import resource
 
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -52,12 +60,6 @@ def check_limits(params):
             raise ParamError("requests", "parameter 'requests' x 'delay' must be at most %d s "
                              "when the sequential mode runs (got %g s); lower them or choose "
                              "modes=threads or modes=asyncio" % (SEQUENTIAL_CAP_S, total))
-    nproc, _ = resource.getrlimit(resource.RLIMIT_NPROC)
-    wants_threads = params["modes"] in ("all", "threads")
-    if wants_threads and nproc != resource.RLIM_INFINITY and params["requests"] + 64 > nproc // 2:
-        raise ParamError("requests", "parameter 'requests' must be at most %d here: the threads "
-                         "mode starts one thread per request and RLIMIT_NPROC is %d"
-                         % (max(1, nproc // 2 - 64), nproc))
 
 
 # The three ways to wait, as plainly as the article's examples ---------------------------

@@ -47,7 +47,13 @@ PARAMS = (
                 "sys.setswitchinterval: how long the CPU thread may keep the GIL (to_thread)"),
 )
 
-def check_limits(params):
+def tasks_needed(params):
+    """Main thread and the watchdog, plus the fix's thread, or its pool process with the
+    pool's manager and queue feeder threads."""
+    return "fix", 2 + {"none": 0, "to_thread": 1, "process_pool": 3}[params["fix"]]
+
+
+def check_limits(params, timeout_s):
     busy_ms = params["blocks"] * params["block_ms"]
     if busy_ms > params["duration_s"] * 1000:
         raise ParamError("block_ms", "parameter 'block_ms' x 'blocks' must fit in the run: at "

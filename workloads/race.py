@@ -130,6 +130,12 @@ def run_variant(variant, threads, increments, out):
     return summary
 
 
+def tasks_needed(params):
+    """Main thread and the incrementing threads (one variant at a time)."""
+    return "threads", 1 + params["threads"]
+
+
+
 def run(params, out):
     sys.setswitchinterval(params["switch_interval_ms"] / 1000.0)
     variants = VARIANTS if params["variant"] == "all" else (params["variant"],)

@@ -50,7 +50,13 @@ def default_stack_bytes():
     return threading.stack_size() or soft or 8 * _limits.MiB
 
 
-def check_limits(params):
+def tasks_needed(params):
+    """Main thread, a watcher, and `count` threads or processes (one kind at a time)."""
+    spawns = any(kind in ("threads", "processes") for kind in kinds_of(params))
+    return "count", 2 + (params["count"] if spawns else 0)
+
+
+def check_limits(params, timeout_s):
     for kind in kinds_of(params):
         cap = _limits.tightest(kind, default_stack_bytes())
         if cap is not None and params["count"] > cap.units:

@@ -40,6 +40,13 @@ def sleep_forever():
         time.sleep(3600)
 
 
+def tasks_needed(params):
+    """Main thread and a spinner, or `workers` threads (hang) and as many processes (spawn)."""
+    per_worker = {"hang": 1, "spawn": 2}.get(params["behave"])
+    return "workers", 1 + (per_worker * params["workers"] if per_worker else 1)
+
+
+
 def run(params, out):
     behave = params["behave"]
     if behave == "crash":

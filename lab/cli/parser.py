@@ -102,12 +102,40 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([e.to_json() for e in experiments], indent=1))
         return EXIT_OK
-    for exp in experiments:
-        needs = "  (needs %s)" % ", ".join(exp.requires) if exp.requires else ""
-        print("%-12s %s%s" % (exp.name, exp.title, needs))
-        for p in exp.params:
-            print("    -p %s=%-10s %s; %s" % (p.name, _show(p.default), p.help, p.allowed()))
+    for line in list_lines(experiments):
+        print(line)
     return EXIT_OK
+
+
+LIST_WIDTH = 80  # an SSH terminal
+LIST_MAX_COLUMN = 34  # where descriptions start, at most; longer settings get their own line
+
+
+def list_lines(experiments: list[catalog.Experiment], width: int = LIST_WIDTH) -> list[str]:
+    """The catalogue as `conlab list` prints it: every description in one column,
+    wrapped to `width`."""
+    import textwrap
+
+    settings = [["    -p %s=%s" % (p.name, _show(p.default)) for p in e.params] for e in experiments]
+    longest = max((len(s) for group in settings for s in group), default=0)
+    column = min(longest + 2, LIST_MAX_COLUMN)
+    name_width = max(len(e.name) for e in experiments) + 2 if experiments else 0
+    lines = []
+    for exp, group in zip(experiments, settings):
+        needs = "  (needs %s)" % ", ".join(exp.requires) if exp.requires else ""
+        title = textwrap.wrap(exp.title + needs, width - name_width, break_on_hyphens=False) or [""]
+        lines.append(exp.name.ljust(name_width) + title[0])
+        lines.extend(" " * name_width + more for more in title[1:])
+        for setting, p in zip(group, exp.params):
+            text = textwrap.wrap("%s; %s" % (p.help, p.allowed()), width - column,
+                                 break_on_hyphens=False)
+            if len(setting) + 2 > column:
+                lines.append(setting)
+            else:
+                first = text.pop(0) if text else ""
+                lines.append((setting.ljust(column) + first).rstrip())
+            lines.extend(" " * column + more for more in text)
+    return lines
 
 
 def _show(value: Any) -> str:

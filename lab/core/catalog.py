@@ -45,12 +45,11 @@ class Experiment:
             given[name.strip()] = self.param(name.strip()).parse(text)
         return given
 
-    def validate(self, given: dict[str, Any]) -> dict[str, Any]:
-        """Defaults filled in, every value checked, the machine's caps applied."""
+    def validate(self, given: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
+        """Defaults filled in, every value checked, the user's and the machine's caps
+        applied (with the run's time limit, the experiment's own if None)."""
         params = resolve(self.params, given)
-        check = getattr(self.module, "check_limits", None)
-        if check is not None:
-            check(params)
+        workloads.check(self.module, params, timeout_s or self.timeout_s)
         return params
 
     def requires_for(self, params: dict[str, Any]) -> list[str]:

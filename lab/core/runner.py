@@ -57,26 +57,29 @@ class PreparedRun:
 
     def command(self) -> list[str]:
         return [self.interpreter.path, "-m", "workloads", self.experiment.name,
-                "--params", json.dumps(self.params, separators=(",", ":"))]
+                "--params", json.dumps(self.params, separators=(",", ":")),
+                "--timeout-s", repr(float(self.timeout_s))]
 
 
 def prepare(request: RunRequest) -> PreparedRun:
     """Check everything before anything starts; raises Refused with one clear line."""
     try:
         experiment = catalog.get(request.experiment)
-        params = experiment.validate(request.params)
+    except catalog.UnknownExperiment as exc:
+        raise Refused(str(exc)) from None
+    timeout = request.timeout_s if request.timeout_s is not None else experiment.timeout_s
+    if not 0 < timeout <= 24 * 3600:
+        raise Refused("--timeout must be a number of seconds from 0 to 86400 (got %s)" % timeout)
+    try:
+        # Limits first: they count the threads and processes this run will add to the user's.
+        params = experiment.validate(request.params, timeout)
         interpreter = probe(request.python or sys.executable)
     except (ParamError, InterpreterError) as exc:
-        raise Refused(str(exc)) from None
-    except catalog.UnknownExperiment as exc:
         raise Refused(str(exc)) from None
     missing = [m for m in experiment.requires_for(params) if not interpreter.has(m)]
     if missing:
         raise Refused("%s needs %s, which %s (%s) lacks" % (
             experiment.name, " and ".join(missing), interpreter.path, interpreter.label))
-    timeout = request.timeout_s if request.timeout_s is not None else experiment.timeout_s
-    if not 0 < timeout <= 24 * 3600:
-        raise Refused("--timeout must be a number of seconds from 0 to 86400 (got %s)" % timeout)
     return PreparedRun(experiment, params, interpreter, timeout, request)
 
 

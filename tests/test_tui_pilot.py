@@ -269,3 +269,40 @@ def test_a_mode_that_waited_for_a_cpu_is_marked_not_ticked():
     view.fold(events, state)
     assert view.mode_line("sequential", state, 38).plain.startswith("! sequential")
     assert view.mode_line("threads", state, 38).plain.startswith("✓ threads")
+
+
+def screen_lines(app: LabApp) -> list[str]:
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+@pytest.mark.parametrize("no_color", [False, True], ids=["colour", "NO_COLOR"])
+async def test_the_first_screen_says_where_to_start_until_the_first_run(monkeypatch, no_color):
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.frame()
+        await pilot.pause()
+        lines = screen_lines(app)
+        start = [line for line in lines if "guided path" in line]
+        assert len(start) == 1, "\n".join(lines)
+        for key in ("l:", "r:", "a:", "?:"):
+            assert key in start[0]
+        assert all(len(line.rstrip()) <= 80 for line in lines)
+        await pilot.press("r")  # the newcomer has begun: the line makes room for the panes
+        await until(pilot, lambda: not any("guided path" in line for line in screen_lines(app)),
+                    what="the start line to go")
+
+
+async def test_the_dashboard_footer_shows_every_key_at_80_columns():
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.frame()
+        await pilot.pause()
+        footer = screen_lines(app)[-1]
+        assert "…" not in footer, footer
+        for pair in ("r run", "a all", "x stop", "⏎ open", "e list", "h history", "s pythons",
+                     "l learn", "? help", "q quit"):
+            assert pair in footer, (pair, footer)

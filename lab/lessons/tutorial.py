@@ -801,6 +801,14 @@ def ids() -> list[str]:
 
 
 # `conlab learn` -------------------------------------------------------------------------
+def lessons_epilog() -> str:
+    """The lesson ids with their titles, in path order: what `conlab learn --help` lists."""
+    width = max(len(lesson.id) for lesson in LESSONS)
+    lines = ["lessons, in order (conlab learn ID opens one):"]
+    lines += ["  %-*s  %s" % (width, lesson.id, lesson.title) for lesson in LESSONS]
+    return "\n".join(lines)
+
+
 def cmd_learn(args: argparse.Namespace) -> int:
     """Open the TUI straight on the Lessons screen (or on one lesson)."""
     from lab.cli.parser import cmd_tui, refuse

@@ -38,7 +38,7 @@ Markers
   RUNNING DONE STOPPED FAILED TIMEOUT REFUSED: the run's state in words
   ▶ before a pane's title: the pane that r and enter act on
 
-Footer
+The lab's own cost (the dashboard's top line, other screens' footer)
   lab N% cpu    this UI's own CPU (its children not included)
   lag N ms      how late the UI's event loop drew its last frames
 

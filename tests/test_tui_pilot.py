@@ -306,3 +306,50 @@ async def test_the_dashboard_footer_shows_every_key_at_80_columns():
         for pair in ("r run", "a all", "x stop", "⏎ open", "e list", "h history", "s pythons",
                      "l learn", "? help", "q quit"):
             assert pair in footer, (pair, footer)
+
+
+@pytest.mark.parametrize("no_color", [False, True], ids=["colour", "NO_COLOR"])
+async def test_the_focused_field_is_marked_and_the_help_line_follows_it(monkeypatch, no_color):
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_experiment("race")
+        await until(pilot, lambda: isinstance(app.screen, ExperimentScreen) and app.screen.is_mounted,
+                    what="screen")
+        screen = app.screen
+        names = [p.name for p in screen.experiment.params]
+        for name in reversed(names):  # shift+tab walks up from the Run button
+            await pilot.press("shift+tab")
+            await until(pilot, lambda: screen.form.focused_param == name, what=name)
+            lines = screen_lines(app)
+            marked = [line for line in lines if line.lstrip().startswith("▶ ")
+                      and "Lesson" not in line]
+            assert len(marked) == 1 and marked[0].split()[1] == name, "\n".join(lines)
+            hint = str(screen.query_one("#hint").render())
+            assert hint.startswith(name + ":"), (name, hint)
+        await pilot.press("tab", "tab", "tab", "tab")  # back to Run: no field is marked
+        await until(pilot, lambda: screen.form.focused_param is None, what="no mark")
+
+
+async def test_focus_is_never_drawn_in_red_in_16_colours():
+    """A focused pane's border must not turn bright red (the error colour) when a
+    16-colour terminal downgrades the theme's colours."""
+    from rich.color import ColorSystem
+
+    def red(color) -> bool:
+        return color.rich_color.downgrade(ColorSystem.STANDARD).number in (1, 9)
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        pane = app.screen.focused
+        assert isinstance(pane, Pane)
+        assert not red(pane.styles.border_top[1]), pane.styles.border_top
+        app.open_experiment("race")
+        await until(pilot, lambda: isinstance(app.screen, ExperimentScreen) and app.screen.is_mounted,
+                    what="screen")
+        live = app.screen.query_one("#live", Pane)
+        live.focus()
+        await pilot.pause()
+        assert not red(live.styles.border_top[1]), live.styles.border_top

@@ -303,3 +303,15 @@ def test_conlab_learn_help_lists_every_lesson_id():
     for lesson in L.LESSONS:
         assert any(line.split()[:1] == [lesson.id] and lesson.title in line
                    for line in done.stdout.splitlines()), lesson.id
+
+
+async def test_the_lessons_list_names_the_article_and_its_subject():
+    from lab.core import article
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, LessonsScreen), what="lessons")
+        text = " ".join((await until_shown(pilot, "The path follows")).split())
+        assert '"%s"' % article.TITLE in text and article.SUBJECT in text
+        assert cut_off(app.screen) == []

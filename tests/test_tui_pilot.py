@@ -353,3 +353,16 @@ async def test_focus_is_never_drawn_in_red_in_16_colours():
         live.focus()
         await pilot.pause()
         assert not red(live.styles.border_top[1]), live.styles.border_top
+
+
+async def test_help_names_the_article_and_its_subject():
+    from lab.core import article
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        await pilot.pause()
+        text = " ".join(" ".join(line.strip(" │╭╮╰╯▊▎") for line in screen_lines(app)).split())
+        assert '"%s"' % article.TITLE in text
+        assert article.SUBJECT.split(", what")[0] in text  # the opening, on screen at 80x24

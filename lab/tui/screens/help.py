@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from lab.core import article
+
 HELP = """\
 conlab - every concurrency model live, measured on this machine
+
+ARTICLE
 
 Keys (dashboard)
   r        run the focused pane        a      run every pane
@@ -44,7 +50,8 @@ The lab's own cost (the dashboard's top line, other screens' footer)
 
 Every figure comes from a real child process and the kernel.
 escape, q or ? closes this help.
-"""
+""".replace("ARTICLE", textwrap.fill("The lab is built around " + article.named() + " Where this machine "
+                    "disagrees with the article, the lab says so and why.", 78))
 
 
 class HelpScreen(ModalScreen):

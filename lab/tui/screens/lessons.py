@@ -19,6 +19,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from lab.lessons import tutorial as L
+from lab.core import article
 from lab.core.progress import Progress
 from lab.tui.views import view_class
 from widgets.lab_footer import LabFooter
@@ -90,6 +91,7 @@ class LessonsScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static(id="topbar")
+        yield Static("The path follows " + article.named(), id="article", classes="note")
         yield OptionList(id="path")
         yield Static(id="legend", classes="note")
         yield Static(id="problem", classes="note")

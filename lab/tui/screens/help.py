@@ -23,7 +23,7 @@ Keys (dashboard)
   tab      next pane (arrows too)      e      list all experiments
   ?        this help                   q      quit (stops every run first)
   ctrl+p   command palette: every action, every experiment
-  h        history: space marks runs, c compares them
+  h        history: space marks runs, c compares them, f filters by name
   s        this experiment under several interpreters, side by side
   l        lessons: predict, run, compare with what was measured
 

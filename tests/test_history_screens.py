@@ -131,16 +131,48 @@ async def test_enter_opens_the_record_and_o_opens_its_experiment_with_its_values
         assert app.screen.query_one("#field-increments").value == "20000"
 
 
-async def test_f_filters_by_experiment_in_turn(kept):
+async def test_f_filters_by_a_typed_experiment_name_and_escape_clears_it(kept):
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_history(pilot, app)
         await pilot.press("f")
-        assert [r[3] for r in table_rows(screen)] == ["gil-cpu"]
-        await pilot.press("f")
+        await until(pilot, lambda: screen.focused is screen.query_one("#filter"),
+                    what="the filter field")
+        await pilot.press("r")  # a prefix is enough
+        await until(pilot, lambda: len(table_rows(screen)) == 2, what="race only")
         assert [r[3] for r in table_rows(screen)] == ["race", "race"]
-        await pilot.press("f")
-        assert len(table_rows(screen)) == 3
+        await pilot.press("a", "x")  # no experiment starts with "rax"
+        await until(pilot, lambda: table_rows(screen) == [], what="nothing")
+        await pilot.press("backspace", "backspace", "backspace", *"gil", "enter")
+        await until(pilot, lambda: [r[3] for r in table_rows(screen)] == ["gil-cpu"],
+                    what="gil-cpu only")
+        assert screen.focused is screen.query_one("#runs")  # enter keeps it, back to the list
+        assert "only gil…" in str(screen.query_one("#topbar").render())
+        await pilot.press("escape")  # clears the filter; the screen stays
+        await until(pilot, lambda: len(table_rows(screen)) == 3, what="every run")
+        assert isinstance(app.screen, HistoryScreen)
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
+
+
+async def test_the_history_says_where_it_is_kept(kept, monkeypatch):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_history(pilot, app)
+        where = str(screen.query_one("#where").render())
+        assert history.db_path() in where and "CONLAB_DATA_DIR" in where
+    listing = conlab("history", env={"CONLAB_DATA_DIR": os.environ["CONLAB_DATA_DIR"]})
+    assert listing.returncode == 0
+    assert listing.stdout.splitlines()[0] == "history: " + history.where()
+    assert history.db_path() in listing.stdout.splitlines()[0]
+
+
+def test_without_conlab_data_dir_the_store_is_per_user_and_says_so(monkeypatch, tmp_path):
+    monkeypatch.delenv("CONLAB_DATA_DIR", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert history.where() == ("~/.local/share/conlab/history.sqlite3 "
+                               "(one per user, all checkouts)")
 
 
 async def test_a_damaged_database_is_reported_and_the_lab_carries_on(tmp_path, monkeypatch):
@@ -175,3 +207,11 @@ async def test_imported_runs_are_starred(kept, tmp_path, monkeypatch):
         rows = table_rows(screen)
         assert len(rows) == 1 and rows[0][1].endswith("*")
         assert "*imported" in str(screen.query_one("#topbar").render())
+
+
+def test_the_readme_says_where_the_history_lives():
+    from tests.helpers import ROOT
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "`~/.local/share/conlab/%s`" % history.DB_NAME in readme
+    assert "`$CONLAB_DATA_DIR`" in readme and "one SQLite file per user" in readme

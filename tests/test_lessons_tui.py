@@ -283,3 +283,35 @@ async def test_a_refused_plan_falls_back_to_the_next_one():
         await until(pilot, lambda: FakeRun.instances, what="the fallback run")
         assert FakeRun.instances[0].prepared.experiment.name == "decision"
         assert screen.plan.experiment == "decision" and screen.step == "run"
+
+
+@pytest.mark.parametrize("lesson_id", ["race", "deadlock"])  # three choices, four choices
+async def test_the_lesson_footer_gives_the_questions_own_range(lesson_id):
+    app = lesson_app(lesson_id)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await lesson_screen(pilot)
+        count = len(screen.choices)
+        text = await until_shown(pilot, "predict")
+        footer = text.splitlines()[-1]
+        assert "1-%d or" % count in footer, footer
+        assert "1-%d" % (count + 1) not in text
+
+
+def test_conlab_learn_help_lists_every_lesson_id():
+    done = conlab("learn", "--help", timeout=60)
+    assert done.returncode == 0
+    for lesson in L.LESSONS:
+        assert any(line.split()[:1] == [lesson.id] and lesson.title in line
+                   for line in done.stdout.splitlines()), lesson.id
+
+
+async def test_the_lessons_list_names_the_article_and_its_subject():
+    from lab.core import article
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, LessonsScreen), what="lessons")
+        text = " ".join((await until_shown(pilot, "The path follows")).split())
+        assert '"%s"' % article.TITLE in text and article.SUBJECT in text
+        assert cut_off(app.screen) == []

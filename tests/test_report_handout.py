@@ -13,7 +13,7 @@ from lab.core import catalog
 from lab.core import history
 from lab.core import report
 from lab.tui import pictures
-from tests.helpers import conlab
+from tests.helpers import ROOT, conlab
 
 
 def run(*args: str) -> dict:
@@ -120,3 +120,19 @@ def test_the_handout_pictures_the_dashboard_after_real_runs(data_dir, tmp_path):
     words = html.unescape(" ".join(re.findall(r"<text[^>]*>(.*?)</text>", svg)))
     assert words.count("DONE") >= 3, words[:400]
     assert "FROZEN" in words and "lost" in words
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_the_handout_and_the_readme_name_the_article_and_its_subject(data_dir, tmp_path):
+    from lab.core import article
+
+    done = conlab("report", "-o", str(tmp_path / "r"), "--no-svg")
+    assert done.returncode == 0
+    handout = flat((tmp_path / "r" / "report.md").read_text())
+    readme = flat((ROOT / "README.md").read_text())
+    for text in (handout, readme):
+        assert '"%s"' % article.TITLE in text
+        assert article.SUBJECT in text

@@ -269,3 +269,100 @@ def test_a_mode_that_waited_for_a_cpu_is_marked_not_ticked():
     view.fold(events, state)
     assert view.mode_line("sequential", state, 38).plain.startswith("! sequential")
     assert view.mode_line("threads", state, 38).plain.startswith("✓ threads")
+
+
+def screen_lines(app: LabApp) -> list[str]:
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+@pytest.mark.parametrize("no_color", [False, True], ids=["colour", "NO_COLOR"])
+async def test_the_first_screen_says_where_to_start_until_the_first_run(monkeypatch, no_color):
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.frame()
+        await pilot.pause()
+        lines = screen_lines(app)
+        start = [line for line in lines if "guided path" in line]
+        assert len(start) == 1, "\n".join(lines)
+        for key in ("l:", "r:", "a:", "?:"):
+            assert key in start[0]
+        assert all(len(line.rstrip()) <= 80 for line in lines)
+        await pilot.press("r")  # the newcomer has begun: the line makes room for the panes
+        await until(pilot, lambda: not any("guided path" in line for line in screen_lines(app)),
+                    what="the start line to go")
+
+
+async def test_the_dashboard_footer_shows_every_key_at_80_columns():
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.frame()
+        await pilot.pause()
+        footer = screen_lines(app)[-1]
+        assert "…" not in footer, footer
+        for pair in ("r run", "a all", "x stop", "⏎ open", "e list", "h history", "s pythons",
+                     "l learn", "? help", "q quit"):
+            assert pair in footer, (pair, footer)
+
+
+@pytest.mark.parametrize("no_color", [False, True], ids=["colour", "NO_COLOR"])
+async def test_the_focused_field_is_marked_and_the_help_line_follows_it(monkeypatch, no_color):
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_experiment("race")
+        await until(pilot, lambda: isinstance(app.screen, ExperimentScreen) and app.screen.is_mounted,
+                    what="screen")
+        screen = app.screen
+        names = [p.name for p in screen.experiment.params]
+        for name in reversed(names):  # shift+tab walks up from the Run button
+            await pilot.press("shift+tab")
+            await until(pilot, lambda: screen.form.focused_param == name, what=name)
+            lines = screen_lines(app)
+            marked = [line for line in lines if line.lstrip().startswith("▶ ")
+                      and "Lesson" not in line]
+            assert len(marked) == 1 and marked[0].split()[1] == name, "\n".join(lines)
+            hint = str(screen.query_one("#hint").render())
+            assert hint.startswith(name + ":"), (name, hint)
+        await pilot.press("tab", "tab", "tab", "tab")  # back to Run: no field is marked
+        await until(pilot, lambda: screen.form.focused_param is None, what="no mark")
+
+
+async def test_focus_is_never_drawn_in_red_in_16_colours():
+    """A focused pane's border must not turn bright red (the error colour) when a
+    16-colour terminal downgrades the theme's colours."""
+    from rich.color import ColorSystem
+
+    def red(color) -> bool:
+        return color.rich_color.downgrade(ColorSystem.STANDARD).number in (1, 9)
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        pane = app.screen.focused
+        assert isinstance(pane, Pane)
+        assert not red(pane.styles.border_top[1]), pane.styles.border_top
+        app.open_experiment("race")
+        await until(pilot, lambda: isinstance(app.screen, ExperimentScreen) and app.screen.is_mounted,
+                    what="screen")
+        live = app.screen.query_one("#live", Pane)
+        live.focus()
+        await pilot.pause()
+        assert not red(live.styles.border_top[1]), live.styles.border_top
+
+
+async def test_help_names_the_article_and_its_subject():
+    from lab.core import article
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        await pilot.pause()
+        text = " ".join(" ".join(line.strip(" │╭╮╰╯▊▎") for line in screen_lines(app)).split())
+        assert '"%s"' % article.TITLE in text
+        assert article.SUBJECT.split(", what")[0] in text  # the opening, on screen at 80x24

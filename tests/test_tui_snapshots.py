@@ -46,6 +46,13 @@ def test_dashboard_no_color(snap_compare, monkeypatch):
     assert snap_compare(app, terminal_size=(80, 24), run_before=draw)
 
 
+def test_dashboard_first_screen_no_color(snap_compare, monkeypatch):
+    """Nothing run yet: the line that says where to start, read without colour."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = LabApp(controller=fake_controller(), live_gauge=False, machine_line=MACHINE)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=draw)
+
+
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 def test_experiment_screen(snap_compare, size):
     controller = fake_controller()

@@ -47,8 +47,26 @@ class ObserverGauge:
         return "lab %.1f%% cpu · lag %d ms" % (self.cpu_share * 100, round(self.lag_s * 1000))
 
 
+def compact_keys(keys: str) -> Text:
+    """`r run  a all` as `r run a all` with each key in reverse video: one column saved
+    per pair, and the pairs still read apart without colour."""
+    text = Text()
+    for index, pair in enumerate(keys.split("  ")):
+        key, _, label = pair.partition(" ")
+        if index:
+            text.append(" ")
+        text.append(key, style="bold reverse")
+        if label:
+            text.append(" " + label)
+    return text
+
+
 class LabFooter(Widget):
-    """One line: key hints, then the observer gauge flush right."""
+    """One line: key hints, then the observer gauge flush right.
+
+    With `gauge=False` the line keeps every column for the keys (a screen that shows the
+    gauge elsewhere); `bold=False` draws the left text plain (a status line, not keys).
+    """
 
     DEFAULT_CSS = """
     LabFooter {
@@ -58,10 +76,12 @@ class LabFooter(Widget):
     }
     """
 
-    def __init__(self, keys: str, **kwargs) -> None:
+    def __init__(self, keys: str, gauge: bool = True, bold: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         self.keys = keys
         self.observer = ""
+        self.gauge = gauge
+        self.bold = bold
 
     def on_mount(self) -> None:
         self.set_observer(getattr(self.app, "observer_text", ""))
@@ -69,16 +89,26 @@ class LabFooter(Widget):
     def set_observer(self, text: str) -> None:
         if text != self.observer:
             self.observer = text
+            if self.gauge:
+                self.refresh()
+
+    def set_keys(self, text: str) -> None:
+        if text != self.keys:
+            self.keys = text
             self.refresh()
 
     def render(self) -> Text:
         width = self.size.width or 80
-        right = self.observer
-        left = self.keys
-        room = width - len(right) - 1
-        if len(left) > room:
-            left = left[:max(0, room - 1)] + "…"
-        text = Text(left, style="bold")
-        text.append(" " * max(1, width - len(left) - len(right)))
-        text.append(right)
+        right = self.observer if self.gauge else ""
+        room = width - len(right) - (1 if right else 0)
+        if self.bold and len(self.keys) > room:
+            text = compact_keys(self.keys)  # single spaces, each key in reverse video
+        else:
+            text = Text(self.keys, style="bold" if self.bold else "")
+        if len(text) > room:
+            text.truncate(max(0, room - 1))
+            text.append("…")
+        if self.gauge:
+            text.append(" " * max(1, width - len(text) - len(right)))
+            text.append(right)
         return text

@@ -55,7 +55,7 @@ class Pane(Vertical, can_focus=True):
         padding: 0 1;
     }
     Pane:focus {
-        border: double $accent;
+        border: double $primary;  /* not $accent: bright red in 16 colours, reads as an error */
     }
     Pane.-full {
         height: auto;

@@ -25,8 +25,15 @@ def _text(param: Param, value: Any) -> str:
     return str(value)
 
 
+FOCUS_MARK = "▶"  # before the focused field's name: focus read without colour
+
+
 class ParamForm(Vertical):
-    """One row per parameter: name, field, help with the allowed values, inline error."""
+    """One row per parameter: name, field, help with the allowed values, inline error.
+
+    The focused field's row is marked `▶` with its name in bold (16 colours and NO_COLOR
+    read it), and the help line below the form follows it.
+    """
 
     DEFAULT_CSS = """
     ParamForm {
@@ -35,8 +42,14 @@ class ParamForm(Vertical):
     ParamForm .row {
         height: 1;
     }
+    ParamForm .mark {
+        width: 2;
+    }
     ParamForm .name {
         width: 19;
+    }
+    ParamForm .row.-focused .name {
+        text-style: bold;
     }
     ParamForm Input, ParamForm Select {
         width: 1fr;
@@ -79,7 +92,8 @@ class ParamForm(Vertical):
     def compose(self) -> ComposeResult:
         for param in self.params:
             value = self.values.get(param.name, param.default)
-            with Horizontal(classes="row"):
+            with Horizontal(classes="row", id="row-" + param.name):
+                yield Label(" ", classes="mark")
                 yield Label(param.name, classes="name")
                 yield self._field(param, value)
             yield Static("", classes="error", id="error-" + param.name)
@@ -153,11 +167,37 @@ class ParamForm(Vertical):
         return [e.id.removeprefix("error-") for e in self.query(".error.-shown") if e.id]
 
     # Events ----------------------------------------------------------------------------
+    def param_of(self, widget) -> Param | None:
+        """The parameter whose field holds `widget` (a Select's parts included)."""
+        names = {"field-" + p.name: p for p in self.params}
+        node = widget
+        while node is not None and node is not self:
+            if node.id in names:
+                return names[node.id]
+            node = node.parent
+        return None
+
+    @property
+    def focused_param(self) -> str | None:
+        marked = [r.id.removeprefix("row-") for r in self.query(".row.-focused") if r.id]
+        return marked[0] if marked else None
+
+    def _mark(self, param: Param | None) -> None:
+        for row in self.query(".row"):
+            focused = param is not None and row.id == "row-" + param.name
+            row.set_class(focused, "-focused")
+            row.query_one(".mark", Label).update(FOCUS_MARK if focused else " ")
+
     def on_descendant_focus(self, event) -> None:
-        field_id = getattr(event.widget, "id", None) or ""
-        for param in self.params:
-            if field_id == "field-" + param.name:
-                self.query_one("#hint", Static).update(self.hint(param))
+        param = self.param_of(event.widget)
+        if param is not None:
+            self._mark(param)
+            self.query_one("#hint", Static).update(self.hint(param))
+
+    def on_descendant_blur(self, event) -> None:
+        # Focus left the form (or moves to another field, which marks itself next).
+        if self.param_of(self.screen.focused) is None:
+            self._mark(None)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()

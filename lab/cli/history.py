@@ -89,6 +89,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs kept yet (%s); try `conlab run race`" % history.db_path())
         return EXIT_OK
+    print("history: %s" % history.where())
     print(format_listing(runs, history.get_runs([r["id"] for r in runs])))
     return EXIT_OK
 

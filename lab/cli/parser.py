@@ -53,8 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="what this machine offers the lab")
     doctor.add_argument("--json", action="store_true")
-    learn = sub.add_parser("learn", help="the lessons (TUI): predict, run, compare")
-    learn.add_argument("lesson", nargs="?", help="open this lesson first, e.g. race")
+    from lab.lessons.tutorial import lessons_epilog
+
+    learn = sub.add_parser("learn", help="the lessons (TUI): predict, run, compare",
+                           epilog=lessons_epilog(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    learn.add_argument("lesson", nargs="?", help="open this lesson first (ids below)")
     from lab.cli import history as history_cli
 
     history_cli.add_commands(sub)

@@ -66,6 +66,17 @@ def db_path() -> str:
     return os.path.join(data_dir(), DB_NAME)
 
 
+def where() -> str:
+    """`~/.local/share/conlab/history.sqlite3 (one per user, all checkouts)`: the store is
+    per user, not per checkout, which nothing else on screen would tell."""
+    path, home = db_path(), os.path.expanduser("~")
+    if home not in ("", "/") and path.startswith(home + os.sep):
+        path = "~" + path[len(home):]
+    how = "set by CONLAB_DATA_DIR" if os.environ.get("CONLAB_DATA_DIR") else (
+        "one per user, all checkouts")
+    return "%s (%s)" % (path, how)
+
+
 # Opening -------------------------------------------------------------------------------
 def connect(path: str | None = None) -> sqlite3.Connection:
     """An open, checked, schema-ready connection; raises HistoryError with the reason."""

@@ -16,12 +16,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from lab.core import catalog
+from lab.core import article, catalog
 from lab.core import history
 from lab.core.formatting import flatten
 from lab.core.machine import machine
 
-ARTICLE = "Concurrency: Threads, the GIL, and the Event Loop"
+ARTICLE = article.TITLE
 MAX_FIGURES = 30  # rows per experiment table in the handout
 
 
@@ -444,7 +444,8 @@ def build_markdown(latest: dict[str, list[dict]], svgs: list[str] | None = None,
         "Every figure below was measured by conlab on this machine and read from its run "
         "history (the newest finished run of each experiment under each interpreter). "
         "Paragraphs marked **The article says** summarise, in our own words, claims from the "
-        "article \"%s\"; they are there to be checked, not trusted." % ARTICLE,
+        "article \"%s\" (%s); they are there to be checked, not trusted."
+        % (ARTICLE, article.SUBJECT),
         "",
     ]
     missing = []

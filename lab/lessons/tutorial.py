@@ -797,3 +797,11 @@ def get(lesson_id: str) -> Lesson:
 
 def ids() -> list[str]:
     return [lesson.id for lesson in LESSONS]
+
+
+def lessons_epilog() -> str:
+    """The lesson ids with their titles, in path order: what `conlab learn --help` lists."""
+    width = max(len(lesson.id) for lesson in LESSONS)
+    lines = ["lessons, in order (conlab learn ID opens one):"]
+    lines += ["  %-*s  %s" % (width, lesson.id, lesson.title) for lesson in LESSONS]
+    return "\n".join(lines)

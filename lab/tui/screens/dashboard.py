@@ -38,7 +38,10 @@ PANES = (
 )
 
 CATALOG_POLL_S = 2.0  # how often a missing experiment is looked for
-KEYS = "r run  a all  x stop  ⏎ open  l learn  ? help  q quit"
+# Every key the dashboard answers, within 80 columns: the gauge sits on the top bar here.
+KEYS = "r run  a all  x stop  ⏎ open  e list  h history  s pythons  l learn  ? help  q quit"
+# Shown until the first run starts: where a newcomer begins.
+START_HINT = "New here? l: the guided path · r: run this pane · a: run all · ?: help"
 
 
 def pane_key(index: int) -> str:
@@ -65,9 +68,15 @@ class DashboardScreen(Screen):
     ]
     DEFAULT_CSS = """
     DashboardScreen #topbar {
+        dock: top;
         height: 1;
         padding: 0 1;
         background: $panel;
+    }
+    DashboardScreen #start-hint {
+        height: 1;
+        padding: 0 1;
+        text-style: bold;
     }
     DashboardScreen #panes {
         grid-size: 2 2;
@@ -80,11 +89,14 @@ class DashboardScreen(Screen):
         super().__init__(**kwargs)
         self.specs = panes
         self._topbar = ""
+        self._hint_shown = True
         self._poll = None
         self._panes: list[Pane] | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(id="topbar")
+        # The top bar carries the lab's own CPU and lag, so the footer has room for keys.
+        yield LabFooter("conlab", bold=False, id="topbar")
+        yield Static(START_HINT, id="start-hint")
         with Grid(id="panes"):
             for index, spec in enumerate(self.specs):
                 try:
@@ -93,7 +105,7 @@ class DashboardScreen(Screen):
                 except Exception as exc:
                     yield Pane(spec.title, spec.experiment, unavailable=_why(spec, exc),
                                id=pane_key(index))
-        yield LabFooter(KEYS)
+        yield LabFooter(KEYS, gauge=False)
 
     def on_mount(self) -> None:
         if any(not pane.available for pane in self.panes):
@@ -136,7 +148,10 @@ class DashboardScreen(Screen):
         text = "conlab · %s · %d running" % (self.app.machine_line, running)
         if text != self._topbar:
             self._topbar = text
-            self.query_one("#topbar", Static).update(text, layout=False)
+            self.query_one("#topbar", LabFooter).set_keys(text)
+        if controller.states and self._hint_shown:
+            self._hint_shown = False  # a run has started somewhere: the newcomer has begun
+            self.query_one("#start-hint", Static).display = False
 
     # Actions ---------------------------------------------------------------------------
     def focused_pane(self) -> Pane | None:

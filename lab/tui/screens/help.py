@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from lab.core import article
+
 HELP = """\
 conlab - every concurrency model live, measured on this machine
+
+ARTICLE
 
 Keys (dashboard)
   r        run the focused pane        a      run every pane
@@ -17,7 +23,7 @@ Keys (dashboard)
   tab      next pane (arrows too)      e      list all experiments
   ?        this help                   q      quit (stops every run first)
   ctrl+p   command palette: every action, every experiment
-  h        history: space marks runs, c compares them
+  h        history: space marks runs, c compares them, f filters by name
   s        this experiment under several interpreters, side by side
   l        lessons: predict, run, compare with what was measured
 
@@ -38,13 +44,14 @@ Markers
   RUNNING DONE STOPPED FAILED TIMEOUT REFUSED: the run's state in words
   ▶ before a pane's title: the pane that r and enter act on
 
-Footer
+The lab's own cost (the dashboard's top line, other screens' footer)
   lab N% cpu    this UI's own CPU (its children not included)
   lag N ms      how late the UI's event loop drew its last frames
 
 Every figure comes from a real child process and the kernel.
 escape, q or ? closes this help.
-"""
+""".replace("ARTICLE", textwrap.fill("The lab is built around " + article.named() + " Where this machine "
+                    "disagrees with the article, the lab says so and why.", 78))
 
 
 class HelpScreen(ModalScreen):

@@ -16,12 +16,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
 from lab.core import history
 from widgets.lab_footer import LabFooter
 
 KEYS = "space mark  c compare  ⏎ open  f filter  u unmark  esc back"
+FILTER_KEYS = "type an experiment's name (its start is enough)  ⏎ keep  esc clear"
 LIMIT = 500  # newest runs listed; `conlab history --limit` reaches further
 MARK = "✓"
 FIXED_WIDTH = 59  # the columns before `figures`, with DataTable's cell padding
@@ -53,6 +54,18 @@ class HistoryScreen(Screen):
         background: $panel;
         text-style: bold;
     }
+    HistoryScreen #where {
+        height: 1;
+        padding: 0 1;
+        color: $text-muted;
+    }
+    HistoryScreen #filter {
+        display: none;
+        margin: 0 1;
+    }
+    HistoryScreen #filter.-shown {
+        display: block;
+    }
     HistoryScreen #problem {
         height: auto;
         padding: 0 1;
@@ -67,15 +80,19 @@ class HistoryScreen(Screen):
         self.runs: list[dict[str, Any]] = []
         self.records: dict[int, dict[str, Any]] = {}
         self.marked: list[int] = []  # in the order marked: the compare columns follow it
-        self.experiment: str | None = None  # the filter; None lists every experiment
+        self.prefix = ""  # the filter: experiments whose name starts with it
         self.loaded = False
         self.error: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("History · reading…", id="topbar")
+        # Every checkout of this user shares one store: say which file this is.
+        yield Static("kept in " + history.where(), id="where")
+        yield Input(placeholder="experiment name: its start is enough", compact=True,
+                    id="filter")
         yield Static("", id="problem")
         yield DataTable(id="runs", cursor_type="row")
-        yield LabFooter(KEYS)
+        yield LabFooter(KEYS, id="footer")
 
     def on_mount(self) -> None:
         table = self.query_one("#runs", DataTable)
@@ -108,8 +125,7 @@ class HistoryScreen(Screen):
         self.fill()
 
     def visible_runs(self) -> list[dict[str, Any]]:
-        return [r for r in self.runs
-                if self.experiment is None or r["experiment"] == self.experiment]
+        return [r for r in self.runs if str(r["experiment"]).startswith(self.prefix)]
 
     def fill(self) -> None:
         from lab.core.report import headline
@@ -132,8 +148,8 @@ class HistoryScreen(Screen):
     def update_topbar(self) -> None:
         shown = len(self.visible_runs())
         parts = ["History", "%d run%s" % (shown, "" if shown == 1 else "s")]
-        if self.experiment:
-            parts.append("only %s (f: next)" % self.experiment)
+        if self.prefix:
+            parts.append("only %s… (f: change)" % self.prefix)
         if any(r["imported"] for r in self.visible_runs()):
             parts.append("*imported")
         if self.marked:
@@ -205,22 +221,39 @@ class HistoryScreen(Screen):
         self.app.push_screen(RunRecordScreen(entry))
 
     def action_filter(self) -> None:
-        """Cycle: every experiment, then each experiment present in the history."""
-        names = sorted({r["experiment"] for r in self.runs})
-        if not names:
-            return
-        if self.experiment is None:
-            self.experiment = names[0]
-        elif self.experiment == names[-1] or self.experiment not in names:
-            self.experiment = None
-        else:
-            self.experiment = names[names.index(self.experiment) + 1]
-        self.fill()
+        """Show the filter field: the list follows each key typed there."""
+        field = self.query_one("#filter", Input)
+        field.add_class("-shown")
+        field.focus()
+        self.query_one("#footer", LabFooter).set_keys(FILTER_KEYS)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        if event.input.id == "filter" and event.value.strip() != self.prefix:
+            self.prefix = event.value.strip()
+            self.fill()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.close_filter(clear=False)
+
+    def close_filter(self, clear: bool) -> None:
+        field = self.query_one("#filter", Input)
+        if clear:
+            field.value = ""
+            self.prefix = ""
+            self.fill()
+        field.set_class(bool(self.prefix), "-shown")  # a kept filter stays in sight
+        self.query_one("#footer", LabFooter).set_keys(KEYS)
+        self.query_one("#runs", DataTable).focus()
 
     def action_reload(self) -> None:
         self.load()
 
     def action_back(self) -> None:
+        if self.focused is self.query_one("#filter", Input) or self.prefix:
+            self.close_filter(clear=True)  # escape clears the filter first
+            return
         self.app.pop_screen()
 
 

@@ -1,7 +1,7 @@
 """The Lessons screen (the path, with progress marks) and one lesson's screen.
 
 A lesson is three steps on one screen, each fitting 80x24 and driven by keys alone:
-  predict  the explanation, the question and its choices (1-4, or arrows and enter)
+  predict  the explanation, the question and its choices (1-N, or arrows and enter)
   run      the experiment live, in the same view its experiment screen uses
   answer   the measured answer beside the prediction, the explanation with the numbers
            just measured, and the article's claim with this machine's verdict on it.
@@ -19,6 +19,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from lab.lessons import tutorial as L
+from lab.core import article
 from lab.core.progress import Progress
 from lab.tui.views import view_class
 from widgets.lab_footer import LabFooter
@@ -35,7 +36,7 @@ MARKS = {
 UNAVAILABLE = ("–", "not available yet")
 
 LIST_KEYS = "↑↓ move  ⏎ open  esc back  q quit"
-PREDICT_KEYS = "1-4 or ↑↓ ⏎ predict  esc lessons  q quit"
+PREDICT_KEYS = "1-%d or ↑↓ ⏎ predict  esc lessons  q quit"  # the question's own range
 RUN_KEYS = "x stop  esc lessons  q quit"
 ANSWER_KEYS = "n next  r again  v run/answer  esc lessons  q quit"
 
@@ -90,6 +91,7 @@ class LessonsScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static(id="topbar")
+        yield Static("The path follows " + article.named(), id="article", classes="note")
         yield OptionList(id="path")
         yield Static(id="legend", classes="note")
         yield Static(id="problem", classes="note")
@@ -217,7 +219,7 @@ class LessonScreen(Screen):
             yield Static(id="status")
         with Vertical(id="run"):
             yield Static(id="predicted")
-        yield LabFooter(PREDICT_KEYS, id="footer")
+        yield LabFooter(PREDICT_KEYS % len(self.choices), id="footer")
 
     def on_mount(self) -> None:
         self.show_predict()
@@ -234,9 +236,7 @@ class LessonScreen(Screen):
         widget.display = visible
 
     def _keys(self, keys: str) -> None:
-        footer = self.query_one("#footer", LabFooter)
-        footer.keys = keys
-        footer.refresh()
+        self.query_one("#footer", LabFooter).set_keys(keys)
 
     def show_predict(self) -> None:
         self.step = "predict"
@@ -258,7 +258,7 @@ class LessonScreen(Screen):
         else:
             self._set("status", "Predict first: 1-%d, or ↑↓ and ⏎. The run starts at once.%s"
                       % (len(self.choices), self._last_time()))
-        self._keys(PREDICT_KEYS)
+        self._keys(PREDICT_KEYS % len(self.choices))
 
     def _last_time(self) -> str:
         """`Last time: you said 2, it measured 3 (surprised).` from the saved progress."""

@@ -68,9 +68,15 @@ def _set(path: str, value):
         *parents, last = path.split(".")
         target = run
         for key in parents:
-            target = target[key]
-        target[last] = value
+            target = target[int(key) if key.isdigit() else key]
+        if value is DELETE:
+            del target[last]
+        else:
+            target[last] = value
     return change
+
+
+DELETE = object()
 
 
 def _nested(depth: int):
@@ -110,11 +116,17 @@ BAD_RUNS = [
     ("record.result", {"x": "y" * 70000}, ".result.x is longer than 65536"),
     ("record.result", {"x%d" % i: "y" * 60000 for i in range(80)}, "larger than 4 MiB"),
     ("record.record_version", 99, ".record_version must be a whole number"),
+    # found by the fuzz test: fields `history show` formats
+    ("record.result.explanation", 1.5, ".result.explanation must be a string"),
+    ("record.threads.0.voluntary", DELETE, ".threads[0].voluntary must be present"),
+    ("record.interpreter.gil_enabled", DELETE, ".interpreter.gil_enabled must be"),
+    ("record.machine.hypervisor", DELETE, ".machine.hypervisor must be"),
 ]
 
 
 @pytest.mark.parametrize("field, value, words", BAD_RUNS,
-                         ids=["%s=%s" % (f, repr(v)[:20]) for f, v, _ in BAD_RUNS])
+                         ids=["%s=%s" % (f, "deleted" if v is DELETE else repr(v)[:20])
+                              for f, v, _ in BAD_RUNS])
 def test_import_refuses_an_unsound_field_with_its_path(record, store, tmp_path, capsys,
                                                        field, value, words):
     good, bad = copy.deepcopy(record), copy.deepcopy(record)

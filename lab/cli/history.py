@@ -76,6 +76,8 @@ def dispatch(args: argparse.Namespace) -> int:
         print("conlab: history unavailable: %s" % exc, file=sys.stderr)
         return EXIT_FAILED
     except KeyError as exc:
+        if not isinstance(exc.args[0], int):
+            raise  # a defect in the lab, not an unknown id: do not disguise it
         print("conlab: no run with id %s in %s (see `conlab history`)"
               % (exc.args[0], history.db_path()), file=sys.stderr)
         return EXIT_REFUSED

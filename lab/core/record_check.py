@@ -175,16 +175,20 @@ def check_record(record: Any, newest_version: int) -> None:
     _string(interp, "implementation", ".interpreter", pattern=NAME, what="a name")
     _string(interp, "version", ".interpreter", pattern=NAME, what="a version")
     _string(interp, "executable", ".interpreter", optional=True)
-    _need(interp.get("gil_enabled") in (None, True, False), ".interpreter.gil_enabled",
-          "true, false or null", interp.get("gil_enabled"))
+    _need("gil_enabled" in interp and interp["gil_enabled"] in (None, True, False),
+          ".interpreter.gil_enabled", "true, false or null", interp.get("gil_enabled"))
     host = _object(record, "machine")
     _in_range(host, "cpus", ".machine", 1, MAX_CPUS, integer=True, optional=True)
     _in_range(host, "usable_cpus", ".machine", 1, MAX_CPUS, integer=True)
+    _need("hypervisor" in host and host["hypervisor"] in (None, True, False),
+          ".machine.hypervisor", "true, false or null", host.get("hypervisor"))
     _string(host, "cpu_model", ".machine", optional=True)
     _string(host, "kernel", ".machine", optional=True)
     for key in ("sampler", "result"):
         _need(record.get(key) is None or isinstance(record.get(key), dict), "." + key,
               "an object or null", record.get(key))
+    if isinstance(record.get("result"), dict):
+        _string(record["result"], "explanation", ".result", optional=True)
     _in_range(record, "threads_omitted", "", 0, MAX_NUMBER, integer=True, optional=True)
     threads = record.get("threads")
     if threads is not None:
@@ -195,6 +199,10 @@ def check_record(record: Any, newest_version: int) -> None:
             _string(thread, "name", path)
             _in_range(thread, "native_id", path, 0, MAX_NUMBER, integer=True)
             _in_range(thread, "cpu_s", path, 0, MAX_NUMBER)
+            for key in ("run_delay_s", "voluntary", "involuntary"):  # shown, may be null
+                _need(key in thread, "%s.%s" % (path, key), "present (a number or null)",
+                      None)
+                _in_range(thread, key, path, 0, MAX_NUMBER, optional=True)
 
 
 def check_run(run: Any, newest_version: int) -> None:

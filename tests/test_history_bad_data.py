@@ -392,3 +392,12 @@ def test_a_really_full_disk_is_called_disk_full(record, tmp_path, monkeypatch):
             history.save(record)
     finally:
         _mount_cleanup(folder)
+
+
+def test_a_local_run_with_nan_is_kept_readable(record, store, capsys):
+    odd = copy.deepcopy(record)
+    odd["result"]["ratio"] = float("nan")  # e.g. a 0/0 a workload reported
+    run_id = history.save(odd)
+    assert history.get_run(run_id)["record"]["result"]["ratio"] is None
+    code, out, err = cli(capsys, "history", "--json")
+    assert code == 0 and err == "" and json.loads(out)[0]["id"] == run_id

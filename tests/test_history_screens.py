@@ -215,3 +215,73 @@ def test_the_readme_says_where_the_history_lives():
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert "`~/.local/share/conlab/%s`" % history.DB_NAME in readme
     assert "`$CONLAB_DATA_DIR`" in readme and "one SQLite file per user" in readme
+
+
+def screen_text(app) -> str:
+    """Every character the screen would draw, as the terminal would get it."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+async def test_a_damaged_record_is_skipped_with_one_notification(kept, tmp_path, monkeypatch):
+    copy_dir = tmp_path / "copy"
+    copy_dir.mkdir()
+    for name in os.listdir(os.environ["CONLAB_DATA_DIR"]):
+        if name.startswith(history.DB_NAME):
+            with open(os.path.join(os.environ["CONLAB_DATA_DIR"], name), "rb") as src:
+                (copy_dir / name).write_bytes(src.read())
+    monkeypatch.setenv("CONLAB_DATA_DIR", str(copy_dir))
+    import sqlite3
+
+    with sqlite3.connect(str(copy_dir / history.DB_NAME)) as conn:
+        conn.execute("UPDATE runs SET record = substr(record, 1, 50) WHERE id = ?",
+                     (kept[1]["id"],))
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_history(pilot, app)
+        assert [r[1] for r in table_rows(screen)] == [str(kept[0]["id"]), str(kept[2]["id"])]
+        said = [n.message for n in app._notifications]
+        assert len(said) == 1 and "1 run in" in said[0] and "cut short" in said[0]
+        await pilot.press("r")
+        await pilot.pause()
+        await until(pilot, lambda: screen.loaded, what="reload")
+        assert len(list(app._notifications)) == 1  # said once, not at every reload
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunRecordScreen), what="record")
+
+
+async def test_escapes_and_markup_in_imported_records_are_shown_not_obeyed(
+        kept, tmp_path, monkeypatch):
+    hostile = "\x1b[2J\x1b]0;pwned\x07[/bold][blink]\u202e"
+    entries = history.get_runs([kept[1]["id"], kept[2]["id"]])
+    runs = []
+    for i, entry in enumerate(entries):
+        record = dict(entry["record"], error="boom" + hostile)
+        record["result"] = dict(record["result"], note="n" + hostile)
+        record["result"]["k" + hostile] = i
+        runs.append({"uid": "hostile%d" % i, "saved_at": entry["saved_at"],
+                     "host": "h" + hostile, "record": record})
+    exported = tmp_path / "hostile.json"
+    import json
+
+    exported.write_text(json.dumps({"format": history.EXPORT_FORMAT, "version": 1,
+                                    "runs": runs}))
+    monkeypatch.setenv("CONLAB_DATA_DIR", str(tmp_path / "other"))
+    assert history.import_runs(str(exported)) == (2, 0)
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_history(pilot, app)
+        assert len(table_rows(screen)) == 2
+        for cells in table_rows(screen):
+            assert not any("\x1b" in c or "\x07" in c for c in cells)
+        assert "\x1b" not in screen_text(app)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunRecordScreen), what="record")
+        text = screen_text(app)
+        assert "\x1b" not in text and "\\x1b" in text and "[/bold]" in text
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen), what="history")
+        await pilot.press("space", "space", "c")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen), what="compare")
+        text = screen_text(app)
+        assert "\x1b" not in text and "\\x1b" in text
+        assert any(label.startswith("k\\x1b") for label in app.screen.shown_labels())

@@ -61,7 +61,7 @@ def test_import_refuses_what_is_not_an_export(tmp_path, monkeypatch):
     broken.write_text(json.dumps({"format": "conlab-runs", "version": 1,
                                   "runs": [{"uid": "x", "record": {}}]}))
     for path, words in ((not_json, "not JSON"), (wrong, "not a conlab export"),
-                        (broken, "run #1 is not a run record"),
+                        (broken, "record 1: .experiment must be an experiment name"),
                         (tmp_path / "missing.json", "cannot read")):
         done = conlab("import", str(path))
         assert done.returncode == 2, path

@@ -1,7 +1,11 @@
 """`conlab history | compare | export | import | report`: the run history from a shell.
 
-Exit codes as elsewhere: 0 fine, 1 history unusable (the reason is printed), 2 refused
-input (an unknown run id, a file that is not an export).
+Exit codes as elsewhere: 0 fine, 1 history unusable (the reason is printed; also a run
+asked for by id whose stored record is damaged), 2 refused input (an unknown run id, a
+file that is not an export or holds an unsound record).
+
+Text from records is printed through `visible` (control characters as escapes): an
+imported record must not drive the terminal. `--json` output is escaped by JSON itself.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 from lab.core import history
 from lab.core.formatting import format_compare, format_record
+from lab.core.safe_text import visible, visible_record
 
 from lab.cli.common import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
 COMMANDS = ("history", "compare", "export", "import", "report")
@@ -65,10 +70,15 @@ def dispatch(args: argparse.Namespace) -> int:
                "import": cmd_import, "report": cmd_report}[args.command]
     try:
         return handler(args)
+    except history.DamagedRun as exc:
+        print("conlab: %s" % exc, file=sys.stderr)
+        return EXIT_FAILED
     except history.HistoryError as exc:
         print("conlab: history unavailable: %s" % exc, file=sys.stderr)
         return EXIT_FAILED
     except KeyError as exc:
+        if not isinstance(exc.args[0], int):
+            raise  # a defect in the lab, not an unknown id: do not disguise it
         print("conlab: no run with id %s in %s (see `conlab history`)"
               % (exc.args[0], history.db_path()), file=sys.stderr)
         return EXIT_REFUSED
@@ -82,7 +92,10 @@ def cmd_history(args: argparse.Namespace) -> int:
         refused = _unknown_experiment(args.experiment)
         if refused:
             return refused
-    runs = history.list_runs(args.limit, args.experiment)
+    entries, damaged = history.load(args.limit, args.experiment)
+    if damaged:
+        print("conlab: %s" % history.damaged_note(damaged), file=sys.stderr)
+    runs = [{k: v for k, v in e.items() if k != "record"} for e in entries]
     if args.json:
         print(json.dumps(runs, indent=1))
         return EXIT_OK
@@ -90,7 +103,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         print("no runs kept yet (%s); try `conlab run race`" % history.db_path())
         return EXIT_OK
     print("history: %s" % history.where())
-    print(format_listing(runs, history.get_runs([r["id"] for r in runs])))
+    print(format_listing(runs, entries))
     return EXIT_OK
 
 
@@ -115,6 +128,7 @@ def format_listing(runs: list[dict], entries: list[dict], width: int = 79) -> st
         head += "%-10s " % "host"
     room = max(10, width - len(head))
     lines = [head + "figures"]
+    runs, entries = visible_record(runs), visible_record(entries)
     for run, entry in zip(runs, entries):
         python = run["python"].replace("cpython ", "")
         if run["gil_enabled"] is False:
@@ -136,6 +150,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.show_json:
         print(json.dumps(entry, indent=1))
         return EXIT_OK
+    entry = visible_record(entry, keep_newlines=True)
     print("run %d, saved %s on %s%s" % (
         entry["id"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["saved_at"])),
         entry["host"], " (imported)" if entry["imported"] else ""))
@@ -153,12 +168,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_REFUSED
     entries = history.get_runs(args.ids)
-    rows = history.compare(entries)
     if args.json:
-        print(json.dumps([{"label": label, "values": values} for label, values in rows],
+        print(json.dumps([{"label": label, "values": values}
+                          for label, values in history.compare(entries)],
                          indent=1, default=str))
         return EXIT_OK
-    print(format_compare(rows))
+    entries = visible_record(entries)
+    print(format_compare(history.compare(entries)))
     experiments = {e["experiment"] for e in entries}
     if len(experiments) > 1:
         print("\nnote: these are runs of different experiments (%s); only shared rows line up"
@@ -175,16 +191,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         refused = _unknown_experiment(args.experiment)
         if refused:
             return refused
-        ids = history.all_ids(args.experiment)
-    else:
-        ids = args.ids or None
+    skipped: list = []
     try:
-        count = history.export_runs(ids, args.output)
+        count = history.export_runs(args.ids or None, args.output,
+                                    experiment=args.experiment, skipped=skipped)
     except OSError as exc:
-        print("conlab: cannot write %s: %s" % (args.output, exc.strerror or exc),
+        print("conlab: cannot write %s: %s" % (visible(args.output), exc.strerror or exc),
               file=sys.stderr)
         return EXIT_REFUSED
-    print("exported %d run%s to %s" % (count, "" if count == 1 else "s", args.output))
+    if skipped:
+        print("conlab: %s" % history.damaged_note(skipped), file=sys.stderr)
+    print("exported %d run%s to %s" % (count, "" if count == 1 else "s", visible(args.output)))
     return EXIT_OK
 
 
@@ -195,7 +212,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         print("conlab: %s" % exc, file=sys.stderr)
         return EXIT_REFUSED
     print("imported %d run%s from %s%s" % (
-        added, "" if added == 1 else "s", args.file,
+        added, "" if added == 1 else "s", visible(args.file),
         " (%d already in history)" % present if present else ""))
     return EXIT_OK
 

@@ -13,22 +13,28 @@ written, `save_quietly` says so once (one line) and the lab carries on without i
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import sqlite3
+import stat
 import sys
 import time
 import uuid
 from contextlib import closing
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
+from urllib.parse import quote
 
+from lab.core import record_check
 from lab.core.formatting import flatten
+from lab.core.safe_text import visible
 
 DB_NAME = "history.sqlite3"
 SCHEMA_VERSION = 1
 EXPORT_FORMAT = "conlab-runs"
 EXPORT_VERSION = 1
 BUSY_TIMEOUT_S = 30.0  # a writer waits this long for its turn before giving up
+MAX_IMPORT_BYTES = 32 * 1024 * 1024  # thousands of runs; parsing more would cost GBs
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -50,6 +56,14 @@ CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment, saved_at);
 
 class HistoryError(Exception):
     """History cannot be used; the message is one line naming the file and the reason."""
+
+
+class DamagedRun(HistoryError):
+    """One kept run cannot be read (its stored record is cut or has a wrong shape)."""
+
+    def __init__(self, run_id: int, reason: str) -> None:
+        super().__init__("run %d cannot be read: %s" % (run_id, reason))
+        self.run_id, self.reason = run_id, reason
 
 
 # Where ---------------------------------------------------------------------------------
@@ -96,8 +110,45 @@ def connect(path: str | None = None) -> sqlite3.Connection:
         _ensure_schema(conn)
     except sqlite3.Error as exc:
         conn.close()
-        raise HistoryError("%s is not usable: %s" % (path, _reason(exc))) from None
+        raise HistoryError("%s is not usable: %s" % (path, _reason(exc, path))) from None
     return conn
+
+
+def connect_readonly(path: str | None = None) -> sqlite3.Connection | None:
+    """A read-only connection (listing works on a store we may not write), or None when
+    there is no store yet. Raises HistoryError."""
+    path = path or db_path()
+    if not os.path.exists(path):
+        return None
+    uri = "file:%s?mode=ro" % quote(os.path.abspath(path))
+    try:
+        try:
+            conn, version = _open_uri(uri)
+        except sqlite3.OperationalError as exc:
+            if "unable to open" not in str(exc):
+                raise
+            # A WAL store in a folder we cannot write: SQLite cannot make its -shm file
+            # there. Read the file as it stands (runs still in the -wal are not seen).
+            conn, version = _open_uri(uri + "&immutable=1")
+    except sqlite3.Error as exc:
+        raise _unusable(exc, path) from None
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise HistoryError("%s is not usable: written by a newer conlab (schema %d)"
+                           % (path, version))
+    if version < SCHEMA_VERSION:  # created but never written: no runs yet
+        conn.close()
+        return None
+    return conn
+
+
+def _open_uri(uri: str) -> tuple[sqlite3.Connection, int]:
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    try:
+        return conn, conn.execute("PRAGMA user_version").fetchone()[0]
+    except BaseException:
+        conn.close()
+        raise
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:
@@ -136,13 +187,30 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
         raise
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: Exception, path: str | None = None) -> str:
     text = str(exc)
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in text:
+        return "the disk is full (%s)" % text
+    if "disk I/O error" in text and _disk_nearly_full(path or db_path()):
+        return "the disk is full (%s)" % text  # SQLite says I/O error when -shm cannot grow
     if "not a database" in text or "malformed" in text:
         return "the file is damaged (%s); move it away and the lab starts a new one" % text
     if "readonly" in text or "unable to open" in text:
         return "cannot write there (%s)" % text
     return text
+
+
+def _unusable(exc: sqlite3.Error, path: str | None) -> HistoryError:
+    path = path or db_path()
+    return HistoryError("%s is not usable: %s" % (path, _reason(exc, path)))
+
+
+def _disk_nearly_full(path: str) -> bool:
+    try:
+        fs = os.statvfs(os.path.dirname(path) or ".")
+    except OSError:
+        return False
+    return fs.f_bavail * fs.f_frsize < 1024 * 1024
 
 
 # Saving --------------------------------------------------------------------------------
@@ -164,9 +232,20 @@ def _insert(conn: sqlite3.Connection, record: dict, *, uid: str, saved_at: float
         " gil_enabled, duration_s, record) VALUES (?,?,?,?,?,?,?,?,?,?)",
         (uid, saved_at, host, int(imported), str(record.get("experiment", "?")),
          str(record.get("status", "?")), _python_label(record),
-         None if gil is None else int(bool(gil)), record.get("duration_s"),
-         json.dumps(record, separators=(",", ":"), default=str)))
+         None if gil is None else int(bool(gil)), _finite(record.get("duration_s")),
+         json.dumps(_finite(record), separators=(",", ":"), default=str)))
     return int(cursor.lastrowid)
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as null: the store holds JSON that every reader can parse."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def save(record: dict, path: str | None = None) -> int:
@@ -183,7 +262,7 @@ def save(record: dict, path: str | None = None) -> int:
                 raise
             return run_id
     except sqlite3.Error as exc:
-        raise HistoryError("%s is not usable: %s" % (path or db_path(), _reason(exc))) from None
+        raise _unusable(exc, path) from None
 
 
 _problem: str | None = None
@@ -229,52 +308,126 @@ _SUMMARY_COLUMNS = ("id", "uid", "saved_at", "host", "imported", "experiment", "
 
 def _read(sql: str, args: Iterable[Any] = (), path: str | None = None) -> list[tuple]:
     try:
-        with closing(connect(path)) as conn:
+        conn = connect_readonly(path)
+        if conn is None:
+            return []
+        with closing(conn):
             return conn.execute(sql, tuple(args)).fetchall()
     except sqlite3.Error as exc:
-        raise HistoryError("%s is not usable: %s" % (path or db_path(), _reason(exc))) from None
+        raise _unusable(exc, path) from None
 
 
 def _summary(row: tuple) -> dict[str, Any]:
+    """The row's columns as a dict; ValueError when a column has a type no reader expects."""
     item = dict(zip(_SUMMARY_COLUMNS, row))
+    for key in ("uid", "host", "experiment", "status", "python"):
+        if not isinstance(item[key], str):
+            raise ValueError("its %s column is not text" % key)
+    saved_at = item["saved_at"]
+    if (not isinstance(saved_at, (int, float)) or not math.isfinite(saved_at)
+            or not 0 <= saved_at <= record_check.LAST_TIME):
+        raise ValueError("its saved_at column is not a time")
+    duration = item["duration_s"]
+    if duration is not None and (not isinstance(duration, (int, float))
+                                 or not math.isfinite(duration)):
+        raise ValueError("its duration_s column is not a number")
     item["imported"] = bool(item["imported"])
     if item["gil_enabled"] is not None:
         item["gil_enabled"] = bool(item["gil_enabled"])
     return item
 
 
+def _entry(row: tuple) -> dict[str, Any]:
+    """Summary + "record" from a stored row; DamagedRun says why it cannot be read."""
+    run_id = row[0]
+    try:
+        entry = _summary(row[:-1])
+        text = row[-1]
+        if not isinstance(text, str):
+            raise ValueError("its record is not text")
+        try:
+            record = record_check.loads(text)
+        except record_check.BadRecord:
+            raise
+        except ValueError:
+            raise ValueError("its stored JSON is cut short or invalid") from None
+        record_check.check_record(record, record_check.RECORD_VERSION)
+    except ValueError as exc:  # BadRecord is one
+        raise DamagedRun(run_id, visible(str(exc))) from None
+    entry["record"] = record
+    return entry
+
+
+def _summary_of_good(row: tuple) -> dict[str, Any] | None:
+    try:
+        return _summary(row)
+    except ValueError:
+        return None
+
+
 def list_runs(limit: int | None = 50, experiment: str | None = None,
               path: str | None = None, local_only: bool = False) -> list[dict[str, Any]]:
-    """Newest first: summaries (no record) of the kept runs."""
-    where, args = [], []
-    if experiment:
-        where.append("experiment = ?")
-        args.append(experiment)
-    if local_only:
-        where.append("imported = 0")
+    """Newest first: summaries (no record) of the kept runs whose columns are sound."""
+    rows = _read(_select(_SUMMARY_COLUMNS, limit, experiment, local_only),
+                 _select_args(experiment), path)
+    return [s for s in map(_summary_of_good, rows) if s is not None]
+
+
+def _select(columns: Iterable[str], limit: int | None, experiment: str | None,
+            local_only: bool) -> str:
+    where = (["experiment = ?"] if experiment else []) + (["imported = 0"] if local_only else [])
     sql = "SELECT %s FROM runs%s ORDER BY saved_at DESC, id DESC" % (
-        ", ".join(_SUMMARY_COLUMNS), " WHERE " + " AND ".join(where) if where else "")
-    if limit is not None:
-        sql += " LIMIT %d" % int(limit)
-    return [_summary(row) for row in _read(sql, args, path)]
+        ", ".join(columns), " WHERE " + " AND ".join(where) if where else "")
+    return sql + (" LIMIT %d" % int(limit) if limit is not None else "")
+
+
+def _select_args(experiment: str | None) -> list[Any]:
+    return [experiment] if experiment else []
+
+
+class Loaded(NamedTuple):
+    entries: list[dict[str, Any]]  # newest first, each summary + "record"
+    damaged: list[DamagedRun]  # the rows that could not be read, skipped
+
+
+def load(limit: int | None = 50, experiment: str | None = None, path: str | None = None,
+         local_only: bool = False) -> Loaded:
+    """The newest kept runs in full; a damaged one is skipped and listed in `damaged`."""
+    rows = _read(_select(_SUMMARY_COLUMNS + ("record",), limit, experiment, local_only),
+                 _select_args(experiment), path)
+    entries, damaged = [], []
+    for row in rows:
+        try:
+            entries.append(_entry(row))
+        except DamagedRun as exc:
+            damaged.append(exc)
+    return Loaded(entries, damaged)
+
+
+def damaged_note(damaged: list[DamagedRun], path: str | None = None) -> str:
+    """One line: how many runs were skipped and why (the first two reasons)."""
+    reasons = "; ".join("#%d %s" % (d.run_id, d.reason) for d in damaged[:2])
+    if len(damaged) > 2:
+        reasons += "; …"
+    text = "%d run%s in %s could not be read and %s skipped (%s)" % (
+        len(damaged), "" if len(damaged) == 1 else "s", path or db_path(),
+        "was" if len(damaged) == 1 else "were", reasons)
+    return text if len(text) <= 300 else text[:299] + "…"
 
 
 def get_runs(ids: Iterable[int], path: str | None = None) -> list[dict[str, Any]]:
-    """Full entries (summary + "record"), in the order asked; KeyError names a missing id."""
+    """Full entries (summary + "record"), in the order asked; KeyError names a missing id,
+    DamagedRun one whose record cannot be read."""
     ids = [int(i) for i in ids]
     if not ids:
         return []
     rows = _read("SELECT %s, record FROM runs WHERE id IN (%s)"
                  % (", ".join(_SUMMARY_COLUMNS), ",".join("?" * len(ids))), ids, path)
-    found = {}
-    for row in rows:
-        entry = _summary(row[:-1])
-        entry["record"] = json.loads(row[-1])
-        found[entry["id"]] = entry
+    by_id = {row[0]: row for row in rows}
     for run_id in ids:
-        if run_id not in found:
+        if run_id not in by_id:
             raise KeyError(run_id)
-    return [found[i] for i in ids]
+    return [_entry(by_id[i]) for i in ids]
 
 
 def get_run(run_id: int, path: str | None = None) -> dict[str, Any]:
@@ -291,15 +444,15 @@ def latest_per_interpreter(path: str | None = None,
 
     Imported runs are left out: they were measured elsewhere.
     """
-    newest: dict[tuple, int] = {}
-    for run in list_runs(None, path=path, local_only=True):  # newest first
+    newest: dict[tuple, dict[str, Any]] = {}
+    for run in load(None, path=path, local_only=True).entries:  # newest first, readable
         if run["status"] == status:
-            newest.setdefault((run["experiment"], run["python"], run["gil_enabled"]), run["id"])
+            newest.setdefault((run["experiment"], run["python"], run["gil_enabled"]), run)
     by_experiment: dict[str, list[dict[str, Any]]] = {}
-    for (experiment, _python, _gil), run_id in sorted(newest.items(), key=lambda kv: (
+    for (experiment, _python, _gil), run in sorted(newest.items(), key=lambda kv: (
             kv[0][0], kv[0][1], str(kv[0][2]))):
-        by_experiment.setdefault(experiment, []).append(run_id)
-    return {name: get_runs(ids, path) for name, ids in by_experiment.items()}
+        by_experiment.setdefault(experiment, []).append(run)
+    return by_experiment
 
 
 # Comparing -----------------------------------------------------------------------------
@@ -340,10 +493,17 @@ def _union_rows(per_run: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
 
 
 # Moving between machines ---------------------------------------------------------------
-def export_runs(ids: Iterable[int] | None, out_path: str, path: str | None = None) -> int:
-    """Write the runs (all if ids is None) to a JSON file; returns how many."""
-    ids = all_ids(path=path) if ids is None else list(ids)
-    entries = get_runs(ids, path)
+def export_runs(ids: Iterable[int] | None, out_path: str, path: str | None = None, *,
+                experiment: str | None = None, skipped: list | None = None) -> int:
+    """Write the runs to a JSON file; returns how many. Without ids: every readable run
+    (of `experiment`, if given), oldest first, the damaged ones appended to `skipped`."""
+    if ids is None:
+        loaded = load(None, experiment, path)
+        entries = loaded.entries[::-1]
+        if skipped is not None:
+            skipped.extend(loaded.damaged)
+    else:
+        entries = get_runs(ids, path)
     document = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -353,37 +513,65 @@ def export_runs(ids: Iterable[int] | None, out_path: str, path: str | None = Non
                   "record": e["record"]} for e in entries],
     }
     tmp = out_path + ".tmp-%d" % os.getpid()
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(document, f, indent=1, default=str)
-        f.write("\n")
-    os.replace(tmp, out_path)  # a reader never sees half a file
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(document, f, indent=1, default=str)
+            f.write("\n")
+        os.replace(tmp, out_path)  # a reader never sees half a file
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)  # e.g. a full disk: leave no half file behind
+        raise
     return len(entries)
 
 
 class ImportRefused(ValueError):
-    """The file is not a conlab export; the message says what is wrong."""
+    """The file is not a conlab export, or a record in it is unsound; one line says why."""
 
 
 def read_export(in_path: str) -> list[dict[str, Any]]:
+    """The runs of an export file, every field checked; ImportRefused names the first
+    defect (`FILE: record 3: .interpreter must be an object (got a list)`)."""
+    name = visible(in_path)
     try:
-        with open(in_path, encoding="utf-8") as f:
-            document = json.load(f)
+        with open(in_path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ImportRefused("%s is not a regular file" % name)
+            data = f.read(MAX_IMPORT_BYTES + 1)
     except OSError as exc:
-        raise ImportRefused("cannot read %s: %s" % (in_path, exc.strerror or exc)) from None
+        raise ImportRefused("cannot read %s: %s" % (name, exc.strerror or exc)) from None
+    if len(data) > MAX_IMPORT_BYTES:
+        raise ImportRefused("%s is larger than %d MiB: not an export of this lab"
+                            % (name, MAX_IMPORT_BYTES >> 20))
+    if not data.strip():
+        raise ImportRefused("%s is empty" % name)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ImportRefused("%s is not JSON: not even UTF-8 text" % name) from None
+    try:
+        document = record_check.loads(text)
+    except record_check.BadRecord as exc:
+        raise ImportRefused("%s is not a conlab export: %s" % (name, exc)) from None
     except ValueError as exc:
-        raise ImportRefused("%s is not JSON: %s" % (in_path, exc)) from None
+        raise ImportRefused("%s is not JSON: %s" % (name, visible(exc)[:120])) from None
     if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
-        raise ImportRefused("%s is not a conlab export (made by `conlab export`)" % in_path)
-    if document.get("version", 0) > EXPORT_VERSION:
-        raise ImportRefused("%s was written by a newer conlab (format version %s)"
-                            % (in_path, document.get("version")))
+        raise ImportRefused("%s is not a conlab export (made by `conlab export`)" % name)
+    version = document.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ImportRefused("%s: its format version must be a whole number from 1 to %d"
+                            % (name, EXPORT_VERSION))
+    if version > EXPORT_VERSION:
+        raise ImportRefused("%s was written by a newer conlab (format version %d)"
+                            % (name, version))
     runs = document.get("runs")
     if not isinstance(runs, list):
-        raise ImportRefused("%s has no list of runs" % in_path)
+        raise ImportRefused("%s has no list of runs" % name)
     for i, run in enumerate(runs):
-        if (not isinstance(run, dict) or not isinstance(run.get("record"), dict)
-                or not isinstance(run.get("uid"), str) or not run["record"].get("experiment")):
-            raise ImportRefused("%s: run #%d is not a run record" % (in_path, i + 1))
+        try:
+            record_check.check_run(run, record_check.RECORD_VERSION)
+        except record_check.BadRecord as exc:
+            raise ImportRefused("%s: record %d: %s" % (name, i + 1, exc)) from None
     return runs
 
 
@@ -400,8 +588,9 @@ def import_runs(in_path: str, path: str | None = None) -> tuple[int, int]:
                                           (run["uid"],)).fetchone()
                     if exists:
                         continue
+                    saved_at = run.get("saved_at")
                     _insert(conn, run["record"], uid=run["uid"],
-                            saved_at=float(run.get("saved_at") or time.time()),
+                            saved_at=time.time() if saved_at is None else float(saved_at),
                             host=str(run.get("host") or "unknown"), imported=True)
                     added += 1
                 conn.execute("COMMIT")
@@ -409,5 +598,5 @@ def import_runs(in_path: str, path: str | None = None) -> tuple[int, int]:
                 conn.execute("ROLLBACK")
                 raise
     except sqlite3.Error as exc:
-        raise HistoryError("%s is not usable: %s" % (path or db_path(), _reason(exc))) from None
+        raise _unusable(exc, path) from None
     return added, len(runs) - added

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from lab.core.machine import machine
+from lab.core.record_check import RECORD_VERSION
 from lab.core.runner import PreparedRun
 from lab.core.sampler import PSUTIL_GAUGES, SCHEDSTAT_GAUGES
 from lab.core.state import RunState
 
-RECORD_VERSION = 1
 
 
 def build_record(prepared: PreparedRun, state: RunState) -> dict[str, Any]:

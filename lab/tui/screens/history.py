@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -19,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
 from lab.core import history
+from lab.core.safe_text import visible, visible_record
 from widgets.lab_footer import LabFooter
 
 KEYS = "space mark  c compare  ⏎ open  f filter  u unmark  esc back"
@@ -36,6 +38,26 @@ def python_cell(run: dict[str, Any]) -> str:
 
 def when_cell(saved_at: float) -> str:
     return time.strftime("%m-%d %H:%M", time.localtime(saved_at))
+
+
+def cell(text: Any) -> Text:
+    """Record text for a table cell: control characters shown as escapes, and a Text so
+    that `[...]` in an imported string is never read as markup."""
+    return Text(visible(text), no_wrap=True, end="")
+
+
+def for_compare(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries whose text is visible and whose keys (the compare rows' labels, which the
+    table reads as markup) are markup-escaped."""
+    def keys_escaped(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {escape(k): keys_escaped(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [keys_escaped(v) for v in value]
+        return value
+
+    return [{**entry, "record": keys_escaped(entry["record"])}
+            for entry in visible_record(entries)]
 
 
 class HistoryScreen(Screen):
@@ -83,6 +105,7 @@ class HistoryScreen(Screen):
         self.prefix = ""  # the filter: experiments whose name starts with it
         self.loaded = False
         self.error: str | None = None
+        self.damaged_said: set[int] = set()  # damaged runs already notified
 
     def compose(self) -> ComposeResult:
         yield Static("History · reading…", id="topbar")
@@ -107,18 +130,23 @@ class HistoryScreen(Screen):
     # Loading (thread worker: SQLite may wait for a lock) --------------------------------
     @work(thread=True, exclusive=True, group="history-load")
     def load(self) -> None:
+        damaged: list[history.DamagedRun] = []
         try:
-            runs = history.list_runs(LIMIT)
-            entries = history.get_runs([r["id"] for r in runs]) if runs else []
+            entries, damaged = history.load(LIMIT)
+            runs = [{k: v for k, v in e.items() if k != "record"} for e in entries]
             records = {e["id"]: e["record"] for e in entries}
             error = None
-        except (history.HistoryError, KeyError) as exc:
+        except history.HistoryError as exc:
             runs, records, error = [], {}, str(exc)
-        self.app.call_from_thread(self.show_runs, runs, records, error)
+        self.app.call_from_thread(self.show_runs, runs, records, error, damaged)
 
     def show_runs(self, runs: list[dict[str, Any]], records: dict[int, dict[str, Any]],
-                  error: str | None) -> None:
+                  error: str | None, damaged: list | None = None) -> None:
         self.runs, self.records, self.error = runs, records, error
+        new = [d for d in damaged or [] if d.run_id not in self.damaged_said]
+        if new:  # once per damaged run, however often the list reloads
+            self.damaged_said.update(d.run_id for d in new)
+            self.notify(history.damaged_note(new), severity="warning", timeout=10)
         known = {r["id"] for r in runs}
         self.marked = [i for i in self.marked if i in known]
         self.loaded = True
@@ -135,12 +163,12 @@ class HistoryScreen(Screen):
         table.clear()
         room = max(16, self.size.width - FIXED_WIDTH)
         for run in self.visible_runs():
-            record = self.records.get(run["id"], {})
+            record = visible_record(self.records.get(run["id"], {}))
             table.add_row(MARK if run["id"] in self.marked else " ",
                           "%d%s" % (run["id"], "*" if run["imported"] else ""),
-                          when_cell(run["saved_at"]), run["experiment"][:11],
-                          python_cell(run)[:8], run["status"][:7], headline(record, room),
-                          key=str(run["id"]))
+                          when_cell(run["saved_at"]), cell(run["experiment"][:11]),
+                          cell(python_cell(run)[:8]), cell(run["status"][:7]),
+                          cell(headline(record, room)), key=str(run["id"]))
         if cursor is not None and str(cursor) in table.rows:
             table.move_cursor(row=table.get_row_index(str(cursor)))
         self.update_topbar()
@@ -206,7 +234,7 @@ class HistoryScreen(Screen):
             return
         from lab.tui.screens.compare import CompareScreen
 
-        self.app.push_screen(CompareScreen(entries))
+        self.app.push_screen(CompareScreen(for_compare(entries)))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
@@ -285,11 +313,13 @@ class RunRecordScreen(Screen):
         from lab.core.formatting import format_record
         from lab.core.report import repeat_command
 
-        entry, record = self.entry, self.entry["record"]
-        yield Static("run %s · %s · saved %s on %s%s" % (
+        entry = visible_record(self.entry, keep_newlines=True)
+        record = entry["record"]
+        yield Static(Text("run %s · %s · saved %s on %s%s" % (
             entry["id"], record.get("experiment", "?"),
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(entry["saved_at"])), entry["host"],
-            " (imported)" if entry.get("imported") else ""), id="topbar")
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(entry["saved_at"])),
+            visible(entry["host"]), " (imported)" if entry.get("imported") else "")),
+            id="topbar")
         try:
             body = format_record(record)
         except (KeyError, TypeError) as exc:  # an imported record from another lab version

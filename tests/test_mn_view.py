@@ -94,7 +94,7 @@ async def test_spawn_view_lists_each_kind(tmp_path, monkeypatch):
     assert compact[0].startswith("spawn 2 000 units")
     rows = {line.split()[0]: line for line in compact[1:5]}
     assert set(rows) == {"goroutine", "python", "asyncio", "thread"}
-    assert "us" in rows["asyncio"] and "×200" in rows["thread"]
+    assert "µs" in rows["asyncio"] and "×200" in rows["thread"]
     full = drawn(GoroutinesView(), state, 80, 30)
     assert any(line.startswith("thread:") and "reserved" in line for line in full)
     assert any(line.startswith("the article says") for line in full)

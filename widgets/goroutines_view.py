@@ -50,8 +50,8 @@ def fmt_us(value) -> str:
     if value is None:
         return "-"
     if value >= 100:
-        return "%.0fus" % value
-    return "%.1fus" % value
+        return "%.0fµs" % value
+    return "%.1fµs" % value
 
 
 def queue_bar(length: int, scale: int, width: int) -> Text:

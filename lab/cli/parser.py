@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from lab.core import catalog
-from lab.core.record import flatten
+from lab.core.record import flatten, fmt_value, grouped_threads
 from lab.core.runner import Refused, Run, RunRequest, prepare
 from workloads._spec import ParamError
 
@@ -183,23 +183,22 @@ def format_record(record: dict) -> str:
     if threads:
         lines += ["", "  %-16s %8s %8s %9s %9s %9s" % ("thread", "tid", "cpu s", "wait s",
                                                        "vol", "invol")]
-        for t in threads[:40]:
-            lines.append("  %-16s %8d %8.3f %9s %9s %9s" % (
-                t["name"][:16], t["native_id"], t["cpu_s"], _fmt(t["run_delay_s"]),
+        rows = grouped_threads(threads)
+        for t in rows[:40]:
+            lines.append("  %-16s %8s %8.3f %9s %9s %9s" % (
+                t["name"][:16], t["native_id"] or "-", t["cpu_s"], _secs(t["run_delay_s"]),
                 _fmt(t["voluntary"]), _fmt(t["involuntary"])))
-        if len(threads) > 40:
-            lines.append("  ... %d more threads (see --json)" % (len(threads) - 40))
+        if len(rows) > 40:
+            lines.append("  ... %d more threads (see --json)" % (len(rows) - 40))
     return "\n".join(lines)
 
 
 def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return "%.4g" % value
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10000:
-        return "{:,}".format(value).replace(",", " ")
-    return str(value)
+    return fmt_value(value)
+
+
+def _secs(value: Any) -> str:
+    return "%.3f" % value if isinstance(value, (int, float)) else "-"
 
 
 def _wrap(text: str, width: int = 78) -> str:

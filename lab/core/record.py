@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from lab.core.machine import machine
@@ -23,6 +24,72 @@ def flatten(value: Any, prefix: str = "", max_items: int | None = None):
             yield from flatten(item, "%s[%d]" % (prefix, index), max_items)
     else:
         yield prefix, value
+
+
+def grouped_threads(threads: list[dict], alike: int = 4) -> list[dict]:
+    """Thread records with every name held by `alike` or more threads folded into one row
+    ("unit ×500": summed figures, no tid), so hundreds of spawned units read as one line."""
+    counts: dict[str, int] = {}
+    for t in threads:
+        counts[t.get("name", "?")] = counts.get(t.get("name", "?"), 0) + 1
+    out: list[dict] = []
+    groups: dict[str, dict] = {}
+    for t in threads:
+        name = t.get("name", "?")
+        if counts[name] < alike:
+            out.append(t)
+            continue
+        group = groups.get(name)
+        if group is None:
+            group = groups[name] = {"name": "%s ×%d" % (name, counts[name]), "native_id": None,
+                                    "cpu_s": 0.0, "run_delay_s": 0.0, "voluntary": 0,
+                                    "involuntary": 0}
+            out.append(group)
+        for key in ("cpu_s", "run_delay_s", "voluntary", "involuntary"):
+            if isinstance(t.get(key), (int, float)):
+                group[key] += t[key]
+    return out
+
+
+def fmt_int(value: int | float | None) -> str:
+    """12 345 678: digits grouped by threes with plain spaces (the README's style)."""
+    if value is None:
+        return "-"
+    return "{:,}".format(int(value)).replace(",", " ")
+
+
+def fmt_value(value: Any) -> str:
+    """One measured value as people read it: grouped integers, about four significant
+    digits, no exponent for ordinary magnitudes (every table, CLI and TUI, uses this)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return fmt_int(value)
+    if isinstance(value, float):
+        return _fmt_float(value)
+    if isinstance(value, list):
+        text = ", ".join(fmt_value(v) for v in value[:12])
+        return text + (" …" if len(value) > 12 else "")
+    return str(value)
+
+
+def _fmt_float(value: float) -> str:
+    if not math.isfinite(value):
+        return str(value)
+    size = abs(value)
+    if size >= 1e15 or (0 < size < 1e-6):
+        return "%.3g" % value  # beyond ordinary magnitudes an exponent is the readable form
+    if round(size, max(0, 3 - math.floor(math.log10(size or 1)))) >= 1000:
+        return fmt_int(round(value))
+    if size == 0:
+        return "0"
+    decimals = max(0, 3 - math.floor(math.log10(size)))  # four significant digits
+    text = "%.*f" % (decimals, value)
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def build_record(prepared: PreparedRun, state: RunState) -> dict[str, Any]:

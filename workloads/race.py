@@ -96,28 +96,41 @@ STEPS = {"naive": naive, "call": call, "sleep0": sleep0, "len": length, "locked"
          "local": local}
 
 
+def increments_for(variant, increments):
+    """Increments per thread this variant really does (sleep0 is capped)."""
+    return min(increments, SLEEP0_CAP) if variant == "sleep0" else increments
+
+
 def run_variant(variant, threads, increments, out):
     global counter
     counter = 0
     step = STEPS[variant]
-    if variant == "sleep0":
-        increments = min(increments, SLEEP0_CAP)
-    done = [0] * threads  # each thread writes only its own slot
+    increments = increments_for(variant, increments)
+    begun = [0] * threads  # increments each thread has started (its slot only)
+    done = [0] * threads  # ... and finished
 
     def worker(index):
         remaining = increments
         while remaining:
             chunk = min(CHUNK, remaining)
+            begun[index] += chunk
             step(chunk)
             remaining -= chunk
             done[index] += chunk
 
-    out.emit("phase", variant=variant, state="start", threads=threads)
+    out.emit("phase", variant=variant, state="start", threads=threads, increments=increments)
     started = time.perf_counter()
     workers = [start_thread(worker, "%s-%d" % (variant, i + 1), "worker", (i,))
                for i in range(threads)]
     while any(w.is_alive() for w in workers):
-        out.latest("counter", key=variant, variant=variant, expected=sum(done), actual=counter)
+        # Read in this order so the figures hold while threads are mid-chunk: every
+        # increment in `actual` was begun before we read `begun` (actual <= expected),
+        # and every one finished before we read `done` is in `actual` unless lost.
+        finished = sum(done)
+        actual = counter
+        expected = sum(begun)
+        out.latest("counter", key=variant, variant=variant, expected=expected, actual=actual,
+                   lost=max(0, finished - actual))
         time.sleep(0.05)
     for w in workers:
         w.join()

@@ -77,3 +77,19 @@ def test_no_possessive_s_on_plural_names():
     for folder in ("workloads", "widgets", "lab"):
         for path in (root / folder).rglob("*.py"):
             assert "%s's" not in path.read_text(), path
+
+
+def test_lessons_carry_no_markdown_emphasis():
+    """Lessons are shown as plain text: `*process*` would show its asterisks."""
+    from pathlib import Path
+
+    from lab.core import catalog
+
+    emphasis = re.compile(r"(?<![\w*])(\*\*?|__?)[A-Za-z][^*_\n]*\1(?![\w*])")
+    for exp in catalog.all_experiments():
+        assert not emphasis.search(exp.lesson), (exp.name, emphasis.search(exp.lesson).group())
+        assert not emphasis.search(exp.title), exp.name
+    tutorial = Path(__file__).resolve().parent.parent / "lab" / "lessons" / "tutorial.py"
+    found = [line for line in tutorial.read_text().splitlines()
+             if emphasis.search(line.split("#", 1)[0]) and '"' in line]
+    assert not found, found

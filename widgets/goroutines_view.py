@@ -268,7 +268,7 @@ class GoroutinesView(LinesView):
     def explanation(self, state: RunState, width: int) -> list[Text]:
         result = state.result if isinstance(state.result, dict) else {}
         text = result.get("explanation")
-        if not text:
+        if not text or not self.explains:
             return []
         return [Text("")] + [Text(line) for line in textwrap.wrap(text, max(20, width))]
 

@@ -93,3 +93,11 @@ def test_lessons_carry_no_markdown_emphasis():
     found = [line for line in tutorial.read_text().splitlines()
              if emphasis.search(line.split("#", 1)[0]) and '"' in line]
     assert not found, found
+
+
+def test_sentences_group_digits_like_the_tables():
+    from workloads import _limits, race
+
+    text = race.explain({"call": {"lost": 60_000}, "locked": {"lost": 0}})
+    assert "call lost 60 000" in text and "locked lost 0" in text
+    assert _limits._num(5005) == fmt_value(5005) == "5 005"

@@ -10,3 +10,10 @@ def times(n, shown=None):
     if n == 2:
         return "twice"
     return "%s times" % (shown if shown is not None else n)
+
+
+def grouped(n):
+    """12 345: an integer's digits in threes, with plain spaces (the lab's one style)."""
+    if isinstance(n, float):
+        n = int(round(n))
+    return "{:,}".format(n).replace(",", " ")

@@ -8,6 +8,7 @@ import time
 
 from ._proto import gil_enabled, start_thread
 from ._spec import Param
+from ._words import grouped
 
 NAME = "race"
 TITLE = "Lost updates: four ways to race on a counter, two ways not to"
@@ -168,8 +169,8 @@ def explain(results):
     if naive_result is not None:
         lost = naive_result["lost"]
         if not gil_enabled():
-            lines.append("naive lost %d: without a GIL threads really run at once, so the "
-                         "read-add-write of `+=` interleaves freely." % lost)
+            lines.append("naive lost %s: without a GIL threads really run at once, so the "
+                         "read-add-write of `+=` interleaves freely." % grouped(lost))
         elif lost == 0 and modern and sys.implementation.name == "cpython":
             lines.append("naive lost nothing on %s: the GIL changes hands only at calls and "
                          "backward jumps, and `counter += 1` has neither between its read and "
@@ -178,22 +179,25 @@ def explain(results):
             lines.append("naive lost nothing on %s this time; the race is real but no switch "
                          "happened inside a read-add-write." % version)
         elif not modern:
-            lines.append("naive lost %d on %s: this version may switch threads between any "
-                         "two bytecodes, including between the read and the write." % (lost, version))
+            lines.append("naive lost %s on %s: this version may switch threads between any "
+                         "two bytecodes, including between the read and the write."
+                         % (grouped(lost), version))
         else:
-            lines.append("naive lost %d on %s." % (lost, version))
+            lines.append("naive lost %s on %s." % (grouped(lost), version))
     for name, why in (("call", "a Python call between read and write is a switch point"),
                       ("sleep0", "time.sleep(0) releases the GIL between read and write")):
         if name in results:
-            lines.append("%s lost %d: %s." % (name, results[name]["lost"], why))
+            lines.append("%s lost %s: %s." % (name, grouped(results[name]["lost"]), why))
     if "len" in results:
         lost = results["len"]["lost"]
         if lost == 0 and sys.version_info >= (3, 11):
             lines.append("len lost nothing: from 3.11 `len()` is specialised and no longer "
                          "offers the GIL.")
         else:
-            lines.append("len lost %d: here `len()` is an ordinary call, a switch point." % lost)
+            lines.append("len lost %s: here `len()` is an ordinary call, a switch point."
+                         % grouped(lost))
     for name in ("locked", "local"):
         if name in results:
-            lines.append("%s lost %d (it must always be 0)." % (name, results[name]["lost"]))
+            lines.append("%s lost %s (it must always be 0)."
+                         % (name, grouped(results[name]["lost"])))
     return " ".join(lines)

@@ -10,6 +10,7 @@ import time
 from . import _limits
 from ._proto import die_with_parent, name_this_thread, own_status
 from ._spec import Param, ParamError
+from ._words import grouped
 
 NAME = "scale"
 TITLE = "How many can you have? Threads, processes and asyncio tasks, spawned and weighed"
@@ -343,18 +344,18 @@ def explain(units):
     threads = units.get("threads")
     if threads:
         lines.append("Each thread reserved %s of stack address space but added only %s "
-                     "resident (plus %s of kernel stack): %d threads x %s is address space, "
+                     "resident (plus %s of kernel stack): %s threads x %s is address space, "
                      "the RAM they use is about %s." % (
                          _limits._bytes(threads["stack_reserved_bytes"]),
                          _limits._bytes(max(0, threads["rss_bytes_per_unit"])),
                          _limits._bytes(max(0, threads["kernel_stack_bytes_per_unit"])),
-                         EXTRAPOLATE_TO, _limits._bytes(threads["stack_reserved_bytes"]),
+                         grouped(EXTRAPOLATE_TO), _limits._bytes(threads["stack_reserved_bytes"]),
                          _limits._bytes(max(0, extrapolate(units)["resident_bytes"]))))
     processes = units.get("processes")
     if processes:
-        lines.append("A process took %.0f µs to fork and start and holds %s of private pages; "
+        lines.append("A process took %s µs to fork and start and holds %s of private pages; "
                      "top would show %s resident for each, most of it shared with the parent." % (
-                         processes["spawn_us_per_unit"],
+                         grouped(processes["spawn_us_per_unit"]),
                          _limits._bytes(max(0, processes["rss_bytes_per_unit"])),
                          _limits._bytes(processes.get("rss_each_as_top_shows", 0))))
     tasks = units.get("tasks")

@@ -105,3 +105,47 @@ async def test_the_view_renders_inside_textual(states, name):
     words = html.unescape(" ".join(re.findall(r"<text[^>]*>(.*?)</text>", svg)))
     words = " ".join(words.replace("\xa0", " ").split())
     assert WORDS[name][0] in words
+
+
+class OneScreen(App):
+    """The real experiment screen over a finished run (a fake controller holds it)."""
+
+    def __init__(self, name: str, state: RunState) -> None:
+        super().__init__()
+        from tests.tui_fakes import fake_controller
+
+        self.controller = fake_controller()
+        self.controller.states["exp:" + name] = state
+        self.experiment = name
+        self.low_bandwidth = False
+
+    def on_mount(self) -> None:
+        from lab.tui.screens.experiment import ExperimentScreen
+
+        self.push_screen(ExperimentScreen(self.experiment))
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+async def test_the_experiment_screen_prints_the_explanation_once(states, name):
+    state = states[name]
+    explanation = state.result["explanation"]
+    app = OneScreen(name, state)
+    async with app.run_test(size=(120, 200)) as pilot:
+        for _ in range(50):
+            await pilot.pause()
+            if app.screen.is_mounted and hasattr(app.screen, "refresh_live"):
+                break
+        app.screen.refresh_live()
+        await pilot.pause()
+        app.screen.refresh_live()
+        await pilot.pause()
+        svg = app.export_screenshot()
+    rows = re.findall(r"<text[^>]*>(.*?)</text>", svg)
+    text = " ".join(html.unescape(" ".join(rows)).replace("\xa0", " ").split())
+    from lab.core import catalog
+
+    lesson = " ".join(catalog.get(name).lesson.split())
+    words = explanation.split()
+    opening = next(" ".join(words[i:i + 4]) for i in range(len(words))
+                   if " ".join(words[i:i + 4]) not in lesson)  # a phrase the lesson lacks
+    assert text.count(opening) == 1, (opening, text)

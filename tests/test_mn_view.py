@@ -94,7 +94,7 @@ async def test_spawn_view_lists_each_kind(tmp_path, monkeypatch):
     assert compact[0].startswith("spawn 2 000 units")
     rows = {line.split()[0]: line for line in compact[1:5]}
     assert set(rows) == {"goroutine", "python", "asyncio", "thread"}
-    assert "us" in rows["asyncio"] and "×200" in rows["thread"]
+    assert "µs" in rows["asyncio"] and "×200" in rows["thread"]
     full = drawn(GoroutinesView(), state, 80, 30)
     assert any(line.startswith("thread:") and "reserved" in line for line in full)
     assert any(line.startswith("the article says") for line in full)
@@ -128,3 +128,23 @@ async def test_the_view_renders_inside_textual(tmp_path, monkeypatch):
     words = " ".join(words.replace("\xa0", " ").split())  # SVG keeps spaces as NBSP
     assert "python P2 M" in words
     assert "glob" in words and "hand-off" in words and "G done 300/300" in words
+
+
+async def test_a_finished_run_shows_its_busiest_moment_and_totals(tmp_path, monkeypatch):
+    """Not the all-idle picture of the last snapshot: the Ps at their busiest, and the
+    run's steals, hand-offs and Ms in all."""
+    monkeypatch.setenv("CONLAB_DATA_DIR", str(tmp_path))
+    state = await run_experiment(RunRequest("goroutines", SCHEDULE))
+    assert state.status == "done"
+    last = [e for e in state.events if e["ev"] == "mn"][-1]
+    for compact, width, rows in ((True, 38, 9), (False, 80, 40)):
+        final = drawn(GoroutinesView(compact=compact), state, width, rows)
+        assert all(len(line) <= width for line in final), final
+        p_rows = [line for line in final if re.match(r"P\d+ ", line)]
+        assert p_rows and not all(line.split()[1] == "idle" for line in p_rows), final
+        totals = next(line for line in final if line.startswith("peak above"))
+        assert "/s" not in totals
+        from widgets.threads_view import fmt_int
+
+        handoffs = last.get("handoffs")
+        assert "hand-off %s" % ("n/a" if handoffs is None else fmt_int(handoffs)) in totals

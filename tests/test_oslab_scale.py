@@ -120,3 +120,40 @@ def test_runs_on_python_39():
     assert record["interpreter"]["version"].startswith("3.9")
     assert {k: v["count"] for k, v in record["result"]["units"].items()} == {
         "threads": 100, "processes": 100, "tasks": 100}
+
+
+@pytest.mark.parametrize("kind", ["threads", "tasks", "processes"])
+def test_page_tables_are_this_runs_own_and_never_negative(monkeypatch, kind):
+    """Other programs freeing page tables meanwhile (the machine-wide PageTables falls by
+    1 MiB a read) must not show up as a negative cost per unit."""
+    real = _limits.meminfo
+    reads = [0]
+
+    def shrinking(*args, **kwargs):
+        info = dict(real(*args, **kwargs))
+        reads[0] += 1
+        info["PageTables"] = max(0, (1 << 30) - reads[0] * (1 << 20))
+        return info
+
+    monkeypatch.setattr(_limits, "meminfo", shrinking)
+    figures = scale.SPAWNERS[kind](8, Recorder())
+    assert figures["count"] == 8
+    tables = figures["page_table_bytes_per_unit"]
+    if tables is None:
+        pytest.skip("no VmPTE in /proc/PID/status here")
+    assert tables >= 0
+    if kind == "processes":  # a child has page tables of its own
+        assert tables > 0
+
+
+def test_the_scale_threads_are_named_for_what_they_are(small_run):
+    names = [t["name"] for t in small_run["threads"]]
+    assert names.count("main") <= 1, names[:10]
+
+
+def test_the_cli_table_folds_the_spawned_units_into_one_row(small_run):
+    from lab.cli.parser import format_record
+
+    table = format_record(small_run).split("  thread ", 1)[1].splitlines()
+    assert len(table) <= 4, table  # header, main, "unit ×N"
+    assert any(line.split()[:2][-1].startswith("×") for line in table[1:]), table

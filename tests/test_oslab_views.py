@@ -44,6 +44,23 @@ def ctx_state():
 
 
 @pytest.fixture(scope="module")
+def ctx_state_without_go():
+    """The same, on a machine with no `go` command (CONLAB_GO=none hides it)."""
+    import os
+
+    before = os.environ.get("CONLAB_GO")
+    os.environ["CONLAB_GO"] = "none"
+    try:
+        return finished_state("ctx-switch", {"messages": 1000, "perf": False,
+                                             "method": "threads", "placement": "same-core"})
+    finally:
+        if before is None:
+            del os.environ["CONLAB_GO"]
+        else:
+            os.environ["CONLAB_GO"] = before
+
+
+@pytest.fixture(scope="module")
 def scale_state():
     return finished_state("scale", {"count": 100})
 
@@ -86,6 +103,26 @@ def test_ctx_switch_view_marks_the_one_way_pipe_as_batching(ctx_state):
     assert any("generator resume" in line for line in full)
 
 
+def test_ctx_switch_without_go_says_why_inside_the_pane(ctx_state_without_go):
+    state = ctx_state_without_go
+    assert state.status == "done", state.error
+    assert state.result["ladder"]["goroutine switch"] is None
+    for width in (NARROW, WIDE, 60, 61):
+        lines = draw("ctx-switch", state, width, 80, False)
+        fits(lines, width)
+        assert any(line.startswith("goroutine switch") and "unavailable" in line
+                   for line in lines), lines
+    text = " ".join(" ".join(draw("ctx-switch", state, WIDE, 80, False)).split())
+    assert " ".join(state.result["ladder_notes"]["goroutine switch"].split()) in text
+
+
+def test_a_finished_ctx_switch_says_what_was_measured_not_switching_now(ctx_state):
+    for width, compact in ((NARROW, False), (WIDE, False)):
+        lines = draw("ctx-switch", ctx_state, width, 80, compact)
+        assert not any("switching now" in line for line in lines), lines
+        assert any("whole run" in line for line in lines), lines
+
+
 def test_scale_view_shows_each_kind_done_the_stack_and_the_caps(scale_state):
     for width, rows, compact in ((PANE[0], PANE[1], True), (NARROW, 40, False), (WIDE, 40, False)):
         lines = draw("scale", scale_state, width, rows, compact)
@@ -126,3 +163,88 @@ async def test_the_experiment_screen_draws_a_live_deadlock_at_80x24():
         assert sum(line.startswith("CYCLE") for line in lines) == 2
         assert not any(line.endswith("…") for line in lines)  # nothing cut at this width
         await pilot.press("q")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+async def test_ctx_switch_fits_its_experiment_screen(ctx_state, size):
+    """The view's lines at the width the screen really gives it (no cut table)."""
+    from textual.app import App
+
+    from lab.tui.screens.experiment import ExperimentScreen
+    from tests.tui_fakes import fake_controller
+    from widgets.ctx_switch_view import CtxSwitchView
+
+    class OneScreen(App):
+        def __init__(self) -> None:
+            super().__init__()
+            self.controller = fake_controller()
+            self.controller.states["exp:ctx-switch"] = ctx_state
+            self.low_bandwidth = False
+
+        def on_mount(self) -> None:
+            self.push_screen(ExperimentScreen("ctx-switch"))
+
+    app = OneScreen()
+    async with app.run_test(size=size) as pilot:
+        for _ in range(50):
+            await pilot.pause()
+            if app.screen.query(CtxSwitchView):
+                break
+        app.screen.refresh_live()
+        await pilot.pause()
+        view = app.screen.query_one(CtxSwitchView)
+        width = view.size.width
+        assert width > 0
+        lines = [line.plain for line in view.lines(ctx_state, width, 200)]
+    fits(lines, width)
+
+
+def test_ctx_switch_notes_wrap_inside_the_pane():
+    from lab.core.state import RunState
+
+    state = RunState("ctx-switch", {"requests_per_s": 10_000, "switches_per_request": 2.0},
+                     "python3")
+    why = ("perf is not installed here, or kernel.perf_event_paranoid forbids it for "
+           "unprivileged users (it is 4 on this machine)")
+    for event in ({"ev": "setup", "vm": True, "skipped": {"cross-core": "only one usable CPU: "
+                                                           "a second core is needed to cross"}},
+                  {"ev": "perf", "available": False, "reason": why}):
+        state.apply_event(event)
+    state.status = "done"
+    for width in (NARROW, 61, 74, WIDE):
+        lines = draw("ctx-switch", state, width, 80, False)
+        fits(lines, width)
+        assert "kernel.perf_event_paranoid" in " ".join(lines)
+
+
+async def test_the_longest_parameter_name_keeps_a_gap_before_its_value_at_80x24():
+    """`switches_per_request` (20 letters) used to run into its field: `...reques2.0`."""
+    from textual.app import App
+    from textual.widgets import Input, Label
+
+    from lab.tui.screens.experiment import ExperimentScreen
+    from tests.tui_fakes import fake_controller
+
+    class OneScreen(App):
+        def __init__(self) -> None:
+            super().__init__()
+            self.controller = fake_controller()
+            self.low_bandwidth = False
+
+        def on_mount(self) -> None:
+            self.push_screen(ExperimentScreen("ctx-switch"))
+
+    app = OneScreen()
+    async with app.run_test(size=(80, 24)) as pilot:
+        for _ in range(50):
+            await pilot.pause()
+            if app.screen.query("#field-switches_per_request"):
+                break
+        await pilot.pause()
+        for label in app.screen.query("ParamForm Label.name"):
+            name = str(label.render())
+            field = app.screen.query_one("#field-" + name)
+            assert label.region.width >= len(name) + 1, (name, label.region)
+            assert label.region.right <= field.region.x, (name, label.region, field.region)
+        assert isinstance(app.screen.query_one("#field-switches_per_request"), Input)
+        assert app.screen.query(Label)

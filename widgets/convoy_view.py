@@ -95,7 +95,7 @@ class ConvoyView(FoldingView):
         if result.get("slowdown_p50") is not None:
             rows.append(Text(("CPU thread: %.1fx slower at p50" % result["slowdown_p50"])[:width],
                              style="bold"))
-        if not self.compact and result.get("explanation"):
+        if not self.compact and self.explains and result.get("explanation"):
             rows.append(Text(""))
             rows.append(Text(result["explanation"]))
         if state.error:

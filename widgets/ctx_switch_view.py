@@ -12,6 +12,8 @@ involuntary switch rates right now, from the lab's sampler.
 from __future__ import annotations
 
 import math
+import textwrap
+
 from rich.text import Text
 
 from lab.core.state import RunState
@@ -51,6 +53,13 @@ def log_bar(ns: float, width: int) -> str:
         return ""
     level = (math.log10(ns) - LOG_LOW) / (LOG_HIGH - LOG_LOW)
     return BAR * max(1, min(width, round(level * width)))
+
+
+def wrapped(text: str, width: int, indent: str = "") -> list[str]:
+    return textwrap.wrap(text, max(10, width), initial_indent=indent, subsequent_indent=indent)
+
+
+WIDE_ROW = 61  # cells in a wide figure row (see figure_row)
 
 
 class CtxSwitchView(LinesView):
@@ -139,15 +148,18 @@ class CtxSwitchView(LinesView):
             out = [Text("ladder: ns/switch, CPU ms/s", style="bold"),
                    Text("at %s req/s × %g sw/req" % (fmt_int(rate), per_request), style="dim")]
         else:
-            out = [Text("ladder: ns per switch · CPU ms/s at %s req/s × %g switches/req" % (
-                fmt_int(rate), per_request), style="bold")]
+            out = [Text(line, style="bold") for line in wrapped(
+                "ladder: ns per switch · CPU ms/s at %s req/s × %g switches/req" % (
+                    fmt_int(rate), per_request), width)]
         bar_w = max(4, width - 38 - 13)  # name 28, ns 8, spaces; "  12.3 ms/s" 13
         for name, ns in rungs:
             label = short_rung(name)[:17] if narrow else name[:28]
             if ns is None:
-                note = "unavailable" if narrow else "unavailable: " + self.ladder_notes.get(name, "")
-                out.append(Text("%-17s %s" % (label, note) if narrow else "%-28s %s" % (label, note),
-                                style="dim"))
+                out.append(Text("%-17s unavailable" % label if narrow else
+                                "%-28s unavailable" % label, style="dim"))
+                if not narrow and self.ladder_notes.get(name):  # why, wrapped under it
+                    out += [Text(line, style="dim")
+                            for line in wrapped(self.ladder_notes[name], width, "  ")]
                 continue
             cost = num(rate * per_request * ns / 1e6, 1)
             if narrow:
@@ -171,7 +183,7 @@ class CtxSwitchView(LinesView):
 
     # The frame -----------------------------------------------------------------------------
     def lines(self, state: RunState, width: int, rows: int) -> list[Text]:
-        narrow = self.compact or width < 60
+        narrow = self.compact or width < WIDE_ROW  # the wide table needs all its columns
         if self.compact:
             return self.compact_lines(state, width, rows)
         out = [Text(("" if narrow else "ctx-switch · ") + self.status(state), style="bold")]
@@ -187,22 +199,38 @@ class CtxSwitchView(LinesView):
                     "In a VM a cross-core wake-up also has to wake an idle virtual CPU.")
             out.append(Text(note, style="dim"))
         for placement, why in self.setup.get("skipped", {}).items():
-            out.append(Text("%s skipped: %s" % (placement, why), style="dim"))
+            out += [Text(line, style="dim")
+                    for line in wrapped("%s skipped: %s" % (placement, why), width)]
         if narrow and self.perf:
             out.append(Text(""))
             out.append(Text("perf bench (C), µs/round trip", style="bold"))
             out += self.perf_rows()
         if self.perf_missing:
-            out.append(Text("perf (C floor): %s" % self.perf_missing, style="dim"))
+            out += [Text(line, style="dim")
+                    for line in wrapped("perf (C floor): %s" % self.perf_missing, width)]
         if self.ladder:
             out.append(Text(""))
             out += self.ladder_rows(state, width, narrow)
-        rates = self.thread_rates(state, 4, narrow)
+        rates = self.thread_rates(state, 4, narrow) if state.running else []
         if rates:
             out.append(Text(""))
             out.append(Text("switching now (per second)", style="bold"))
             out += rates
+        elif not state.running:
+            totals = self.thread_totals(state, 4, narrow)
+            if totals:
+                out.append(Text(""))
+                out.append(Text("switches per thread, whole run", style="bold"))
+                out += totals
         return out
+
+    def thread_totals(self, state: RunState, rows: int, narrow: bool) -> list[Text]:
+        """After the run: what each thread measured in all (the kernel's counts)."""
+        ran = [t for t in state.threads.values() if (t.voluntary or 0) + (t.involuntary or 0) > 0]
+        ran.sort(key=lambda t: -((t.voluntary or 0) + (t.involuntary or 0)))
+        form = "%-12s %6s vol %6s inv" if narrow else "%-15s %9s voluntary %9s involuntary"
+        return [Text(form % (t.name[:12 if narrow else 15], fmt_int(t.voluntary),
+                             fmt_int(t.involuntary))) for t in ran[:rows]]
 
     def compact_lines(self, state: RunState, width: int, rows: int) -> list[Text]:
         out = [Text(self.status(state), style="bold")]

@@ -86,7 +86,7 @@ class DecisionView(LinesView):
         room = rows - len(out) - 1
         result = state.result if isinstance(state.result, dict) else {}
         explanations = str(result.get("explanation") or "").split("\n")  # one line per row
-        if any(explanations) and room > 1:
+        if any(explanations) and room > 1 and self.explains:
             out.append(Text(""))
             for sentence in filter(None, explanations):
                 wrapped = textwrap.wrap(sentence, max(20, width))

@@ -109,7 +109,7 @@ class EpollView(FoldingView):
             rows.extend(self.table(width))
         for row in rows:
             row.truncate(width, overflow="ellipsis")
-        if not self.compact and result.get("explanation"):
+        if not self.compact and self.explains and result.get("explanation"):
             rows.append(Text(""))
             rows.append(Text(result["explanation"]))  # the one block that wraps
         if state.error:

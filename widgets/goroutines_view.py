@@ -50,8 +50,8 @@ def fmt_us(value) -> str:
     if value is None:
         return "-"
     if value >= 100:
-        return "%.0fus" % value
-    return "%.1fus" % value
+        return "%.0fµs" % value
+    return "%.1fµs" % value
 
 
 def queue_bar(length: int, scale: int, width: int) -> Text:
@@ -69,6 +69,8 @@ class MNModel:
 
     def __init__(self) -> None:
         self.last: dict | None = None
+        self.peak: dict | None = None  # the busiest snapshot: what a finished run shows
+        self.peak_load = -1
         self.counters: list[tuple[float, int, int]] = []  # (ts, steals, handoffs)
         self.global_max = LOCAL_RUNQ
         self.busy_history: list[float] = []
@@ -87,6 +89,10 @@ class MNModel:
                              if c[0] >= self.counters[-1][0] - RATE_WINDOW_S - 0.3]
             states = event.get("m_states") or {}
             busy = states.get("running", 0) + states.get("syscall", 0)
+            load = (busy, sum(1 for s in event.get("p_status") or [] if s != "idle"),
+                    sum(event.get("runq") or []) + (event.get("global_runq") or 0))
+            if self.peak is None or load > self.peak_load:
+                self.peak, self.peak_load = event, load
             self.busy_history.append(busy / max(1, event.get("gomaxprocs") or 1))
             del self.busy_history[:-HISTORY]
         elif kind == "phase":
@@ -127,16 +133,20 @@ class GoroutinesView(LinesView):
     def lines(self, state: RunState, width: int, rows: int) -> list[Text]:
         if state.params.get("mode") == "spawn":
             return self.spawn_lines(state, width, rows)
-        event = self.model.last
-        if event is None:
+        last = self.model.last
+        if last is None:
             return [self.waiting_line(state)]
-        out = [self.header(state, event)]
+        # Once the run is over its last snapshot is all idle Ps: show the busiest one
+        # instead, and the run's totals rather than rates.
+        ended = not state.running and self.model.peak is not None
+        event = self.model.peak if ended else last
+        out = [self.header(state, last)]
         ps = self.p_lines(event, width, rows)
         out += ps
         out.append(self.global_line(event, width))
         out.append(self.m_line(event))
-        out.append(self.cpu_line(state, event))
-        out.append(self.rate_line(event))
+        out.append(self.cpu_line(state, last))
+        out.append(self.totals_line(last) if ended else self.rate_line(last))
         if not self.compact:
             out += self.full_extra(state, event, width, rows - len(out))
         return out[:rows]
@@ -226,6 +236,12 @@ class GoroutinesView(LinesView):
             steal_text = "steal %s/s" % fmt_rate(steals)
         return Text("%s hand-off %s/s" % (steal_text, fmt_rate(handoffs)))
 
+    def totals_line(self, e: dict) -> Text:
+        """A finished run: Ps above at their busiest; the run's counts in all."""
+        steals = "n/a" if e.get("runtime") == "go" else _n(e.get("steals"))
+        return Text("peak above · steal %s hand-off %s · %s Ms" % (
+            steals, _n(e.get("handoffs")), _n(e.get("threads"))))
+
     def full_extra(self, state: RunState, e: dict, width: int, room: int) -> list[Text]:
         out: list[Text] = []
         gs = e.get("gs")
@@ -268,7 +284,7 @@ class GoroutinesView(LinesView):
     def explanation(self, state: RunState, width: int) -> list[Text]:
         result = state.result if isinstance(state.result, dict) else {}
         text = result.get("explanation")
-        if not text:
+        if not text or not self.explains:
             return []
         return [Text("")] + [Text(line) for line in textwrap.wrap(text, max(20, width))]
 

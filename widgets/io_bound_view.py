@@ -87,7 +87,7 @@ class IoBoundView(FoldingView):
         for row in rows:
             row.truncate(width, overflow="ellipsis")
         explanation = (state.result or {}).get("explanation")
-        if explanation and not self.compact:
+        if explanation and not self.compact and self.explains:
             rows.append(Text(""))
             rows.append(Text(explanation))  # the one block that wraps
         if state.error:

@@ -25,9 +25,12 @@ class LiveView(Widget):
     #: Experiment ids this view knows how to draw (informational).
     EXPERIMENTS: tuple[str, ...] = ()
 
-    def __init__(self, *, compact: bool = False, **kwargs) -> None:
+    def __init__(self, *, compact: bool = False, explains: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         self.compact = compact  # 80x24 dashboard pane: fewer rows, no history strips
+        # Draw the result's explanation under the figures? Not where the screen shows it
+        # in a panel of its own (the experiment screen), or it is printed twice.
+        self.explains = explains
         self._drawn_version = -1
         self._drawn_state_id = 0
         self.event_cursor = 0

@@ -328,7 +328,7 @@ class LoopFreezeView(LinesView):
         rows.append(Text(""))
         rows.append(Text("lag histogram, 1 ms buckets", style="bold"))
         rows.extend(self.histogram_rows(width))
-        explanation = (state.result or {}).get("explanation")
+        explanation = (state.result or {}).get("explanation") if self.explains else None
         if explanation:
             rows.append(Text(""))  # the one block that wraps, to the width
             rows += [Text(line) for line in textwrap.wrap(explanation, width)]

@@ -90,11 +90,15 @@ class ParamForm(Vertical):
         self.values = dict(values or {})
 
     def compose(self) -> ComposeResult:
+        # Every name gets its whole width and a space before its field.
+        name_w = max([len(p.name) + 1 for p in self.params] + [19])
         for param in self.params:
             value = self.values.get(param.name, param.default)
             with Horizontal(classes="row", id="row-" + param.name):
                 yield Label(" ", classes="mark")
-                yield Label(param.name, classes="name")
+                label = Label(param.name, classes="name")
+                label.styles.width = name_w
+                yield label
                 yield self._field(param, value)
             yield Static("", classes="error", id="error-" + param.name)
         # The focused field's help and allowed values: one line, not one per field.

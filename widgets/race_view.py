@@ -1,5 +1,8 @@
 """Live view for race: expected against actual for each variant, the lost updates as a
 number, and a short strip of the share lost over the run (one style, no per-cell colour).
+
+A finished variant gets no tick: next to a count of lost updates a ✓ would read as
+"correct". Its lost cell says `none` or the number instead.
 """
 
 from __future__ import annotations
@@ -10,6 +13,16 @@ from lab.core.state import RunState
 from widgets.threads_view import LinesView, fmt_int, strip
 
 HISTORY = 32
+
+
+def _per_thread(variant: str, increments: int) -> int:
+    """Increments per thread that variant does, as the workload decides (sleep0 is capped)."""
+    try:
+        from lab.core import catalog
+
+        return int(catalog.get("race").module.increments_for(variant, increments))
+    except Exception:
+        return increments
 
 
 def _variants(state: RunState) -> list[str]:
@@ -33,7 +46,8 @@ class RaceView(LinesView):
 
     def reset(self) -> None:
         super().reset()
-        self.counts: dict[str, tuple[int, int]] = {}  # variant -> (expected, actual)
+        self.counts: dict[str, tuple[int, int, int]] = {}  # variant -> (expected, actual, lost)
+        self.increments: dict[str, int] = {}  # variant -> per thread, from its start event
         self.ended: set[str] = set()
         self.current: str | None = None
         self.history: dict[str, list[float]] = {}
@@ -48,23 +62,28 @@ class RaceView(LinesView):
                 self.order.append(variant)
             if kind == "phase" and event.get("state") == "start":
                 self.current = variant
-                self.counts[variant] = (0, 0)
+                self.counts[variant] = (0, 0, 0)
+                if event.get("increments") is not None:
+                    self.increments[variant] = int(event["increments"])
             elif kind == "phase" and event.get("state") == "end":
                 self.ended.add(variant)
-                self.counts[variant] = (int(event.get("expected", 0)), int(event.get("actual", 0)))
+                expected, actual = int(event.get("expected", 0)), int(event.get("actual", 0))
+                self.counts[variant] = (expected, actual, max(0, expected - actual))
                 if self.current == variant:
                     self.current = None
             elif kind == "counter" and variant not in self.ended:  # late stale values: no
                 expected, actual = int(event.get("expected", 0)), int(event.get("actual", 0))
-                self.counts[variant] = (expected, actual)
-                lost = max(0, expected - actual)
+                # Mid-run the workload sends what is surely lost (finished increments not
+                # in the counter); expected - actual also counts increments in flight.
+                lost = int(event["lost"]) if "lost" in event else max(0, expected - actual)
+                self.counts[variant] = (expected, actual, lost)
                 series = self.history.setdefault(variant, [])
                 series.append(lost / expected if expected else 0.0)
                 del series[:-HISTORY]
 
     def marker(self, variant: str, state: RunState) -> str:
         if variant in self.ended:
-            return "✓"
+            return " "
         if variant == self.current:
             return "▶" if state.running else "✗"
         return "·"
@@ -73,13 +92,17 @@ class RaceView(LinesView):
         variants = _variants(state) or self.order
         biggest = max([c for pair in self.counts.values() for c in pair] + [
             int(state.params.get("threads", 0)) * int(state.params.get("increments", 0))])
-        num_w = max(7, len(fmt_int(biggest)))
-        name_w = max([len(v) for v in variants] + [6])
+        name_w = max([len(v) for v in variants] + [4])
+        label = "variant" if name_w >= 7 else "name"
+        num = fmt_int
+        if 2 + name_w + 3 * (max(8, len(fmt_int(biggest))) + 1) > width:  # 64 000 000 in a 38-column pane
+            num = lambda n: "%d" % n  # noqa: E731
+        num_w = max(len("expected"), len(num(biggest)))
         fixed = 2 + name_w + 1 + num_w + 1 + num_w + 1
         worded = width - fixed >= 5 + num_w  # room for "lost 12 345" rather than a column
         lost_w = (5 + num_w) if worded else num_w
         strip_w = 0 if self.low_bandwidth else min(16, width - fixed - lost_w - 1)
-        head = Text("  %s %s %s %s" % ("variant".ljust(name_w), "expected".rjust(num_w),
+        head = Text("  %s %s %s %s" % (label.ljust(name_w), "expected".rjust(num_w),
                                        "actual".rjust(num_w),
                                        "lost".ljust(lost_w) if worded else "lost".rjust(lost_w)),
                     style="bold")
@@ -94,20 +117,37 @@ class RaceView(LinesView):
                 row.append("waiting")
                 out.append(row)
                 continue
-            expected, actual = self.counts[variant]
-            lost = max(0, expected - actual)
-            row.append("%s %s " % (fmt_int(expected).rjust(num_w), fmt_int(actual).rjust(num_w)))
-            shown = ("lost " + fmt_int(lost)).ljust(lost_w) if worded else fmt_int(lost).rjust(lost_w)
+            expected, actual, lost = self.counts[variant]
+            row.append("%s %s " % (num(expected).rjust(num_w), num(actual).rjust(num_w)))
+            if variant in self.ended and not lost:
+                shown = "none lost".ljust(lost_w) if worded else "none".rjust(lost_w)
+            else:
+                shown = ("lost " + num(lost)).ljust(lost_w) if worded else num(lost).rjust(lost_w)
             row.append(shown, style="bold red" if lost else "")
             if strip_w >= 6:
                 row.append(" " + strip(self.history.get(variant, []), strip_w))
             out.append(row)
         if rows - len(out) >= 1 and state.params:
-            gil = (state.hello or {}).get("python", {}).get("gil_enabled")
-            out.append(Text("%s threads × %s each%s" % (
-                state.params.get("threads", "?"), fmt_int(state.params.get("increments")),
-                "" if gil is None else (" · GIL on" if gil else " · GIL off")), style="dim"))
+            out += self.footer(state, variants, width)[:rows - len(out)]
         return out
+
+    def footer(self, state: RunState, variants: list[str], width: int) -> list[Text]:
+        """`4 threads × 200 000 each · sleep0 × 20 000 · GIL on`, wrapped at " · "."""
+        asked = int(state.params.get("increments") or 0)
+        counts = {v: self.increments.get(v, _per_thread(v, asked)) for v in variants}
+        usual = counts.get(variants[0], asked) if len(variants) == 1 else asked
+        parts = ["%s threads × %s each" % (state.params.get("threads", "?"), fmt_int(usual))]
+        parts += ["%s × %s" % (v, fmt_int(n)) for v, n in counts.items() if n != usual]
+        gil = (state.hello or {}).get("python", {}).get("gil_enabled")
+        if gil is not None:
+            parts.append("GIL on" if gil else "GIL off")
+        lines = [parts[0]]
+        for part in parts[1:]:
+            if len(lines[-1]) + 3 + len(part) <= width:
+                lines[-1] += " · " + part
+            else:
+                lines.append(part)
+        return [Text(line, style="dim") for line in lines]
 
 
 VIEW = RaceView

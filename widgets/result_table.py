@@ -6,8 +6,7 @@ from typing import Any, Iterator
 
 from textual.widgets import DataTable
 
-from lab.core.formatting import flatten
-from widgets.threads_view import fmt_int
+from lab.core.formatting import flatten, fmt_value
 
 SKIP = {"explanation"}
 MAX_ROWS = 200
@@ -21,18 +20,7 @@ def result_rows(result: Any) -> Iterator[tuple[str, Any]]:
 
 
 def show_value(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return "%.4g" % value
-    if isinstance(value, int):
-        return fmt_int(value)
-    if isinstance(value, list):
-        text = ", ".join(show_value(v) for v in value[:12])
-        return text + (" …" if len(value) > 12 else "")
-    return str(value)
+    return fmt_value(value)
 
 
 class ResultTable(DataTable):

@@ -20,6 +20,7 @@ from rich.text import Text
 from textual.geometry import Region
 from textual.strip import Strip
 
+from lab.core.formatting import fmt_int  # noqa: F401  (the views import it from here)
 from lab.core.state import RunState, ThreadView
 from widgets.live_view import LiveView
 
@@ -32,13 +33,6 @@ HISTORY_POINTS = 64
 
 
 # Formatting helpers (shared by the lab's views) -------------------------------------------
-def fmt_int(value: int | float | None) -> str:
-    """12 345 678: thin groups a person can read at a glance."""
-    if value is None:
-        return "-"
-    return "{:,}".format(int(value)).replace(",", " ")
-
-
 def fmt_rate(value: float | None) -> str:
     if value is None:
         return "-"

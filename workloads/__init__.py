@@ -28,8 +28,10 @@ import os
 # environment names. Everything else here is the children's own business.
 from workloads._proto import ENV_CPU_CLOCKS, ENV_EVENT_FD, ENV_PARENT_PID
 from workloads._spec import Param, ParamError, resolve
+from workloads._words import grouped, times
 
 __all__ = ["ENV_CPU_CLOCKS", "ENV_EVENT_FD", "ENV_PARENT_PID", "Param", "ParamError", "resolve",
+           "grouped", "times",
            "experiment_names", "load", "module_name", "required_modules"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))

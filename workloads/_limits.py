@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+from ._words import grouped
+
 MiB = 1024 * 1024
 SHARED_TABLE_SHARE = 0.5  # of the headroom in a machine-wide table (pids, tasks)
 OWN_TABLE_SHARE = 0.9  # of the headroom in a per-process table (memory maps)
@@ -463,8 +465,8 @@ def machine_limits():
 
 
 def _num(value):
-    if isinstance(value, int) and abs(value) >= 10000:
-        return "{:,}".format(value).replace(",", " ")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return grouped(value)
     return str(value)
 
 

@@ -20,7 +20,7 @@ few microseconds. Add one thread that only computes: every time the I/O thread
 blocks in the kernel it lets go of the GIL, the CPU thread takes it, and when the
 answer arrives the I/O thread must wait until the CPU thread is made to give the GIL
 back - up to one switch interval (5 ms by default), sometimes twice per request.
-A CPU-bound *process* does not do this: it has its own GIL.
+A CPU-bound process (not a thread) does not do this: it has its own GIL.
 """
 REQUIRES = ()
 TIMEOUT_S = 180

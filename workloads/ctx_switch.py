@@ -187,10 +187,10 @@ def compare_with_perf(figures, runs):
             continue
         lab, c, key = min(pairs, key=lambda p: p[1])
         if c <= lab:
-            lines.append("%s: perf bench (C) %.2f us per round trip, the lab's Python %.2f: "
-                         "Python adds %.2f us." % (key, c, lab, lab - c))
+            lines.append("%s: perf bench (C) %.2f µs per round trip, the lab's Python %.2f: "
+                         "Python adds %.2f µs." % (key, c, lab, lab - c))
         else:
-            lines.append("%s: perf bench (C) took %.2f us per round trip, the lab's Python "
+            lines.append("%s: perf bench (C) took %.2f µs per round trip, the lab's Python "
                          "%.2f: no faster in C, because the time goes to waking the other "
                          "side, not to running code." % (key, c, lab))
     return lines
@@ -201,7 +201,7 @@ def explain(figures, perf, ladder, notes, vm):
     for key, fig in figures.items():
         if fig["method"] == "oneway" and fig["reading"] == "batching":
             lines.append(
-                "%s: %.2f us per byte but only %.3f switches per message - batching, not "
+                "%s: %.2f µs per byte but only %.3f switches per message - batching, not "
                 "switching: the pipe buffer let each side run a whole time slice, so this "
                 "times two system calls, not a context switch." % (
                     key, fig["us_per_msg"], fig["switches_per_msg"]))
@@ -209,7 +209,7 @@ def explain(figures, perf, ladder, notes, vm):
     same = figures.get("processes/same-core") or figures.get("threads/same-core")
     cross = figures.get("processes/cross-core") or figures.get("threads/cross-core")
     if same:
-        lines.append("Ping-pong on one core: %.2f us per hand-off at %.2f switches per "
+        lines.append("Ping-pong on one core: %.2f µs per hand-off at %.2f switches per "
                      "message - each message really is one switch." % (
                          same["us_per_msg"], same["switches_per_msg"]))
     if same and cross:
@@ -218,7 +218,7 @@ def explain(figures, perf, ladder, notes, vm):
         if vm:
             why += (", and in this virtual machine that CPU is a virtual one the host must "
                     "first bring back from idle")
-        lines.append("Across cores: %.2f us per hand-off, %.1fx the same-core cost: %s." % (
+        lines.append("Across cores: %.2f µs per hand-off, %.1fx the same-core cost: %s." % (
             cross["us_per_msg"], ratio, why))
     if perf and perf.get("available"):
         lines += compare_with_perf(figures, perf["runs"])

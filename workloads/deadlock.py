@@ -9,6 +9,7 @@ import time
 from ._locks import LockGraph, TrackedLock, find_cycle, holdings, stack_of
 from ._proto import name_this_thread, start_thread
 from ._spec import Param, ParamError
+from ._words import times
 
 NAME = "deadlock"
 TITLE = "Deadlock: locks taken in opposite order, the wait-for graph, and two fixes"
@@ -234,8 +235,8 @@ def explain(result, params):
                 "ever held a later lock while waiting for an earlier one: no cycle, all %d rounds "
                 "done by each thread." % params["rounds"])
     if params["fix"] == "timeout":
-        return ("The threads still collided, but each wait had a deadline: %d times a thread gave "
+        return ("The threads still collided, but each wait had a deadline: %s a thread gave "
                 "up, let go of its first lock and backed off (%d short-lived cycles seen), and "
-                "every round completed." % (result["retries"], result["transient_cycles"]))
+                "every round completed." % (times(result["retries"]), result["transient_cycles"]))
     return ("No deadlock this time: the timing let threads take both locks before a neighbour "
             "took its first. The bug is still there; a longer hold_ms makes it certain.")

@@ -588,7 +588,7 @@ def _why(row, pick, best, cpus):
         return " (this interpreter runs without a GIL, so threads compute in parallel)"
     mine, theirs = models[pick].get("other_load_cpus"), models[best].get("other_load_cpus")
     if mine is not None and mine >= BUSY_CPUS and mine > (theirs or 0.0) + 0.1:
-        return (" (other programs used %.1f of the %d CPUs during %s's turn, %.1f during %s's)"
+        return (" (other programs used %.1f of the %d CPUs while %s ran, %.1f while %s ran)"
                 % (mine, cpus, pick, theirs or 0.0, best))
     mine, theirs = models[pick].get("cpu_ms_per_job"), models[best].get("cpu_ms_per_job")
     if mine and theirs and mine > 1.3 * theirs:

@@ -12,6 +12,7 @@ from . import _go, _limits
 from ._mn_runtime import Runtime, WaitGroup, syscall
 from ._proto import cpus_available, gil_enabled, start_process, start_thread
 from ._spec import Param, ParamError
+from ._words import times
 
 NAME = "goroutines"
 TITLE = "M:N scheduling: goroutines on a few threads (Python runtime, and Go)"
@@ -661,7 +662,7 @@ def explain_spawn(kinds):
     for kind, label in names:
         f = ok(kind)
         if f:
-            parts.append("%s cost %s resident and %.2f us to start (%s units)" % (
+            parts.append("%s cost %s resident and %.2f µs to start (%s units)" % (
                 label, _kib(f["bytes_per_unit"]), f["spawn_us_per_unit"],
                 "{:,}".format(f["units"]).replace(",", " ")))
     text = "Here " + "; ".join(parts) + "." if parts else ""
@@ -706,8 +707,8 @@ def explain_schedule(r):
             lines.append("No more Ms than Ps were seen busy at once: the blocking calls were too "
                          "short or too few for the trace to catch a hand-off.")
     if r.get("steals"):
-        lines.append("Idle Ps stole %d times (%d Gs) from the P that readied every G."
-                     % (r["steals"], r["stolen_gs"]))
+        lines.append("Idle Ps stole %s (%d Gs) from the P that readied every G."
+                     % (times(r["steals"]), r["stolen_gs"]))
     cores = r.get("cores_used")
     if cores is not None:
         if r["runtime"] == "python" and r.get("gil_enabled"):

@@ -8,6 +8,7 @@ import time
 
 from ._proto import gil_enabled, start_thread
 from ._spec import Param
+from ._words import grouped
 
 NAME = "race"
 TITLE = "Lost updates: four ways to race on a counter, two ways not to"
@@ -96,28 +97,41 @@ STEPS = {"naive": naive, "call": call, "sleep0": sleep0, "len": length, "locked"
          "local": local}
 
 
+def increments_for(variant, increments):
+    """Increments per thread this variant really does (sleep0 is capped)."""
+    return min(increments, SLEEP0_CAP) if variant == "sleep0" else increments
+
+
 def run_variant(variant, threads, increments, out):
     global counter
     counter = 0
     step = STEPS[variant]
-    if variant == "sleep0":
-        increments = min(increments, SLEEP0_CAP)
-    done = [0] * threads  # each thread writes only its own slot
+    increments = increments_for(variant, increments)
+    begun = [0] * threads  # increments each thread has started (its slot only)
+    done = [0] * threads  # ... and finished
 
     def worker(index):
         remaining = increments
         while remaining:
             chunk = min(CHUNK, remaining)
+            begun[index] += chunk
             step(chunk)
             remaining -= chunk
             done[index] += chunk
 
-    out.emit("phase", variant=variant, state="start", threads=threads)
+    out.emit("phase", variant=variant, state="start", threads=threads, increments=increments)
     started = time.perf_counter()
     workers = [start_thread(worker, "%s-%d" % (variant, i + 1), "worker", (i,))
                for i in range(threads)]
     while any(w.is_alive() for w in workers):
-        out.latest("counter", key=variant, variant=variant, expected=sum(done), actual=counter)
+        # Read in this order so the figures hold while threads are mid-chunk: every
+        # increment in `actual` was begun before we read `begun` (actual <= expected),
+        # and every one finished before we read `done` is in `actual` unless lost.
+        finished = sum(done)
+        actual = counter
+        expected = sum(begun)
+        out.latest("counter", key=variant, variant=variant, expected=expected, actual=actual,
+                   lost=max(0, finished - actual))
         time.sleep(0.05)
     for w in workers:
         w.join()
@@ -161,8 +175,8 @@ def explain(results):
     if naive_result is not None:
         lost = naive_result["lost"]
         if not gil_enabled():
-            lines.append("naive lost %d: without a GIL threads really run at once, so the "
-                         "read-add-write of `+=` interleaves freely." % lost)
+            lines.append("naive lost %s: without a GIL threads really run at once, so the "
+                         "read-add-write of `+=` interleaves freely." % grouped(lost))
         elif lost == 0 and modern and sys.implementation.name == "cpython":
             lines.append("naive lost nothing on %s: the GIL changes hands only at calls and "
                          "backward jumps, and `counter += 1` has neither between its read and "
@@ -171,22 +185,25 @@ def explain(results):
             lines.append("naive lost nothing on %s this time; the race is real but no switch "
                          "happened inside a read-add-write." % version)
         elif not modern:
-            lines.append("naive lost %d on %s: this version may switch threads between any "
-                         "two bytecodes, including between the read and the write." % (lost, version))
+            lines.append("naive lost %s on %s: this version may switch threads between any "
+                         "two bytecodes, including between the read and the write."
+                         % (grouped(lost), version))
         else:
-            lines.append("naive lost %d on %s." % (lost, version))
+            lines.append("naive lost %s on %s." % (grouped(lost), version))
     for name, why in (("call", "a Python call between read and write is a switch point"),
                       ("sleep0", "time.sleep(0) releases the GIL between read and write")):
         if name in results:
-            lines.append("%s lost %d: %s." % (name, results[name]["lost"], why))
+            lines.append("%s lost %s: %s." % (name, grouped(results[name]["lost"]), why))
     if "len" in results:
         lost = results["len"]["lost"]
         if lost == 0 and sys.version_info >= (3, 11):
             lines.append("len lost nothing: from 3.11 `len()` is specialised and no longer "
                          "offers the GIL.")
         else:
-            lines.append("len lost %d: here `len()` is an ordinary call, a switch point." % lost)
+            lines.append("len lost %s: here `len()` is an ordinary call, a switch point."
+                         % grouped(lost))
     for name in ("locked", "local"):
         if name in results:
-            lines.append("%s lost %d (it must always be 0)." % (name, results[name]["lost"]))
+            lines.append("%s lost %s (it must always be 0)."
+                         % (name, grouped(results[name]["lost"])))
     return " ".join(lines)

@@ -8,8 +8,9 @@ import threading
 import time
 
 from . import _limits
-from ._proto import die_with_parent, own_status
+from ._proto import die_with_parent, name_this_thread, own_status
 from ._spec import Param, ParamError
+from ._words import grouped
 
 NAME = "scale"
 TITLE = "How many can you have? Threads, processes and asyncio tasks, spawned and weighed"
@@ -74,11 +75,25 @@ def own_memory():
     return sizes.get("VmRSS", 0) * 1024, sizes.get("VmSize", 0) * 1024
 
 
+def page_table_bytes(pid="self"):
+    """One process's own page tables (VmPTE), in bytes, or None where /proc lacks it.
+    Not /proc/meminfo's PageTables: that is the whole machine's, and any other program
+    exiting meanwhile makes the difference negative."""
+    try:
+        with open("/proc/%s/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmPTE:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def snapshot():
     info = _limits.meminfo()
     rss, vm = own_memory()
     return {"rss": rss, "vm": vm, "available": _limits.available_bytes(info) or 0,
-            "kernel_stack": info.get("KernelStack", 0), "page_tables": info.get("PageTables", 0),
+            "kernel_stack": info.get("KernelStack", 0), "page_tables": page_table_bytes(),
             "at": time.perf_counter()}
 
 
@@ -113,7 +128,8 @@ def per_unit(before, after, spawned):
         "rss_bytes_per_unit": (after["rss"] - before["rss"]) / n,
         "virtual_bytes_per_unit": (after["vm"] - before["vm"]) / n,
         "kernel_stack_bytes_per_unit": (after["kernel_stack"] - before["kernel_stack"]) / n,
-        "page_table_bytes_per_unit": (after["page_tables"] - before["page_tables"]) / n,
+        "page_table_bytes_per_unit": (None if None in (before["page_tables"], after["page_tables"])
+                                      else (after["page_tables"] - before["page_tables"]) / n),
         "mem_available_drop_per_unit": (before["available"] - after["available"]) / n,
     }
 
@@ -145,6 +161,10 @@ def spawn_threads(count, out):
 
     def first(gate):
         measured["stack"] = stack_of_this_thread()
+        unit(gate)
+
+    def unit(gate):
+        name_this_thread("unit")  # in /proc and top: a spawned unit, not another "main"
         gate.wait()
 
     watch = Watch("threads", count, out)
@@ -152,8 +172,7 @@ def spawn_threads(count, out):
     before = snapshot()
     for i in range(count):
         # The unit: a thread that does nothing but wait for the gate.
-        thread = threading.Thread(target=first if i == 0 else gate.wait, args=(gate,) if i == 0
-                                  else (), daemon=True)
+        thread = threading.Thread(target=first if i == 0 else unit, args=(gate,), daemon=True)
         try:
             thread.start()  # returns once the new thread is running
         except RuntimeError as exc:  # the kernel or the C library said no
@@ -202,6 +221,7 @@ def child(gate_r, gate_w, ready_w, parent):
     """The unit: a forked copy of this interpreter that waits for the gate, then leaves."""
     try:
         die_with_parent(parent)
+        name_this_thread("unit")
         os.close(gate_w)
         os.write(ready_w, b"x")
         os.read(gate_r, 1)  # returns at EOF, when the parent closes its end
@@ -240,6 +260,9 @@ def spawn_processes(count, out):
             figures["rss_each_as_top_shows"] = sum(m[1] for m in weighed) / float(len(weighed))
             figures["rss_source"] = "private pages (smaps_rollup) of %d children" % len(weighed)
         figures["virtual_bytes_per_unit"] = own_memory()[1]  # a fork maps all of our space
+        tables = [t for t in (page_table_bytes(p) for p in pids[::step]) if t is not None]
+        # Each child has page tables of its own; ours do not grow when we fork.
+        figures["page_table_bytes_per_unit"] = sum(tables) / float(len(tables)) if tables else None
         figures["stopped_early"] = watch.stop_reason
     finally:
         os.close(gate_w)  # every child reads EOF and exits
@@ -327,23 +350,23 @@ def explain(units):
     threads = units.get("threads")
     if threads:
         lines.append("Each thread reserved %s of stack address space but added only %s "
-                     "resident (plus %s of kernel stack): %d threads x %s is address space, "
+                     "resident (plus %s of kernel stack): %s threads x %s is address space, "
                      "the RAM they use is about %s." % (
                          _limits._bytes(threads["stack_reserved_bytes"]),
                          _limits._bytes(max(0, threads["rss_bytes_per_unit"])),
                          _limits._bytes(max(0, threads["kernel_stack_bytes_per_unit"])),
-                         EXTRAPOLATE_TO, _limits._bytes(threads["stack_reserved_bytes"]),
+                         grouped(EXTRAPOLATE_TO), _limits._bytes(threads["stack_reserved_bytes"]),
                          _limits._bytes(max(0, extrapolate(units)["resident_bytes"]))))
     processes = units.get("processes")
     if processes:
-        lines.append("A process took %.0f us to fork and start and holds %s of private pages; "
+        lines.append("A process took %s µs to fork and start and holds %s of private pages; "
                      "top would show %s resident for each, most of it shared with the parent." % (
-                         processes["spawn_us_per_unit"],
+                         grouped(processes["spawn_us_per_unit"]),
                          _limits._bytes(max(0, processes["rss_bytes_per_unit"])),
                          _limits._bytes(processes.get("rss_each_as_top_shows", 0))))
     tasks = units.get("tasks")
     if tasks:
-        lines.append("An asyncio task took %.1f us and %s: no kernel object, no stack of its own." % (
+        lines.append("An asyncio task took %.1f µs and %s: no kernel object, no stack of its own." % (
             tasks["spawn_us_per_unit"], _limits._bytes(max(0, tasks["rss_bytes_per_unit"]))))
     for kind, figures in units.items():
         if figures.get("stopped_early"):

@@ -3,6 +3,7 @@ rows and for turning their values into text. No Textual, no Rich."""
 
 from __future__ import annotations
 
+import math
 import textwrap
 from typing import Any
 
@@ -44,24 +45,84 @@ def format_record(record: dict) -> str:
     if threads:
         lines += ["", "  %-16s %8s %8s %9s %9s %9s" % ("thread", "tid", "cpu s", "wait s",
                                                        "vol", "invol")]
-        for t in threads[:40]:
-            lines.append("  %-16s %8d %8.3f %9s %9s %9s" % (
-                t["name"][:16], t["native_id"], t["cpu_s"], fmt_value(t["run_delay_s"]),
+        rows = grouped_threads(threads)
+        for t in rows[:40]:
+            lines.append("  %-16s %8s %8.3f %9s %9s %9s" % (
+                t["name"][:16], t["native_id"] or "-", t["cpu_s"], secs(t["run_delay_s"]),
                 fmt_value(t["voluntary"]), fmt_value(t["involuntary"])))
-        if len(threads) > 40:
-            lines.append("  ... %d more threads (see --json)" % (len(threads) - 40))
+        if len(rows) > 40:
+            lines.append("  ... %d more threads (see --json)" % (len(rows) - 40))
     return "\n".join(lines)
 
 
-def fmt_value(value: Any) -> str:
-    """One value of a result as people read it (None is '-')."""
+def grouped_threads(threads: list[dict], alike: int = 4) -> list[dict]:
+    """Thread records with every name held by `alike` or more threads folded into one row
+    ("unit ×500": summed figures, no tid), so hundreds of spawned units read as one line."""
+    counts: dict[str, int] = {}
+    for t in threads:
+        counts[t.get("name", "?")] = counts.get(t.get("name", "?"), 0) + 1
+    out: list[dict] = []
+    groups: dict[str, dict] = {}
+    for t in threads:
+        name = t.get("name", "?")
+        if counts[name] < alike:
+            out.append(t)
+            continue
+        group = groups.get(name)
+        if group is None:
+            group = groups[name] = {"name": "%s ×%d" % (name, counts[name]), "native_id": None,
+                                    "cpu_s": 0.0, "run_delay_s": 0.0, "voluntary": 0,
+                                    "involuntary": 0}
+            out.append(group)
+        for key in ("cpu_s", "run_delay_s", "voluntary", "involuntary"):
+            if isinstance(t.get(key), (int, float)):
+                group[key] += t[key]
+    return out
+
+
+def fmt_int(value: int | float | None) -> str:
+    """12 345 678: digits grouped by threes with plain spaces (the README's style)."""
     if value is None:
         return "-"
+    return "{:,}".format(int(value)).replace(",", " ")
+
+
+def fmt_value(value: Any) -> str:
+    """One measured value as people read it: grouped integers, about four significant
+    digits, no exponent for ordinary magnitudes (every table, CLI and TUI, uses this)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return fmt_int(value)
     if isinstance(value, float):
-        return "%.4g" % value
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10000:
-        return "{:,}".format(value).replace(",", " ")
+        return fmt_float(value)
+    if isinstance(value, list):
+        text = ", ".join(fmt_value(v) for v in value[:12])
+        return text + (" …" if len(value) > 12 else "")
     return str(value)
+
+
+def fmt_float(value: float) -> str:
+    if not math.isfinite(value):
+        return str(value)
+    size = abs(value)
+    if size >= 1e15 or (0 < size < 1e-6):
+        return "%.3g" % value  # beyond ordinary magnitudes an exponent is the readable form
+    if round(size, max(0, 3 - math.floor(math.log10(size or 1)))) >= 1000:
+        return fmt_int(round(value))
+    if size == 0:
+        return "0"
+    decimals = max(0, 3 - math.floor(math.log10(size)))  # four significant digits
+    text = "%.*f" % (decimals, value)
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def secs(value: Any) -> str:
+    return "%.3f" % value if isinstance(value, (int, float)) else "-"
 
 
 def wrap(text: str, width: int = 78) -> str:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from workloads import times
+
 # Outcomes ------------------------------------------------------------------------------
 
 
@@ -269,12 +271,12 @@ def judge_switches(record: dict, ctx: dict) -> Outcome:
         answers = (0,)
     else:
         answers = (0, 1)
-    text = ("The %d busy processes were switched out %s times involuntarily and %s times "
+    text = ("The %d busy processes were switched out %s involuntarily and %s "
             "voluntarily. Each spent %s on average runnable but waiting in the run queue "
             "(run_delay) while another held a core. Code that only computes never "
             "chooses to wait, so its switches are the scheduler's doing: a climbing "
             "involuntary count means more runnable tasks than cores."
-            % (len(procs), num(inv), num(vol), secs(wait)))
+            % (len(procs), times(inv, num(inv)), times(vol, num(vol)), secs(wait)))
     agrees = inv > vol
     note = ("Involuntary switches dominate, as it says for tasks competing for CPUs."
             if agrees else "Voluntary switches dominated here (%s vs %s): the workers "
@@ -471,11 +473,11 @@ def judge_mn(record: dict, ctx: dict) -> Outcome:
     else:
         answers = (0,)
     text = ("%d of %d Gs blocked in a real nanosleep. Up to %d Ms were busy at once with "
-            "only %d Ps: %d times a blocked M handed its P to another M (%s), so the other "
-            "Gs kept running. Idle Ps stole %d times. A G cost %.1f µs to spawn and %d "
+            "only %d Ps: %s a blocked M handed its P to another M (%s), so the other "
+            "Gs kept running. Idle Ps stole %s. A G cost %.1f µs to spawn and %d "
             "bytes in this Python runtime%s."
-            % (r.get("blocking_gs", 0), gs, busy, ps, r.get("handoffs", 0),
-               r.get("handoffs_source", "counted"), r.get("steals", 0),
+            % (r.get("blocking_gs", 0), gs, busy, ps, times(r.get("handoffs", 0)),
+               r.get("handoffs_source", "counted"), times(r.get("steals", 0)),
                r.get("spawn_us_per_g", 0.0), r.get("bytes_per_g", 0),
                "" if r.get("runtime") == "python" else " (Go)"))
     agrees = bool(r.get("threads_exceeded_ps", busy > ps))

@@ -131,7 +131,7 @@ class ExperimentScreen(Screen):
                 yield Static("The same run, headless:", classes="heading")
                 yield Static(id="command")
             with VerticalScroll(id="right"):
-                yield Pane(self.pane_title or "Live", exp.name, view=view_class(exp.name)(),
+                yield Pane(self.pane_title or "Live", exp.name, view=view_class(exp.name)(explains=False),
                            full=True, id="live")
                 yield Static(id="explanation")
                 yield Static("Result", classes="heading")

@@ -21,8 +21,9 @@ class TooSmallScreen(Screen):
         align: center middle;
     }
     TooSmallScreen > Static {
-        width: auto;
+        width: 100%;  /* not auto: the words wrap to the terminal instead of being cut */
         height: auto;
+        text-align: center;
         text-style: bold;
     }
     """

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.geometry import Region
@@ -273,6 +274,11 @@ class LinesView(LiveView):
             strip = Strip(list(line.render(self.app.console)), line.cell_len)
             # One segment per run of a style (rich splits at every span edge): fewer escapes.
             strip = strip.crop_extend(0, width, style).simplify()
+            # An empty line renders as a segment with no style at all; Textual's NO_COLOR
+            # filter (Monochrome) reads `.color` of every style, so give it the base one.
+            if any(segment.style is None for segment in strip):
+                strip = Strip([Segment(text, style if seg_style is None else seg_style, control)
+                               for text, seg_style, control in strip], strip.cell_length)
         self._strips[key] = strip
         return strip
 

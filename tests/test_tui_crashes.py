@@ -139,3 +139,38 @@ def test_no_color_sends_no_colour_escape_to_a_real_terminal():
             proc.wait()
         os.close(master)
     wait_for(lambda: not workload_processes(tag), 5, "no child left")
+
+
+# The scale view on its experiment screen ----------------------------------------------------
+@pytest.mark.parametrize("no_color", [True, False], ids=["NO_COLOR", "colour"])
+async def test_a_real_scale_run_draws_on_its_experiment_screen(monkeypatch, no_color):
+    """ScaleView's blank separator lines crashed render_lines under NO_COLOR; the app then
+    died with the run still live ("Event loop is closed")."""
+    from lab.tui.screens.experiment import ExperimentScreen
+    from widgets.scale_view import ScaleView
+
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    tag = new_tag()
+    monkeypatch.setenv("CONLAB_TEST_TAG", tag)
+    app = LabApp(controller=RunController(save_records=False), live_gauge=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_experiment("scale", {"count": 30})
+        await until(pilot, lambda: isinstance(app.screen, ExperimentScreen)
+                    and app.screen.is_mounted, what="the scale screen")
+        await pilot.press("r")
+        await until(pilot, lambda: any(s is not None and s.status == "done"
+                                       for s in app.controller.states.values()),
+                    timeout=90, what="the scale run to finish")
+        for _ in range(3):
+            app.frame()
+            await pilot.pause()
+        view = app.screen.query_one(ScaleView)
+        drawn = [line.plain for line in view._lines]
+        assert any(line.startswith("caps, set before starting") for line in drawn), drawn
+        assert "" in drawn  # the blank separators that crashed
+        assert all(len(line) <= 120 for line in drawn)
+        assert app.is_running
+    assert workload_processes(tag) == []

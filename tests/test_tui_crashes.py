@@ -174,3 +174,28 @@ async def test_a_real_scale_run_draws_on_its_experiment_screen(monkeypatch, no_c
         assert all(len(line) <= 120 for line in drawn)
         assert app.is_running
     assert workload_processes(tag) == []
+
+
+# The focused pane's marker ------------------------------------------------------------------
+def marked(app) -> list[str]:
+    from widgets.pane import Pane
+
+    return [p.id for p in app.screen.query(Pane) if str(p.border_title).startswith("▶")]
+
+
+async def test_exactly_the_focused_pane_carries_the_marker():
+    """on_focus/on_blur read `has_focus` before Textual had updated it: after tab two panes
+    showed ▶, and at start (as in the browser) none did."""
+    from tests.test_tui_pilot import make_app
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.screen.focused is not None, what="a focused pane")
+        await pilot.pause()
+        assert marked(app) == [app.screen.focused.id] == ["pane-0"]
+        for key, expected in (("tab", "pane-1"), ("tab", "pane-2"), ("shift+tab", "pane-1"),
+                              ("down", "pane-2")):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.screen.focused.id == expected
+            assert marked(app) == [expected], key

@@ -199,3 +199,32 @@ async def test_exactly_the_focused_pane_carries_the_marker():
             await pilot.pause()
             assert app.screen.focused.id == expected
             assert marked(app) == [expected], key
+
+
+# A stopped run is not an error ---------------------------------------------------------------
+@pytest.mark.parametrize("module", ["convoy_view", "epoll_view", "io_bound_view",
+                                    "loop_freeze_view"])
+@pytest.mark.parametrize("compact", [True, False], ids=["pane", "full"])
+async def test_a_run_stopped_with_x_says_stopped_not_error(module, compact):
+    import importlib
+
+    from textual.app import App
+
+    from lab.core.state import RunState
+    from tests.helpers import plain_lines
+
+    view_class = importlib.import_module("widgets." + module).VIEW
+    view = view_class(compact=compact)
+
+    class Host(App):
+        def compose(self):
+            yield view
+
+    state = RunState(experiment="x", params={}, python="python")
+    state.status, state.error = "stopped", "stopped"  # what Run._finish records after x
+    async with Host().run_test(size=(80, 24)) as pilot:
+        view.show(state)
+        await pilot.pause()
+        drawn = "\n".join(plain_lines(view.render_width(78)))
+    assert "error" not in drawn
+    assert "stopped" in drawn

@@ -228,3 +228,16 @@ async def test_a_run_stopped_with_x_says_stopped_not_error(module, compact):
         drawn = "\n".join(plain_lines(view.render_width(78)))
     assert "error" not in drawn
     assert "stopped" in drawn
+
+
+# Found by the tour -----------------------------------------------------------------------------
+def test_the_threads_summary_fits_the_narrow_column_of_an_80x24_experiment_screen():
+    """selftest's view at 80x24 has 36 cells: the summary drew 54 (cut by an ellipsis)."""
+    from tests.tui_fakes import gil_state
+    from widgets.threads_view import summary_line
+
+    state = gil_state()
+    for width in (34, 36, 60, 80):
+        line = summary_line(state, width)
+        assert line.cell_len <= width, (width, line.plain)
+    assert "waiting for cpu" in summary_line(state, 80).plain  # the long form where it fits

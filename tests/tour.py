@@ -10,6 +10,7 @@ the whole matrix.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from typing import Any
@@ -204,4 +205,5 @@ async def tour(colour: str, size: tuple[int, int], experiments: list[str],
         left = workload_processes(tag)
         if left:
             problems.append("left behind: %s" % [p.pid for p in left])
+    shutil.rmtree(data, ignore_errors=True)
     return problems

@@ -285,3 +285,27 @@ async def test_escapes_and_markup_in_imported_records_are_shown_not_obeyed(
         text = screen_text(app)
         assert "\x1b" not in text and "\\x1b" in text
         assert any(label.startswith("k\\x1b") for label in app.screen.shown_labels())
+
+
+async def test_comparing_a_gil_cpu_run_with_another_lists_every_row_once(kept):
+    """gil-cpu's result holds `cpus` and `duration_s`, as the compare header does: the
+    table refused the second `cpus` key and the app crashed (DuplicateKey)."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_history(pilot, app)
+        await pilot.press("space", "space")  # gil-cpu, then a race run
+        assert screen.marked == [kept[0]["id"], kept[1]["id"]]
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen), what="compare")
+        labels = app.screen.shown_labels()
+        assert len(labels) == len(set(labels))
+        assert "cpus" in labels and "result.cpus" in labels
+
+
+def test_the_cli_compare_prints_no_row_name_twice(kept):
+    done = conlab("compare", str(kept[0]["id"]), str(kept[1]["id"]))
+    assert done.returncode == 0, done.stderr
+    names = [line[2:].split("  ")[0].strip() for line in done.stdout.splitlines()
+             if line[:1] in ("*", " ") and line[2:].strip() and not line.startswith("* the")]
+    assert "cpus" in names and "result.cpus" in names
+    assert len(names) == len(set(names)), [n for n in names if names.count(n) > 1]

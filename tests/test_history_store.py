@@ -163,3 +163,25 @@ def test_save_quietly_returns_each_new_id(data_dir, race_record):
     assert history.save_quietly(race_record) == 2
     assert os.path.exists(history.db_path())
     assert history.problem() is None
+
+
+def test_compare_labels_are_unique_whatever_the_records_hold():
+    """Result keys that shadow header rows, params, or each other once flattened."""
+    def entry(run_id, result, params):
+        return {"id": run_id, "saved_at": 0, "host": "h", "imported": False,
+                "record": {"experiment": "x", "params": params, "result": result,
+                           "machine": {"usable_cpus": 2}, "duration_s": 1.0}}
+
+    weird = {"cpus": 4, "duration_s": 2.0, "run": 9, "result": {"cpus": 5},
+             "param": {"n": 1}, "a.b": 1, "a": {"b": 2}}
+    rows = history.compare([entry(1, weird, {"n": 3}), entry(2, {"cpus": 8}, {"n": 4})])
+    labels = [label for label, _ in rows]
+    assert len(labels) == len(set(labels)), labels
+    by_label = dict(rows)
+    assert by_label["cpus"] == [2, 2]          # the machine's, as before
+    assert by_label["run"] == [1, 2]
+    assert by_label["param.n"] == [3, 4]
+    assert by_label["result.cpus"] == [4, 8]   # the result's, named apart
+    # every value of the result is still shown somewhere
+    values = [v for _, vs in rows for v in vs]
+    assert 5 in values and 9 in values and 2.0 in values

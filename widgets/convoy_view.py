@@ -7,7 +7,7 @@ import math
 
 from rich.text import Text
 
-from widgets.live_view import FoldingView
+from widgets.live_view import FoldingView, problem
 
 PHASES = (("alone", "alone"), ("cpu_thread", "+cpu thread"), ("cpu_process", "+cpu proc"))
 LABEL_W = 12
@@ -98,8 +98,8 @@ class ConvoyView(FoldingView):
         if not self.compact and self.explains and result.get("explanation"):
             rows.append(Text(""))
             rows.append(Text(result["explanation"]))
-        if state.error:
-            rows.append(Text(("error: " + state.error)[:width], style="bold"))
+        if problem(state):
+            rows.append(Text(problem(state)[:width], style="bold"))
         return Text("\n").join(rows)
 
     def axis_row(self, width: int, interval: float) -> Text:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from widgets.live_view import FoldingView
+from widgets.live_view import FoldingView, problem
 
 LOOPS = ("tiny", "asyncio", "asyncio_tuned", "uvloop")
 SHORT = {"asyncio_tuned": "asyncio*"}  # * = glibc mmap threshold raised (see the lesson)
@@ -112,8 +112,8 @@ class EpollView(FoldingView):
         if not self.compact and self.explains and result.get("explanation"):
             rows.append(Text(""))
             rows.append(Text(result["explanation"]))  # the one block that wraps
-        if state.error:
-            rows.append(Text(("error: " + state.error)[:width], style="bold"))
+        if problem(state):
+            rows.append(Text(problem(state)[:width], style="bold"))
         return Text("\n").join(rows)
 
     def table(self, width: int) -> list[Text]:

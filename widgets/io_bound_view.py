@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from lab.core.state import RunState
-from widgets.live_view import FoldingView
+from widgets.live_view import FoldingView, problem
 
 MODES = ("sequential", "threads", "asyncio")
 STRIP = "▁▂▃▄▅▆▇█"
@@ -90,8 +90,8 @@ class IoBoundView(FoldingView):
         if explanation and not self.compact and self.explains:
             rows.append(Text(""))
             rows.append(Text(explanation))  # the one block that wraps
-        if state.error:
-            rows.append(Text(("error: " + state.error)[:width], style="bold"))
+        if problem(state):
+            rows.append(Text(problem(state)[:width], style="bold"))
         return Text("\n").join(rows)
 
     def mode_rows(self, state: RunState, width: int) -> list[Text]:

@@ -13,6 +13,16 @@ from textual.widget import Widget
 from lab.core.state import RunState
 
 
+def problem(state: RunState) -> str | None:
+    """The line a view shows about how the run ended badly, if it did. A run the user
+    stopped (x, quit) ended as asked: it says "stopped", not "error: stopped"."""
+    if not state.error:
+        return None
+    if state.status == "stopped":
+        return "stopped" if state.error == "stopped" else "stopped: " + state.error
+    return "error: " + state.error
+
+
 class LiveView(Widget):
     """Base class: subclasses implement `draw(state)`; `show` skips unchanged frames."""
 

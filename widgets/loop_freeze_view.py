@@ -20,6 +20,7 @@ import time
 from rich.text import Text
 
 from lab.core.state import RunState
+from widgets.live_view import problem
 from widgets.threads_view import LinesView, fit
 
 BINS = 1000  # ticks are folded into this many time bins over the run
@@ -279,8 +280,8 @@ class LoopFreezeView(LinesView):
             (5, Text(self.lag_line(state)[:width])),
             (6, Text(self.count_line(state, now)[:width])),
         ]
-        if state.error:
-            ranked.append((8, Text(("error: " + state.error)[:width], style="bold")))
+        if problem(state):
+            ranked.append((8, Text(problem(state)[:width], style="bold")))
         rows = max(1, min(rows, COMPACT_ROWS))
         keep = sorted(rank for rank, _ in ranked)[:rows]
         return [line for rank, line in ranked if rank in keep]
@@ -332,9 +333,8 @@ class LoopFreezeView(LinesView):
         if explanation:
             rows.append(Text(""))  # the one block that wraps, to the width
             rows += [Text(line) for line in textwrap.wrap(explanation, width)]
-        if state.error:
-            rows += [Text(line, style="bold")
-                     for line in textwrap.wrap("error: " + state.error, width)]
+        if problem(state):
+            rows += [Text(line, style="bold") for line in textwrap.wrap(problem(state), width)]
         return rows
 
     def lag_strip(self, cols: int, now: float) -> str:

@@ -95,10 +95,10 @@ class Pane(Vertical, can_focus=True):
     def on_mount(self) -> None:
         self._title()
 
-    def on_focus(self) -> None:
-        self._title()
-
-    def on_blur(self) -> None:
+    def watch_has_focus(self, has_focus: bool) -> None:
+        # Not on_focus/on_blur: they run before Textual updates `has_focus`, so they read
+        # the old value (two panes marked after tab, none at start in the browser).
+        super().watch_has_focus(has_focus)
         self._title()
 
     def _title(self) -> None:

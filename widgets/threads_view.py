@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.geometry import Region
@@ -267,6 +268,11 @@ class LinesView(LiveView):
             strip = Strip(list(line.render(self.app.console)), line.cell_len)
             # One segment per run of a style (rich splits at every span edge): fewer escapes.
             strip = strip.crop_extend(0, width, style).simplify()
+            # An empty line renders as a segment with no style at all; Textual's NO_COLOR
+            # filter (Monochrome) reads `.color` of every style, so give it the base one.
+            if any(segment.style is None for segment in strip):
+                strip = Strip([Segment(text, style if seg_style is None else seg_style, control)
+                               for text, seg_style, control in strip], strip.cell_length)
         self._strips[key] = strip
         return strip
 
@@ -401,14 +407,17 @@ def thread_rows(state: RunState, width: int, rows: int, show_ended: bool = True,
     return out
 
 
-def summary_line(state: RunState) -> Text:
+def summary_line(state: RunState, width: int = 80) -> Text:
     alive = state.live_threads()
     pids = {t.pid for t in alive}
     cpu = sum(t.cpu_share for t in alive)
     wait = sum(t.wait_share for t in alive)
-    return Text("%d thread%s in %d process%s · cpu %s · waiting for cpu %s" % (
+    text = "%d thread%s in %d process%s · cpu %s · waiting for cpu %s" % (
         len(alive), "" if len(alive) == 1 else "s", len(pids), "" if len(pids) == 1 else "es",
-        pct(cpu), pct(wait)))
+        pct(cpu), pct(wait))
+    if len(text) > width:  # a narrow column (80x24 experiment screen): the short form
+        text = "%d thr/%d proc · cpu %s · wait %s" % (len(alive), len(pids), pct(cpu), pct(wait))
+    return Text(text)
 
 
 def event_line(kind: str, event: dict) -> Text:
@@ -434,7 +443,7 @@ class ThreadsView(LinesView):
     EXPERIMENTS = ()
 
     def lines(self, state: RunState, width: int, rows: int) -> list[Text]:
-        out = [summary_line(state)]
+        out = [summary_line(state, width)]
         if not state.threads:
             return out
         out.append(thread_header(width))

@@ -472,13 +472,39 @@ def compare(entries: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
         ("status", [r.get("status") for r in records]),
         ("duration_s", [r.get("duration_s") for r in records]),
     ]
-    rows += _union_rows([dict(flatten(r.get("params") or {}, "param")) for r in records])
+    params = [r.get("params") if isinstance(r.get("params"), dict) else {} for r in records]
+    rows += _union_rows([_leaves(flatten(p, "param")) for p in params])
     results = []
     for r in records:
         result = r.get("result") if isinstance(r.get("result"), dict) else {}
-        results.append({k: v for k, v in flatten(result) if k != "explanation"})
-    rows += _union_rows(results)
+        results.append(_leaves((k, v) for k, v in flatten(result) if k != "explanation"))
+    taken = {label for label, _ in rows}
+    # A result figure keeps its own name unless a row above has it (gil-cpu's `cpus`,
+    # a `duration_s`): then it is `result.NAME`, so no label is ever shown twice.
+    for label, values in _union_rows(results):
+        rows.append((_unique(label if label not in taken else "result." + label, taken),
+                     values))
     return rows
+
+
+def _leaves(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Flattened leaves by label; two leaves that flatten alike (`{"a.b"}`, `{"a": {"b"}}`)
+    both stay, the second under `a.b#2`."""
+    leaves: dict[str, Any] = {}
+    for key, value in pairs:
+        leaves[_unique(key, leaves)] = value
+    return leaves
+
+
+def _unique(label: str, taken) -> str:
+    """`label`, or `label#2`, `label#3`...: the first not in `taken` (which it joins if a set)."""
+    candidate, n = label, 1
+    while candidate in taken:
+        n += 1
+        candidate = "%s#%d" % (label, n)
+    if isinstance(taken, set):
+        taken.add(candidate)
+    return candidate
 
 
 def _union_rows(per_run: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:

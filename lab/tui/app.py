@@ -19,7 +19,7 @@ from rich.segment import Segment
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.css.query import NoMatches
-from textual.filter import LineFilter
+from textual.filter import LineFilter, Monochrome, NoColor
 from textual.screen import Screen
 
 from lab.tui.live import RunController
@@ -74,6 +74,14 @@ class LabApp(App[int]):
     Screen {
         background: $background;
     }
+    /* NO_COLOR: no colour reaches the terminal, so what a background marked (the row
+       under the cursor, the highlighted choice, the focused button) is reversed. */
+    DataTable:nocolor > .datatable--cursor,
+    OptionList:nocolor > .option-list--option-highlighted,
+    SelectionList:nocolor > .option-list--option-highlighted,
+    Button:nocolor:focus {
+        text-style: reverse;
+    }
     """
 
     def __init__(self, python: str | None = None, refresh_hz: float = 4.0,
@@ -82,6 +90,11 @@ class LabApp(App[int]):
                  machine_line: str | None = None, start: str | None = None) -> None:
         # Low bandwidth: the terminal's own 16 colours (short escapes), 1 Hz, no strips.
         super().__init__(ansi_color=low_bandwidth)
+        if self.no_color:
+            # Textual's Monochrome filter turns colours into greys (38;5;NNN on a 256-colour
+            # terminal): NO_COLOR asks for no colour at all, so colours become the defaults.
+            self._filters = [NoColor() if isinstance(f, Monochrome) else f
+                             for f in self._filters]
         self._filters.append(MergeRuns())  # fewer bytes to the terminal, same picture
         self.low_bandwidth = low_bandwidth
         self.refresh_hz = min(refresh_hz, LOW_BANDWIDTH_HZ) if low_bandwidth else refresh_hz

@@ -72,6 +72,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    if args.python is not None and args.command in (None, "serve"):
+        # The TUI and every served session run their children under it: check it once here.
+        from lab.core.interpreters import InterpreterError, probe
+
+        try:
+            probe(args.python)
+        except InterpreterError as exc:
+            return refuse(str(exc))
     if args.command == "list":
         return cmd_list(args)
     if args.command == "run":
@@ -123,7 +131,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         experiment = catalog.get(args.experiment)
         given = experiment.parse_assignments(args.param)
-        prepared = prepare(RunRequest(experiment.name, given, python=args.run_python or args.python,
+        python = args.python if args.run_python is None else args.run_python
+        prepared = prepare(RunRequest(experiment.name, given, python=python,
                                       timeout_s=args.timeout))
     except catalog.UnknownExperiment as exc:
         return refuse(str(exc))
@@ -212,13 +221,6 @@ def _wrap(text: str, width: int = 78) -> str:
 def cmd_tui(args: argparse.Namespace) -> int:
     if not 0.5 <= args.refresh_hz <= 20:
         return refuse("--refresh-hz must be a number from 0.5 to 20 (got %s)" % args.refresh_hz)
-    if args.python:
-        from lab.core.interpreters import InterpreterError, probe
-
-        try:
-            probe(args.python)
-        except InterpreterError as exc:
-            return refuse(str(exc))
     try:
         from lab.tui.app import run_app
     except ImportError as exc:  # pragma: no cover - the app ships with the package

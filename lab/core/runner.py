@@ -66,7 +66,7 @@ def prepare(request: RunRequest) -> PreparedRun:
     try:
         experiment = catalog.get(request.experiment)
         params = experiment.validate(request.params)
-        interpreter = probe(request.python or sys.executable)
+        interpreter = probe(sys.executable if request.python is None else request.python)
     except (ParamError, InterpreterError) as exc:
         raise Refused(str(exc)) from None
     except catalog.UnknownExperiment as exc:

@@ -6,10 +6,10 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 from typing import Any
 
-from lab.core.interpreters import find_interpreters
+from lab.core.ask import AskError, ask
+from lab.core.interpreters import InterpreterError, find_interpreters
 from lab.core.machine import machine, tool_available
 
 
@@ -17,11 +17,11 @@ def _tool_version(path: str | None, *args: str) -> str | None:
     if not path:
         return None
     try:
-        done = subprocess.run([path, *args], capture_output=True, text=True, timeout=10,
-                              stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
+        done = ask([path, *args], timeout_s=10)
+    except (OSError, AskError):
         return None
-    return (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr) else ""
+    lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
+    return "".join(c for c in lines[0] if c.isprintable())[:200] if lines else ""
 
 
 def _colour_system() -> str:
@@ -37,9 +37,14 @@ def gather() -> dict[str, Any]:
     size = shutil.get_terminal_size((0, 0))
     go = tool_available("go")
     perf = tool_available("perf")
+    try:
+        found, why = [i.to_json() for i in find_interpreters()], None
+    except InterpreterError as exc:  # no process to spare: say so, report the rest
+        found, why = [], str(exc)
     return {
         "machine": host.to_json(),
-        "interpreters": [i.to_json() for i in find_interpreters()],
+        "interpreters": found,
+        "interpreters_error": why,
         "go": {"path": go, "version": _tool_version(go, "version")},
         "perf": {"path": perf, "usable": _perf_usable(perf)},
         "terminal": {"columns": size.columns, "lines": size.lines,
@@ -51,9 +56,8 @@ def _perf_usable(perf: str | None) -> bool:
     if not perf:
         return False
     try:
-        done = subprocess.run([perf, "bench", "sched", "pipe", "-l", "1000"], capture_output=True,
-                              timeout=20, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
+        done = ask([perf, "bench", "sched", "pipe", "-l", "1000"], timeout_s=20)
+    except (OSError, AskError):
         return False
     return done.returncode == 0
 
@@ -71,6 +75,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                                                 "yes" if host["schedstat"] else "no (coarse psutil)"))
     print("Memory available: %.1f GiB" % (host["mem_available_bytes"] / 2**30))
     print("\nInterpreters (usable with --python):")
+    if facts["interpreters_error"]:
+        print("  none checked: %s" % facts["interpreters_error"])
     for i in facts["interpreters"]:
         mods = ", ".join(m for m, ok in i["modules"].items() if ok) or "no aiohttp/uvloop"
         print("  %-44s %-7s %-8s GIL %-3s  %s" % (i["path"], i["implementation"], i["version"],

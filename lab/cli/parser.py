@@ -77,6 +77,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    if args.python is not None and args.command in (None, "learn", "serve"):
+        # The TUI and every served session run their children under it: check it once here.
+        from lab.core.interpreters import InterpreterError, probe
+
+        try:
+            probe(args.python)
+        except InterpreterError as exc:
+            return refuse(str(exc))
     if args.command == "list":
         return cmd_list(args)
     if args.command == "run":
@@ -151,7 +159,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         experiment = catalog.get(args.experiment)
         given = experiment.parse_assignments(args.param)
-        prepared = prepare(RunRequest(experiment.name, given, python=args.run_python or args.python,
+        python = args.python if args.run_python is None else args.run_python
+        prepared = prepare(RunRequest(experiment.name, given, python=python,
                                       timeout_s=args.timeout))
     except catalog.UnknownExperiment as exc:
         return refuse(str(exc))

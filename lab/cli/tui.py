@@ -10,13 +10,6 @@ from lab.cli.common import refuse
 def cmd_tui(args: argparse.Namespace) -> int:
     if not 0.5 <= args.refresh_hz <= 20:
         return refuse("--refresh-hz must be a number from 0.5 to 20 (got %s)" % args.refresh_hz)
-    if args.python:
-        from lab.core.interpreters import InterpreterError, probe
-
-        try:
-            probe(args.python)
-        except InterpreterError as exc:
-            return refuse(str(exc))
     try:
         from lab.tui.app import run_app
     except ImportError as exc:  # pragma: no cover - the app ships with the package

@@ -12,9 +12,11 @@ from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 
 import workloads
+from lab.core.ask import AskError, CannotStart, ask
 
 MIN_VERSION = (3, 9)
 SUPPORTED = ("cpython", "pypy")
+PROBED_MODULES = ("aiohttp", "uvloop")
 
 _PROBE = r"""
 import sys, json, importlib.util, sysconfig
@@ -25,13 +27,18 @@ print(json.dumps({
     "implementation": sys.implementation.name,
     "gil_enabled": bool(gil()) if gil else True,
     "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
-    "modules": {m: importlib.util.find_spec(m) is not None for m in ("aiohttp", "uvloop")},
+    "modules": {m: importlib.util.find_spec(m) is not None for m in %r},
 }))
-"""
+""" % (PROBED_MODULES,)
 
 
 class InterpreterError(ValueError):
-    """The --python given cannot run the lab's children."""
+    """One line saying why the --python given cannot run the lab's children (or why it
+    could not be checked, e.g. no process can be started)."""
+
+
+class NoProcess(InterpreterError):
+    """No process could be started to check it (the user's process limit, memory)."""
 
 
 @dataclass(frozen=True)
@@ -71,32 +78,87 @@ def _isolated_env() -> dict[str, str]:
     return env
 
 
+PROBE_TIMEOUT_S = 10.0
+ENV_PROBE_TIMEOUT = "CONLAB_PROBE_TIMEOUT_S"  # tests shorten the wait for a hanging --python
+
+
+def probe_timeout_s() -> float:
+    try:
+        value = float(os.environ.get(ENV_PROBE_TIMEOUT, PROBE_TIMEOUT_S))
+    except ValueError:
+        return PROBE_TIMEOUT_S
+    return value if 0 < value <= 600 else PROBE_TIMEOUT_S
+
+
+def shown(text: str, limit: int = 120) -> str:
+    """A path or answer as one printable line: control characters escaped, length cut."""
+    visible = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return visible if len(visible) <= limit else visible[:limit] + "..."
+
+
 @lru_cache(maxsize=32)
 def _probe_cached(path: str, mtime: float) -> Interpreter:
+    name = "--python %s" % shown(path)
     try:
-        done = subprocess.run([path, "-c", _PROBE], capture_output=True, text=True, timeout=10,
-                              stdin=subprocess.DEVNULL, env=_isolated_env())
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise InterpreterError("--python %s cannot be run: %s" % (path, exc)) from None
-    if done.returncode != 0:
-        raise InterpreterError("--python %s is not a Python 3.9+ interpreter (it failed to "
-                               "run a version check)" % path)
+        answer = ask([path, "-c", _PROBE], probe_timeout_s(), env=_isolated_env())
+    except CannotStart as exc:
+        raise NoProcess(str(exc)) from None
+    except AskError as exc:
+        raise InterpreterError("%s %s (asked for its version)" % (name, exc)) from None
+    if answer.returncode != 0:
+        raise InterpreterError("%s is not a Python 3.9+ interpreter (it failed to "
+                               "run a version check, exit code %s)" % (name, answer.returncode))
     try:
-        facts = json.loads(done.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise InterpreterError("--python %s did not answer the version check" % path) from None
+        lines = answer.stdout.decode("utf-8").strip().splitlines()
+        facts = json.loads(lines[-1])
+    except (ValueError, IndexError, RecursionError):
+        raise InterpreterError("%s did not answer the version check with one line of JSON"
+                               % name) from None
+    return _from_facts(path, facts, name)
+
+
+def _from_facts(path: str, facts: object, name: str) -> Interpreter:
+    """The probe's answer checked field by field: a wrong shape is refused, never trusted."""
+    def bad(field: str, wanted: str) -> InterpreterError:
+        return InterpreterError("%s answered the version check with a bad %s (wanted %s)"
+                                % (name, field, wanted))
+
+    if not isinstance(facts, dict):
+        raise bad("answer", "a JSON object")
+    executable = facts.get("executable")
+    if not (isinstance(executable, str) and 0 < len(executable) <= 4096
+            and executable.isprintable()):
+        raise bad("executable", "a path")
+    version = facts.get("version")
+    if not (isinstance(version, list) and len(version) == 3
+            and all(type(n) is int and 0 <= n < 1000 for n in version)):
+        raise bad("version", "three small whole numbers")
+    implementation = facts.get("implementation")
+    if not (isinstance(implementation, str) and 0 < len(implementation) <= 32
+            and implementation.isidentifier()):
+        raise bad("implementation", "a name such as cpython")
+    for flag in ("gil_enabled", "free_threaded"):
+        if not isinstance(facts.get(flag), bool):
+            raise bad(flag, "true or false")
+    modules = facts.get("modules")
+    if not (isinstance(modules, dict) and set(modules) == set(PROBED_MODULES)
+            and all(isinstance(ok, bool) for ok in modules.values())):
+        raise bad("modules", "true or false for %s" % " and ".join(PROBED_MODULES))
     return Interpreter(
-        path=path, executable=facts["executable"], version=tuple(facts["version"]),
-        implementation=facts["implementation"], gil_enabled=facts["gil_enabled"],
-        free_threaded=facts["free_threaded"], modules=tuple(sorted(facts["modules"].items())),
+        path=path, executable=executable, version=tuple(version),
+        implementation=implementation, gil_enabled=facts["gil_enabled"],
+        free_threaded=facts["free_threaded"], modules=tuple(sorted(modules.items())),
     )
 
 
 def probe(path: str) -> Interpreter:
     """Check that `path` can run a child; raises InterpreterError with a one-line reason."""
+    if not path:
+        raise InterpreterError("--python must be the path or name of an interpreter "
+                               "(got an empty string)")
     resolved = shutil.which(path) or path
     if not os.path.isfile(resolved) or not os.access(resolved, os.X_OK):
-        raise InterpreterError("--python %s does not exist or is not executable" % path)
+        raise InterpreterError("--python %s does not exist or is not executable" % shown(path))
     # Probe the path as given: a venv's python is a symlink to its base interpreter, and
     # running the link's target would lose the venv (and its aiohttp/uvloop).
     interp = _probe_cached(os.path.abspath(resolved), os.path.getmtime(resolved))
@@ -104,7 +166,7 @@ def probe(path: str) -> Interpreter:
     if interp.implementation not in SUPPORTED or interp.version < MIN_VERSION:
         raise InterpreterError(
             "--python %s is %s %s; the lab needs CPython or PyPy 3.9 or newer"
-            % (path, interp.implementation, interp.version_text))
+            % (shown(path), interp.implementation, interp.version_text))
     return interp
 
 
@@ -132,6 +194,8 @@ def find_interpreters() -> list[Interpreter]:
         seen.add(real)
         try:
             found.append(probe(path))
+        except NoProcess:
+            raise  # not this interpreter's fault: every other probe would fail the same way
         except InterpreterError:
             continue
     return sorted(found, key=lambda i: (i.version, i.free_threaded), reverse=True)

@@ -73,7 +73,7 @@ def prepare(request: RunRequest) -> PreparedRun:
     try:
         # Limits first: they count the threads and processes this run will add to the user's.
         params = experiment.validate(request.params, timeout)
-        interpreter = probe(request.python or sys.executable)
+        interpreter = probe(sys.executable if request.python is None else request.python)
     except (ParamError, InterpreterError) as exc:
         raise Refused(str(exc)) from None
     missing = [m for m in experiment.requires_for(params) if not interpreter.has(m)]

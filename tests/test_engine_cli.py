@@ -51,3 +51,37 @@ def test_doctor_reports_the_machine():
     assert set(facts["go"]) == {"path", "version"} and set(facts["perf"]) == {"path", "usable"}
     done = conlab("doctor", timeout=120)
     assert "CPUs:" in done.stdout and "Interpreters" in done.stdout
+
+
+def test_ctrl_c_on_run_stops_it_keeps_a_stopped_record_and_exits_130(tmp_path):
+    """Ctrl-C is SIGINT to the foreground job: like SIGTERM, a `stopped` record, saved and
+    printed, one line on stderr, nothing left running; and the exit code says interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, alive, new_tag, wait_for, workload_processes
+
+    tag = new_tag()
+    env = {**os.environ, "CONLAB_DATA_DIR": str(tmp_path), "CONLAB_TEST_TAG": tag}
+    lab = subprocess.Popen([sys.executable, "-m", "lab", "run", "selftest", "-p", "behave=spawn",
+                            "-p", "workers=2", "-p", "seconds=60", "--json"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    try:
+        children = wait_for(lambda: workload_processes(tag), 60, "the run's child")
+        pids = [p.pid for p in children]
+        lab.send_signal(signal.SIGINT)
+        out, err = lab.communicate(timeout=30)
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+            lab.wait()
+    assert lab.returncode == 130, err
+    record = json.loads(out)
+    assert record["status"] == "stopped", record
+    assert len(err.strip().splitlines()) == 1 and "interrupted" in err, err
+    kept = json.loads(conlab("history", "--json", env={"CONLAB_DATA_DIR": str(tmp_path)}).stdout)
+    assert [r["status"] for r in kept] == ["stopped"]
+    wait_for(lambda: not workload_processes(tag) and not alive(pids), 5, "no child left")

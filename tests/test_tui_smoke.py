@@ -3,22 +3,17 @@ ends (q, SIGTERM, SIGHUP, kill -9) no child is left behind and the terminal is r
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
 import signal
-import struct
-import subprocess
-import sys
-import termios
-import threading
+import time
 
 import pytest
 
 from lab.tui.app import LabApp
 from lab.tui.live import RunController
-from tests.helpers import ROOT, alive, new_tag, wait_for, workload_processes
+from tests.helpers import alive, new_tag, wait_for, workload_processes
 from tests.helpers import until
+from tests.terminal import DRIVER_NEVER_CLOSES, Terminal, drop_and_watch, start_runs
 
 pytestmark = pytest.mark.slow
 
@@ -52,50 +47,7 @@ async def test_run_all_panes_fill_with_real_data_and_quit_leaves_no_child(monkey
     assert workload_processes(tag) == []
 
 
-# A real terminal: `python -m lab` on a pty -----------------------------------------------
-class Terminal:
-    """`conlab` on a pseudo-terminal of 80x24; output drained in the background."""
-
-    def __init__(self, tag: str, *args: str) -> None:
-        master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-        env = {**os.environ, "TERM": "xterm-256color", "CONLAB_TEST_TAG": tag}
-        env.pop("NO_COLOR", None)
-        self.proc = subprocess.Popen([sys.executable, "-m", "lab", *args], stdin=slave,
-                                     stdout=slave, stderr=slave, cwd=ROOT, env=env,
-                                     start_new_session=True)
-        os.close(slave)
-        self.master = master
-        self.output = bytearray()
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            self.output += chunk
-
-    def send(self, keys: bytes) -> None:
-        os.write(self.master, keys)
-
-    def seen(self, text: str) -> bool:
-        return text.encode() in self.output
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        try:
-            os.close(self.master)
-        except OSError:
-            pass
-
-
+# A real terminal: `python -m lab` on a pty (tests/terminal.py) ------------------------------
 @pytest.mark.parametrize("how", ["q", "ctrl+c", "SIGTERM", "SIGHUP", "SIGKILL"])
 def test_a_real_terminal_session_ends_cleanly(how):
     tag = new_tag()
@@ -124,6 +76,30 @@ def test_a_real_terminal_session_ends_cleanly(how):
             tail = bytes(term.output[-4000:])
             assert b"\x1b[?1049l" in tail  # the alternate screen was left: terminal restored
         assert b"\x1b[?1000h" not in term.output  # --no-mouse: mouse never captured
+    finally:
+        term.close()
+
+
+# A dropped SSH link: the terminal closed under the lab ------------------------------------
+@pytest.mark.parametrize("scenario,after,prelude", [
+    ("run-all", 0.2, ""), ("run-all", 3.0, ""), ("io-bound", 0.5, ""), ("decision", 0.5, ""),
+    # Textual's driver stuck closing, as the drop left it: only the lab's own deadline helps
+    ("run-all", 1.0, DRIVER_NEVER_CLOSES), ("io-bound", 0.5, DRIVER_NEVER_CLOSES),
+    ("decision", 0.5, DRIVER_NEVER_CLOSES),
+], ids=["all+0.2s", "all+3s", "io-bound", "decision", "stuck-driver-all+1s",
+        "stuck-driver-io-bound", "stuck-driver-decision"])
+def test_a_dropped_terminal_leaves_nothing_within_3_s(scenario, after, prelude):
+    tag = new_tag()
+    term = Terminal(tag, "--no-mouse", prelude=prelude)
+    try:
+        start_runs(term, scenario)
+        if scenario != "run-all":
+            wait_for(lambda: term.seen("RUNNING"), 20, "the run to start")
+        # Not synchronisation: the moment of the drop is what this test varies.
+        time.sleep(after)
+        exited, survivors = drop_and_watch(term, tag, limit=3.0, patience=10.0)
+        assert exited is not None and exited < 3.0, "the lab outlived its terminal: %s" % exited
+        assert survivors == []
     finally:
         term.close()
 

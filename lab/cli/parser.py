@@ -1,6 +1,6 @@
 """`conlab`: the TUI by default; `list`, `run`, `doctor` for scripts and SSH sessions.
 
-Exit codes: 0 fine, 1 the run failed, 2 refused input (nothing was started).
+Exit codes: 0 fine, 1 the run failed, 2 refused input (nothing was started), 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from lab.core.catalog import ParamError
 
 from lab.cli.common import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, refuse
 from lab.cli.tui import cmd_tui
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
 
 
 class Parser(argparse.ArgumentParser):
@@ -169,24 +170,36 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from lab.core.record import build_record, save_run_record
 
+    signals: list[int] = []
     try:
-        state = asyncio.run(_run_until_done(Run(prepared)))
-    except KeyboardInterrupt:
-        return 130
+        state = asyncio.run(_run_until_done(Run(prepared), signals))
+    except KeyboardInterrupt:  # before the run's own handlers were in place: nothing started
+        return EXIT_INTERRUPTED
     record = build_record(prepared, state)
     save_run_record(record)
     if args.json:
         print(json.dumps(record, indent=1))
     else:
         print(format_record(record))
+    if signal.SIGINT in signals:
+        print("conlab: interrupted: %s" % ("the run was stopped, its record saved"
+                                           if state.status == "stopped" else state.status),
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_OK if state.status == "done" else EXIT_FAILED
 
 
-async def _run_until_done(run: Run):
-    """Run to the end; SIGTERM/SIGHUP/Ctrl-C stop the child before we leave."""
+async def _run_until_done(run: Run, signals: list[int]):
+    """Run to the end; SIGTERM/SIGHUP/Ctrl-C stop the child (its record says `stopped`)
+    before we leave. The signals received are appended to `signals`."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(run.stop("stopped")))
+
+    def stop(sig: int) -> None:
+        signals.append(sig)
+        asyncio.ensure_future(run.stop("stopped"))
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop, sig)
     await run.start()
     try:
         return await run.wait()

@@ -6,7 +6,6 @@ import glob
 import json
 import os
 import shutil
-import subprocess
 import sys
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache

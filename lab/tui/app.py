@@ -4,7 +4,9 @@ Drawing: one interval timer at --refresh-hz (4 Hz by default) asks the *active* 
 draw its panes from their RunStates; views skip frames whose state did not change, and
 nothing animates while idle. Runs: started from async workers on the app's own loop
 (never thread workers: the child's death signal is tied to the thread that forked it).
-Quitting (q, ctrl+c, SIGTERM, SIGHUP) stops every run and waits until it is reaped.
+Quitting (q, ctrl+c, SIGTERM, SIGHUP) stops every run and waits until it is reaped; an
+exit guard (lab/tui/exit_guard.py) makes sure the process then leaves even if Textual's
+driver cannot (a terminal that is gone), within 3 s of a hang-up.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import threading
 from functools import lru_cache
 from typing import Any, Iterable
 
@@ -22,6 +25,7 @@ from textual.css.query import NoMatches
 from textual.filter import LineFilter, Monochrome, NoColor
 from textual.screen import Screen
 
+from lab.tui.exit_guard import ExitGuard, restore_terminal
 from lab.tui.live import RunController
 from lab.core.runner import Refused
 from lab.tui.screens.dashboard import DashboardScreen
@@ -107,7 +111,9 @@ class LabApp(App[int]):
         self.gauge = ObserverGauge()
         self._machine_line = machine_line
         self._quitting = False
-        self._signals: list[int] = []
+        self._signals: dict[int, Any] = {}  # the handlers ours replaced
+        self._excepthook = None
+        self.exit_guard: ExitGuard | None = None
         self.frames = 0
         self.start = start  # "lessons" or "lessons:ID": opened on top of the dashboard
 
@@ -122,10 +128,7 @@ class LabApp(App[int]):
         if self.start:
             self.action_lessons(self.start.partition(":")[2] or None)
         if self.handle_signals:
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGHUP):
-                loop.add_signal_handler(sig, self._on_signal)
-                self._signals.append(sig)
+            self._guard_the_exit()
         self.call_after_refresh(self.check_size)
         self.call_after_refresh(self.frame)
         self._report_history_problems()
@@ -134,9 +137,8 @@ class LabApp(App[int]):
         from lab.core import history
 
         history.set_problem_handler(None)
-        loop = asyncio.get_running_loop()
-        for sig in self._signals:
-            loop.remove_signal_handler(sig)
+        # The signal handlers and the thread hook stay: the driver closes after unmount,
+        # and a hang-up then must still end the process (handle_signals: one app per process).
 
     def _report_history_problems(self) -> None:
         """History trouble becomes a notification: a line on stderr would scribble on the
@@ -150,8 +152,50 @@ class LabApp(App[int]):
 
         history.set_problem_handler(tell)
 
-    def _on_signal(self) -> None:
-        self.call_later(self.action_quit)
+    # Leaving for sure: signals, a terminal that is gone ---------------------------------
+    def _guard_the_exit(self) -> None:
+        """Plain signal handlers rather than loop.add_signal_handler: they run even while
+        the loop's thread is blocked (e.g. on the driver's full output queue)."""
+        driver = self._driver
+        out = getattr(getattr(driver, "_file", None), "fileno", lambda: 2)()
+        self.exit_guard = ExitGuard(
+            sweep=lambda seconds: self.controller.kill_leftovers(reap_s=seconds),
+            restore=lambda: restore_terminal(out, getattr(self._driver, "attrs_before", None)),
+            fd=out)
+        self._loop_for_signals = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCONT):
+            self._signals[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._on_signal)
+        self._excepthook = threading.excepthook
+        threading.excepthook = self._on_thread_error
+
+    def _on_signal(self, sig: int, frame) -> None:
+        if sig == signal.SIGCONT:
+            # The hang-up also sends SIGCONT, and Textual's handler would restart the
+            # driver on a dead terminal; once leaving, there is nothing to resume.
+            previous = self._signals.get(sig)
+            if self.exit_guard.armed or not callable(previous):
+                return
+            previous(sig, frame)
+            return
+        self.exit_guard.arm(gone=sig == signal.SIGHUP)
+        self._quit_from_anywhere()
+
+    def _on_thread_error(self, args) -> None:
+        """The driver's writer thread dies on EIO/EPIPE when the terminal is gone: leave."""
+        thread = args.thread
+        if (thread is not None and thread.name == "textual-output"
+                and issubclass(args.exc_type, OSError)):
+            self.exit_guard.arm(gone=True)
+            self._quit_from_anywhere()
+            return  # nowhere to print it
+        self._excepthook(args)
+
+    def _quit_from_anywhere(self) -> None:
+        try:
+            self._loop_for_signals.call_soon_threadsafe(self.call_later, self.action_quit)
+        except RuntimeError:  # the loop is already closed: the guard does the rest
+            pass
 
     @property
     def machine_line(self) -> str:
@@ -307,9 +351,13 @@ class LabApp(App[int]):
         if self._quitting:
             return
         self._quitting = True
+        if self.exit_guard is not None:
+            self.exit_guard.arm()
         if self.controller.running_keys():
             self.notify("stopping every run…", timeout=5)
         await self.controller.shutdown()
+        if self.exit_guard is not None:
+            self.exit_guard.runs_reaped()
         self.exit(0)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -139,15 +140,38 @@ class RunController:
             await asyncio.gather(*(self.stop(k) for k in keys), return_exceptions=True)
         self.kill_leftovers()
 
-    def kill_leftovers(self) -> None:
-        """Last resort (also after the loop is gone): SIGKILL every group we started."""
-        for pid in list(self._pids):
+    def kill_leftovers(self, reap_s: float = 0.0) -> None:
+        """Last resort (also after the loop is gone, from any thread): SIGKILL every group
+        we started, including a run still starting, then reap them for up to `reap_s`."""
+        pids = set(self._pids)
+        for slot in list(self._slots.values()):
+            if isinstance(slot.run, Run) and not slot.done.is_set() and slot.run.state.pid:
+                pids.add(slot.run.state.pid)
+        for pid in pids:
             try:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            self._pids.discard(pid)
+        self._pids -= pids
+        deadline = time.monotonic() + reap_s
+        while pids:
+            pids = {pid for pid in pids if not _reap_group(pid)}
+            if not pids or time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
+
+
+def _reap_group(pgid: int) -> bool:
+    """Collect what has died in group `pgid`; True once nothing of it is left."""
+    try:
+        while os.waitpid(-pgid, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -275,6 +275,9 @@ def make_server(args: argparse.Namespace, port: int):
         hosts: set[str] | None = None
 
         async def on_startup(self, app) -> None:
+            pass  # textual-serve's banner; ours is announce(), once listening
+
+        def announce(self) -> None:
             print("conlab: serving the lab on %s (at most %d session%s at once; Ctrl+C "
                   "stops it and every session)" % (self.public_url, self.max_sessions,
                                                    "" if self.max_sessions == 1 else "s"),
@@ -337,13 +340,24 @@ def make_server(args: argparse.Namespace, port: int):
         def serve(self, debug: bool = False) -> None:
             self.debug = debug
             self.initialize_logging()
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
+            asyncio.run(self._serve())
+
+        async def _serve(self) -> None:
+            """Listen, then say so (on_startup would speak before the socket listens),
+            until a signal; then stop every session (on_shutdown)."""
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                loop.add_signal_handler(sig, self.request_exit)
-            web.run_app(self._make_app(), host=self.host, port=self.port,
-                        handle_signals=False, loop=loop, print=None,
-                        shutdown_timeout=SESSION_STOP_S + 2)
+                loop.add_signal_handler(sig, stop.set)
+            runner = web.AppRunner(await self._make_app(), handle_signals=False,
+                                   shutdown_timeout=SESSION_STOP_S + 2)
+            await runner.setup()
+            try:
+                await web.TCPSite(runner, self.host, self.port).start()
+                self.announce()
+                await stop.wait()
+            finally:
+                await runner.cleanup()
 
     host = args.host
     url_host = "[%s]" % host if ":" in host else host

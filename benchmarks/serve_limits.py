@@ -9,7 +9,8 @@ Phases, each on the same server (127.0.0.1, a free port):
   huge     one session at ?width=100000&height=100000, then a live resize to the same:
            the size the session was given and its peak RSS (killed past --rss-limit)
   cap      max-sessions + M same-origin sessions: how many started, how many refused
-  kill     every accepted session presses `a` (runs every pane), then kill -9 of the
+  kill     every accepted session (500x200, the largest size allowed: a busy loop)
+           presses `a` (runs every pane), then kill -9 of the
            server: `-m lab` / `-m workloads` processes left at +1 s and +3 s
 Peak RSS is the sum over the server's sessions and workloads, sampled every 0.1 s.
 """
@@ -110,7 +111,8 @@ async def attack(args) -> dict:
             await wait_gone(tag)
 
             # huge size, then a live resize to the same
-            ws, why = await refused_or_open(http, port, width=HUGE, height=HUGE)
+            ws, why = (await refused_or_open(http, port, width=HUGE, height=HUGE)
+                       if args.huge_s > 0 else (None, "skipped"))
             if ws is None:
                 figures["huge: session"] = "refused (%s)" % why
             else:
@@ -126,7 +128,8 @@ async def attack(args) -> dict:
 
             # sessions past the cap, then busy sessions and kill -9
             total = args.max_sessions_expected + args.extra
-            opened = [await refused_or_open(http, port) for _ in range(total)]
+            opened = [await refused_or_open(http, port, width=args.width, height=args.height)
+                      for _ in range(total)]
             live = [ws for ws, _ in opened if ws is not None]
             reasons = sorted({why for _, why in opened if why})
             figures["cap: sessions started"] = "%d of %d (refused %d: %s)" % (
@@ -198,6 +201,8 @@ def main() -> int:
     parser.add_argument("--max-sessions", type=int, default=None,
                         help="pass --max-sessions to the server (default: its own default)")
     parser.add_argument("--huge-s", type=float, default=8.0, help="seconds to watch the huge session")
+    parser.add_argument("--width", type=int, default=500, help="busy sessions' terminal width")
+    parser.add_argument("--height", type=int, default=200, help="busy sessions' terminal height")
     parser.add_argument("--busy-s", type=float, default=2.0, help="seconds busy before kill -9")
     parser.add_argument("--rss-limit", type=int, default=1500, help="MiB; a session past it is killed")
     args = parser.parse_args()

@@ -205,7 +205,7 @@ async def test_the_dashboard_renders_in_chromium_and_stopping_the_server_leaves_
     if stop == "SIGTERM":  # stopped cleanly: every session stopped before it exits
         assert code == 0, proc.stdout.read()
         assert alive(session_pids) == []
-    else:  # killed outright: the kernel tells each session, which stops its runs
+    else:  # killed outright: the kernel kills each session, and its runs in turn
         assert code == -signal.SIGKILL
         wait_for(lambda: not alive(session_pids), 20, "the sessions to follow the server")
     assert lab_sessions(tag) == [] and workload_processes(tag) == []

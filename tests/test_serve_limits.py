@@ -63,6 +63,21 @@ def test_a_bad_max_sessions_is_refused_with_its_range(value):
     assert "serving" not in done.stdout
 
 
+def test_the_origin_rule_on_loopback():
+    from lab.cli.serve import allowed_hosts, check_origin
+
+    hosts = allowed_hosts("127.0.0.1", 8000, "http://127.0.0.1:8000")
+    ok = [("http://127.0.0.1:8000", "127.0.0.1:8000"),
+          ("http://localhost:8000", "127.0.0.1:8000")]  # the page opened at localhost
+    bad = [("http://evil.example.com", "127.0.0.1:8000"), (None, "127.0.0.1:8000"),
+           ("null", "127.0.0.1:8000"), ("http://127.0.0.1:8001", "127.0.0.1:8000"),
+           ("http://evil.example.com:8000", "evil.example.com:8000")]
+    for origin, host in ok:
+        assert check_origin(origin, host, hosts, "http://127.0.0.1:8000") is None
+    for origin, host in bad:
+        assert check_origin(origin, host, hosts, "http://127.0.0.1:8000"), (origin, host)
+
+
 def test_sizes_are_clamped_and_bad_ones_ignored():
     assert clamp_size(100_000, 100_000) == (MAX_WIDTH, MAX_HEIGHT)
     assert clamp_size(-5, 0) == (1, 1)

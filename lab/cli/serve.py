@@ -131,8 +131,9 @@ def check_origin(origin: str | None, host: str | None, allowed_hosts: set[str] |
     """None if a websocket may open, else why not (one line).
 
     A page on another site may open a websocket to 127.0.0.1 (browsers allow it and send
-    the page's Origin), so the Origin must be this server's own: http(s)://Host, or the
-    --public-url behind a proxy. A missing Origin is refused too: every browser sends one,
+    the page's Origin), so the Origin must be this server's own: http(s)://Host, the
+    --public-url behind a proxy, or on 127.0.0.1 any of this server's names (a page
+    opened at localhost talks to the 127.0.0.1 of --public-url). A missing Origin is refused too: every browser sends one,
     and a script that leaves it out could as easily send the right one, so allowing it
     would only add a second rule. On 127.0.0.1 the Host must also be one of this
     server's names, which stops a DNS-rebinding page (evil.example resolving to
@@ -148,6 +149,8 @@ def check_origin(origin: str | None, host: str | None, allowed_hosts: set[str] |
     own = {"http://" + host, "https://" + host, public_url.lower().rstrip("/")}
     public = urlsplit(public_url)
     own.add("%s://%s" % (public.scheme, public.netloc.lower()))
+    for name in allowed_hosts or ():
+        own |= {"http://" + name, "https://" + name}
     if origin not in own:
         return "Origin %r is not this server's: only the lab's own page may open a session" % (
             origin[:80])

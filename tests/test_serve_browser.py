@@ -205,7 +205,7 @@ async def test_the_dashboard_renders_in_chromium_and_stopping_the_server_leaves_
     if stop == "SIGTERM":  # stopped cleanly: every session stopped before it exits
         assert code == 0, proc.stdout.read()
         assert alive(session_pids) == []
-    else:  # killed outright: the kernel tells each session, which stops its runs
+    else:  # killed outright: the kernel kills each session, and its runs in turn
         assert code == -signal.SIGKILL
         wait_for(lambda: not alive(session_pids), 20, "the sessions to follow the server")
     assert lab_sessions(tag) == [] and workload_processes(tag) == []
@@ -232,3 +232,45 @@ def test_allow_remote_warns_before_serving():
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+@pytest.mark.slow
+async def test_the_page_says_why_a_session_past_the_cap_was_refused(chromium, tmp_path):
+    """With --max-sessions 1 and one session open, the page shows the server's reason."""
+    import aiohttp
+
+    from tests.serve_clients import open_session, read_until, start_server, stop_server
+
+    tag = new_tag()
+    proc, port = start_server(tag, tmp_path / "data", "--max-sessions", "1")
+    try:
+        async with aiohttp.ClientSession() as http:
+            first = await open_session(http, port)
+            assert b"r run" in await read_until(first, lambda b: b"r run" in b, 60)
+            async with http.ws_connect(chromium, max_msg_size=0) as ws:
+                tools = DevTools(ws)
+                target = await tools.send("Target.createTarget", url="about:blank")
+                session = (await tools.send("Target.attachToTarget", flatten=True,
+                                            targetId=target["targetId"]))["sessionId"]
+                await tools.send("Page.enable", session)
+                await tools.send("Page.navigate", session, url="http://127.0.0.1:%d/" % port)
+                shown = {"text": ""}
+
+                async def ended_text() -> str:
+                    reply = await tools.send("Runtime.evaluate", session, expression=(
+                        "(document.body && document.body.classList.contains('-closed'))"
+                        " ? document.getElementById('ended-text').textContent : ''"))
+                    return reply["result"].get("value", "")
+
+                async def pause() -> None:
+                    await asyncio.sleep(0.05)
+                    shown["text"] = await ended_text()
+
+                await wait_until(lambda: "in use" in shown["text"], 30,
+                                 "the refusal on the page", pause=pause)
+                assert "--max-sessions 1" in shown["text"]
+                tools.reader.cancel()
+            assert len(lab_sessions(tag)) == 1  # the page's session was never started
+            await first.close()
+    finally:
+        stop_server(proc, tag)

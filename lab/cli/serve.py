@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+from lab.cli.common import EXIT_OK, refuse
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 SESSION_STOP_S = 6.0  # a session's lab gets this long to stop its runs before SIGKILL
@@ -173,11 +174,6 @@ def allowed_hosts(host: str, port: int, public_url: str) -> set[str] | None:
     return found
 
 
-def _refuse(message: str) -> int:
-    print("conlab: %s" % message, file=sys.stderr)
-    return EXIT_REFUSED
-
-
 def _bindable(host: str, port: int) -> tuple[int, str | None]:
     """(port, None) if we can listen there (port 0: a free one is picked), else the reason."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -194,11 +190,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import textual_serve.server  # noqa: F401
     except ImportError:
-        return _refuse("conlab serve needs the textual-serve package "
+        return refuse("conlab serve needs the textual-serve package "
                        "(pip install textual-serve)")
     if not is_loopback(args.host):
         if not args.allow_remote:
-            return _refuse("--host %s can be reached from other machines; the lab has no "
+            return refuse("--host %s can be reached from other machines; the lab has no "
                            "password, so add --allow-remote if that is what you want "
                            "(default: 127.0.0.1)" % args.host)
         print("conlab: WARNING: serving the lab on %s:%d. There is no password: anyone who "
@@ -206,7 +202,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "this machine. Stop with Ctrl+C." % (args.host, args.port), file=sys.stderr)
     port, problem = _bindable(args.host, args.port)
     if problem:
-        return _refuse(problem)
+        return refuse(problem)
     server = make_server(args, port)
     try:
         server.serve()
@@ -219,7 +215,7 @@ def make_server(args: argparse.Namespace, port: int):
     from aiohttp import WSCloseCode, web
     from textual_serve.app_service import AppService
     from textual_serve.server import Server, log, to_int
-    from workloads._proto import die_with_parent
+    from workloads import die_with_parent
 
     server_pid = os.getpid()
 

@@ -21,8 +21,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from workloads._limits import rlimit
-from workloads._proto import die_with_parent
+from workloads import die_with_parent, rlimit
 
 MAX_ANSWER_BYTES = 64 * 1024
 

@@ -175,8 +175,8 @@ def shares(figures, threshold):
 class LoadMeter:
     """Collects the windows of one run and sums them into its `load` block."""
 
-    def __init__(self, threshold=THRESHOLD):
-        self.cpus = usable_cpus()
+    def __init__(self, threshold=THRESHOLD, cpus=None):
+        self.cpus = sorted(cpus) if cpus else usable_cpus()
         self.threshold = threshold
         self.windows = []
 
@@ -216,6 +216,7 @@ def describe(block):
         round(100 * share), cpus, "" if cpus == 1 else "s")
     if cpus > 1:
         text += " (%.1f CPU on average)" % (share * cpus)
-    if block.get("steal_share"):
-        text += "; the hypervisor stole %d%% of it" % round(100 * block["steal_share"] / share)
+    stolen = round(100 * (block.get("steal_share") or 0.0) / share) if share else 0
+    if stolen:
+        text += "; the hypervisor stole %d%% of that" % stolen
     return text + "."

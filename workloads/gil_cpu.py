@@ -15,11 +15,12 @@ NAME = "gil-cpu"
 TITLE = "CPU-bound work: sequential vs threads vs processes"
 LESSON = """\
 Each task is a plain Python loop that only computes. Run the tasks one after another,
-then each in its own thread, then each in its own process, and compare wall time.
-On a build with a GIL only one thread runs Python bytecode at a time, so threads take
-turns on a single core's worth of CPU: the kernel shows each thread near 1/N of a CPU,
-sleeping (voluntary switches) while it waits for the GIL, not queuing for a core.
-Processes each have their own interpreter and GIL, so they spread over the cores.
+then each in its own thread, then each in its own process. The evidence is the cores
+the threads use together (their CPU-seconds per wall-second): on a build with a GIL only
+one thread runs bytecode at a time, so they get one core's worth, each asleep while it
+waits for the GIL rather than queuing for a core; on a free-threaded build they spread
+over min(tasks, CPUs) cores. Processes each have their own interpreter, so they spread
+over the cores on either build. Wall-clock speedups follow, with more noise.
 """
 REQUIRES = ()
 TIMEOUT_S = 300

@@ -563,7 +563,9 @@ def row_verdict(row, index):
         worst = max(models[name]["other_cpu_share"] for name in busy)
         return dict(verdict, says="can't tell on a machine this busy", can_tell=False,
                     why="other programs took up to %d%% of the CPUs during %s"
-                        % (round(100 * worst), _names(busy)))
+                        % (round(100 * worst), "every model's turn" if len(busy) == len(MODELS)
+                           else _names(busy) + "'s turn" if len(busy) == 1
+                           else "the turns of " + _names(busy)))
     return dict(verdict, says=says)
 
 

@@ -33,7 +33,8 @@ async def test_compact_and_full_views_of_a_real_run(tmp_path, monkeypatch):
     for row in rows:
         line = next(l for l in compact if l.startswith(row["id"][:7]))
         assert line.count("*") == len(row["winners"])  # winners marked by a glyph
-        assert line.endswith("✓" if row["agrees"] else "≠")
+        glyph = "?" if not row["verdict"]["can_tell"] else "✓" if row["agrees"] else "≠"
+        assert line.endswith(glyph)
     assert "jobs/s" in text and "%d rows" % len(rows) in text
 
     full = drawn(DecisionView(), state, 80, 24)

@@ -256,19 +256,31 @@ async def test_the_footer_shows_the_labs_own_cpu_and_loop_lag():
         assert re.fullmatch(r"lab \d+\.\d% cpu · lag \d+ ms", footer.observer)
 
 
-def test_a_mode_that_waited_for_a_cpu_is_marked_not_ticked():
+def test_a_mode_other_programs_took_the_cpus_from_is_marked_not_ticked():
+    """The mark follows the child's load meter: `!` when other programs took a real share
+    of the CPUs in every round of a mode, or when the verdict could not be told."""
     from lab.core.state import RunState
     from widgets.gil_cpu_view import GilCpuView
 
     view = GilCpuView(compact=True)
     state = RunState("gil-cpu", {}, "python")
     events = [{"ev": "phase", "mode": "sequential", "state": "end", "wall_s": 1.0,
-               "contended": True},
+               "other_cpu_share": 0.4, "busy": True},
               {"ev": "phase", "mode": "threads", "state": "end", "wall_s": 1.1,
-               "contended": False}]
+               "other_cpu_share": 0.01, "busy": False}]
     view.fold(events, state)
     assert view.mode_line("sequential", state, 38).plain.startswith("! sequential")
     assert view.mode_line("threads", state, 38).plain.startswith("✓ threads")
+    # The finished record decides: threads contended in every round -> can't tell.
+    state.result = {"modes": {"sequential": {"quiet_rounds": 1}, "threads": {"quiet_rounds": 0}},
+                    "load": {"busy": True, "other_cpu_share": 0.42},
+                    "verdict": {"says": "can't tell on a machine this busy", "can_tell": False,
+                                "figure": "modes.threads.cores_used", "value": 0.6}}
+    assert view.mode_line("sequential", state, 38).plain.startswith("✓ sequential")
+    assert view.mode_line("threads", state, 38).plain.startswith("! threads")
+    lines = [line.plain for line in view.lines(state, 60, 10)]
+    assert "! can't tell on a machine this busy · other programs 42%" in lines
+
 
 
 def screen_lines(app: LabApp) -> list[str]:

@@ -1,6 +1,6 @@
 """Live view for decision: jobs per second of each model for each workload row, filled in
 as each model finishes, the winners marked `*` and each row marked against the article's
-pick (`✓` agrees, `≠` disagrees). Glyphs carry the meaning; bold only repeats it.
+pick (`✓` agrees, `≠` disagrees, `?` can't tell: other programs took the CPUs). Glyphs carry the meaning; bold only repeats it.
 
 Compact (a dashboard pane, ~38x9): one line per row, short model names, a legend.
 Full: the article's pick beside each row, the ceiling for the mix, and the explanation.
@@ -48,6 +48,7 @@ class DecisionView(LinesView):
             elif kind == "row" and phase == "end":
                 row = self.rows.setdefault(event.get("id", "?"), {"models": {}})
                 row.update(winners=event.get("winners") or [], agrees=event.get("agrees"),
+                           can_tell=event.get("can_tell", True),
                            ideal=event.get("ideal_jobs_per_s"))
             elif kind == "model" and phase == "start":
                 self.running = (event.get("row", "?"), event.get("model", "?"))
@@ -73,6 +74,7 @@ class DecisionView(LinesView):
                 "models": {m: float(v.get("jobs_per_s", 0.0))
                            for m, v in (row.get("models") or {}).items()},
                 "winners": row.get("winners") or [], "agrees": row.get("agrees"),
+                "can_tell": (row.get("verdict") or {}).get("can_tell", True),
                 "ideal": row.get("ideal_jobs_per_s"),
             }
         self.running = None
@@ -111,7 +113,7 @@ class DecisionView(LinesView):
         for rid in self.order:
             out.append(self.row_line(rid, label_w, cell_w, article))
         out.append(self.status_line(state, width))
-        out.append(Text("jobs/s · * won · ✓/≠ vs article"[:width], style="dim"))
+        out.append(Text("jobs/s · * won · ✓/≠/? vs article"[:width], style="dim"))
         return out
 
     def row_line(self, rid: str, label_w: int, cell_w: int, article: bool) -> Text:
@@ -128,6 +130,8 @@ class DecisionView(LinesView):
             line.append(fmt_rate(value).rjust(cell_w - 1) + ("*" if won else " "),
                         style="bold" if won else "")
         verdict = {True: "✓", False: "≠"}.get(row.get("agrees"), " ")
+        if row.get("can_tell") is False:  # measured while other programs took the CPUs
+            verdict = "?"
         if article:
             line.append(" %s %s" % (verdict, row.get("article_pick") or ""),
                         style="bold" if verdict == "≠" else "")
@@ -147,8 +151,12 @@ class DecisionView(LinesView):
             text = "▶ starting…"
         else:
             done = [r for r in self.rows.values() if r.get("agrees") is not None]
-            differ = sum(1 for r in done if r.get("agrees") is False)
-            text = "✓ %d rows: %d agree, %d ≠ article" % (len(done), len(done) - differ, differ)
+            unsure = sum(1 for r in done if r.get("can_tell") is False)
+            differ = sum(1 for r in done if r.get("agrees") is False) - unsure
+            text = "✓ %d rows: %d agree, %d ≠ article" % (len(done), len(done) - differ - unsure,
+                                                         differ)
+            if unsure:
+                text += ", %d ? busy" % unsure
         return Text(text[:width])
 
 

@@ -40,7 +40,10 @@ class GilCpuView(LinesView):
         self.tasks = 0
         self.progress: dict[int, float] = {}
         self.walls: dict[str, float] = {}
-        self.contended: set[str] = set()  # modes that waited for a CPU: others were busy
+        # Rounds in which other programs took a real share of the CPUs (the child's load
+        # meter), and modes with at least one round they left alone.
+        self.busy: set[str] = set()
+        self.quiet: set[str] = set()
         self.seen: list[str] = []
 
     def fold(self, events: list[dict], state: RunState) -> None:
@@ -54,18 +57,29 @@ class GilCpuView(LinesView):
                     self.current, self.tasks, self.progress = mode, event.get("tasks", 0), {}
                 elif event.get("state") == "end":
                     self.walls[mode] = float(event.get("wall_s", 0.0))
-                    if event.get("contended"):
-                        self.contended.add(mode)
+                    (self.busy if event.get("busy") else self.quiet).add(mode)
                     if self.current == mode:
                         self.current = None
             elif kind == "progress":
                 self.progress[int(event.get("task", 0))] = float(event.get("done", 0.0))
 
+    def spoiled(self, mode: str, state: RunState) -> bool:
+        """Other programs took the CPUs in every round of this mode, or the verdict that
+        reads it could not be told."""
+        result = state.result if isinstance(state.result, dict) else {}
+        verdict = result.get("verdict") if isinstance(result.get("verdict"), dict) else {}
+        if mode == "threads" and verdict.get("can_tell") is False:
+            return True
+        figures = (result.get("modes") or {}).get(mode)
+        if isinstance(figures, dict) and "quiet_rounds" in figures:
+            return not figures["quiet_rounds"]
+        return mode in self.busy and mode not in self.quiet
+
     # Drawing ---------------------------------------------------------------------------
     def mode_line(self, mode: str, state: RunState, width: int) -> Text:
         label = LABELS.get(mode, mode).ljust(LABEL_W)
         if mode in self.walls:
-            text = Text(("! " if mode in self.contended else "✓ ") + label)
+            text = Text(("! " if self.spoiled(mode, state) else "✓ ") + label)
             text.append(fmt_s(self.walls[mode]).rjust(8))
             base = self.walls.get("sequential")
             if mode != "sequential" and base and self.walls[mode] > 0:
@@ -88,10 +102,28 @@ class GilCpuView(LinesView):
     def lines(self, state: RunState, width: int, rows: int) -> list[Text]:
         modes = _modes(state) or self.seen
         out = [self.mode_line(mode, state, width) for mode in modes]
+        said = verdict_line(state.result, width)
+        if said is not None and rows - len(out) >= 1:
+            out.append(said)
         if state.threads and rows - len(out) >= 2:
             out.append(thread_header(width))
             out += thread_rows(state, width, rows - len(out), history=self.cpu_strips)
         return out
+
+
+def verdict_line(result, width: int) -> Text | None:
+    """`✓ threads took turns on one core (1.02 cores)`, or `!` and why it can't tell; other
+    programs' share of the CPUs once, when they took a real one."""
+    if not isinstance(result, dict) or not isinstance(result.get("verdict"), dict):
+        return None
+    verdict, load = result["verdict"], result.get("load") or {}
+    told = verdict.get("can_tell") is not False
+    text = Text("✓ " if told else "! ", style="" if told else "bold")
+    text.append(str(verdict.get("says") or ""))
+    if load.get("busy") and isinstance(load.get("other_cpu_share"), (int, float)):
+        text.append(" · other programs %d%%" % round(100 * load["other_cpu_share"]))
+    text.truncate(max(1, width), overflow="ellipsis")
+    return text
 
 
 VIEW = GilCpuView

@@ -12,6 +12,7 @@ import threading
 import time
 
 from ._limits import TASK_LIMITS, nofile_cap, tightest
+from ._load import LoadMeter, describe
 from ._proto import die_with_parent, gil_enabled, name_this_thread, process_context, \
     start_process, start_thread
 from ._spec import Param, ParamError
@@ -379,52 +380,22 @@ RUNNERS = {"sequential": model_sequential, "threads": model_threads,
 
 
 # Measuring ---------------------------------------------------------------------------------
-def measure(model, row, job, seconds, waits, out):
+def measure(model, row, job, seconds, waits, out, meter):
+    """One model's turn: jobs per second, CPU per job, and other programs' share of the
+    CPUs meanwhile (the delay server and the pool are the run's own: not other programs)."""
     out.emit("model", row=row["id"], model=model, state="start")
-    cpu_before, server_before = cpu_seconds(), process_cpu_s(waits.server_pid)
-    busy_before, started = machine_busy_s(), time.monotonic()
-    done, wall, workers = RUNNERS[model](job, seconds, waits)
+    cpu_before = cpu_seconds()
+    with meter.window() as window:
+        done, wall, workers = RUNNERS[model](job, seconds, waits)
     cpu = cpu_seconds() - cpu_before
-    others = None
-    busy_after, server_after = machine_busy_s(), process_cpu_s(waits.server_pid)
-    if busy_before is not None and busy_after is not None:
-        server = (server_after or 0.0) - (server_before or 0.0)
-        elapsed = time.monotonic() - started
-        others = max(0.0, busy_after - busy_before - cpu - server) / elapsed
     figures = {"jobs": done, "wall_s": round(wall, 4), "in_flight": workers,
                "processes": usable_cpus() if model in ("processes", "asyncio+pool") else 1,
                "jobs_per_s": round(done / wall, 2) if wall > 0 else 0.0,
                "cpu_ms_per_job": round(1000 * cpu / done, 3) if done else None,
-               "other_load_cpus": None if others is None else round(others, 2)}
+               "other_cpu_share": window.figures["other_cpu_share"],
+               "busy": window.figures["busy"]}
     out.emit("model", row=row["id"], model=model, state="end", **figures)
     return figures
-
-
-def machine_busy_s():
-    """CPU seconds every program on the machine has used so far, all CPUs (/proc/stat).
-
-    Counts steal too: time the hypervisor gave our virtual CPUs' turn to someone else.
-    """
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-        ticks = [int(v) for v in fields[1:9]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks + [0] * (8 - len(ticks))
-    return (user + nice + system + irq + softirq + steal) / float(os.sysconf("SC_CLK_TCK"))
-
-
-def process_cpu_s(pid):
-    """CPU seconds of one process still running (the delay server: not reaped until the end)."""
-    if pid is None:
-        return None
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def cpu_seconds():
@@ -480,6 +451,7 @@ def stop_delay_server(process, stop_w):
 
 def run(params, out):
     cpus = usable_cpus()
+    meter = LoadMeter()
     rows = workload_rows(params)
     rate = calibrate()
     job_s = params["job_ms"] / 1000.0
@@ -497,14 +469,17 @@ def run(params, out):
             out.emit("row", state="start", index=index, rows=len(rows), **row)
             row["models"] = {}
             for model in MODELS:
-                row["models"][model] = measure(model, row, job, params["seconds"], waits, out)
+                row["models"][model] = measure(model, row, job, params["seconds"], waits, out,
+                                               meter)
             row["winners"] = winners_of(row["models"])
             row["agrees"] = any(m in row["winners"] for m in row["article_models"])
+            row["verdict"] = row_verdict(row, index)
             row["ideal_jobs_per_s"] = round(ideal_jobs_per_s(cpu_s, wait_s, row["concurrency"],
                                                              cpus), 2)
             row["cpu_ms"], row["wait_ms"] = round(cpu_s * 1000, 3), round(wait_s * 1000, 3)
             out.emit("row", state="end", id=row["id"], winners=row["winners"],
-                     agrees=row["agrees"], ideal_jobs_per_s=row["ideal_jobs_per_s"])
+                     agrees=row["agrees"], can_tell=row["verdict"]["can_tell"],
+                     ideal_jobs_per_s=row["ideal_jobs_per_s"])
     finally:
         if server is not None:
             stop_delay_server(server, stop_w)
@@ -518,8 +493,9 @@ def run(params, out):
         "seconds_per_model": params["seconds"],
         "wait": params["wait"],
         "tie_within": TIE,
-        "other_load_cpus_max": busiest(rows),
-        "explanation": "\n".join([explain_row(row, cpus) for row in rows] + busy_note(rows, cpus)),
+        "load": meter.block(),
+        "explanation": "\n".join([explain_row(row, cpus) for row in rows]
+                                 + busy_note(meter.block())),
     }
 
 
@@ -557,26 +533,48 @@ def explain_row(row, cpus):
             head, pick, "; %s did as well here" % _names(also) if also else "")
     nearest = max(picked, key=lambda m: models[m]["jobs_per_s"])
     ratio = models[nearest]["jobs_per_s"] / models[best]["jobs_per_s"]
+    if not row["verdict"]["can_tell"]:
+        return "%s. Can't tell on a machine this busy whether it differs from the article's " \
+               "%s: %s." % (head, pick, row["verdict"]["why"])
     return "%s. DISAGREES with the article's %s: %s reached %.2fx the winner's throughput%s." % (
         head, pick, nearest, ratio, _why(row, nearest, best, cpus))
 
 
-BUSY_CPUS = 0.25  # other programs using this much CPU during a window make it suspect
+def row_verdict(row, index):
+    """The row's verdict rests on the winner's jobs/s against the runner-up's; a
+    disagreement with the article measured while other programs took the CPUs is not one."""
+    models, winners = row["models"], row["winners"]
+    ranked = sorted(models, key=lambda name: -models[name]["jobs_per_s"])
+    best = winners[0] if winners else ranked[0]
+    runner = next((name for name in ranked if name != best), None)
+    verdict = {"figure": "rows.%d.models.%s.jobs_per_s" % (index, best),
+               "value": models[best]["jobs_per_s"],
+               "runner_up": {"model": runner, "jobs_per_s": models[runner]["jobs_per_s"]}
+               if runner else None,
+               "can_tell": True}
+    if not winners:
+        return dict(verdict, says="no model finished a job", can_tell=False,
+                    why="no model finished a job")
+    says = ("%s won" % best if len(winners) == 1 else "%s tied" % _names(winners))
+    says += ", as the article says" if row["agrees"] else ", not the article's %s" % \
+        row["article_pick"]
+    busy = [name for name in MODELS if models[name].get("busy")]
+    if not row["agrees"] and busy:
+        worst = max(models[name]["other_cpu_share"] for name in busy)
+        return dict(verdict, says="can't tell on a machine this busy", can_tell=False,
+                    why="other programs took up to %d%% of the CPUs during %s"
+                        % (round(100 * worst), "every model's turn" if len(busy) == len(MODELS)
+                           else _names(busy) + "'s turn" if len(busy) == 1
+                           else "the turns of " + _names(busy)))
+    return dict(verdict, says=says)
 
 
-def busiest(rows):
-    loads = [m.get("other_load_cpus") for row in rows for m in row["models"].values()]
-    loads = [x for x in loads if x is not None]
-    return max(loads) if loads else None
-
-
-def busy_note(rows, cpus):
-    worst = busiest(rows)
-    if worst is None or worst < 2 * BUSY_CPUS:
+def busy_note(load):
+    """Other programs' share of the CPUs, said once for the run."""
+    if not load.get("busy"):
         return []
-    return ["Other programs used up to %.1f of the %d CPUs while models ran, so some windows "
-            "got less CPU than others: run again on a quieter machine to trust small "
-            "differences." % (worst, cpus)]
+    return [describe(load) + " Rows that disagree with the article while they did say "
+            "\"can't tell\"; run it again on a quieter machine to trust small differences."]
 
 
 def _why(row, pick, best, cpus):
@@ -586,10 +584,6 @@ def _why(row, pick, best, cpus):
         return " (with 1 usable CPU no model can compute in parallel)"
     if not gil_enabled() and best == "threads":
         return " (this interpreter runs without a GIL, so threads compute in parallel)"
-    mine, theirs = models[pick].get("other_load_cpus"), models[best].get("other_load_cpus")
-    if mine is not None and mine >= BUSY_CPUS and mine > (theirs or 0.0) + 0.1:
-        return (" (other programs used %.1f of the %d CPUs while %s ran, %.1f while %s ran)"
-                % (mine, cpus, pick, theirs or 0.0, best))
     mine, theirs = models[pick].get("cpu_ms_per_job"), models[best].get("cpu_ms_per_job")
     if mine and theirs and mine > 1.3 * theirs:
         return " (%s spent %.3f ms of CPU per job, %s %.3f ms)" % (pick, mine, best, theirs)

@@ -18,7 +18,7 @@ import lab.cli.parser
 from lab.core import catalog
 from lab.core.runner import Refused, RunRequest, prepare
 from tests.helpers import ROOT, conlab
-from workloads import _limits, experiment_names
+from workloads import _limits, experiment_names, grouped
 from workloads._spec import Param, ParamError
 
 
@@ -82,8 +82,8 @@ def test_every_experiment_is_refused_when_its_tasks_do_not_fit(monkeypatch, name
         experiment.validate(experiment.defaults())
     message = str(refused.value)
     assert refused.value.name == param and repr(param) in message
-    assert "RLIMIT_NPROC = %d" % (needed + _limits.LAB_TASKS - 1) in message
-    assert str(needed + _limits.LAB_TASKS) in message  # the number it would need
+    assert "RLIMIT_NPROC = %s" % grouped(needed + _limits.LAB_TASKS - 1) in message
+    assert grouped(needed + _limits.LAB_TASKS) in message  # the number it would need
     _nproc(monkeypatch, soft=needed + _limits.LAB_TASKS, used=0)
     experiment.validate(experiment.defaults())  # exactly enough: accepted
 

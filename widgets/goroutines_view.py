@@ -146,7 +146,7 @@ class GoroutinesView(LinesView):
         out.append(self.global_line(event, width))
         out.append(self.m_line(event))
         out.append(self.cpu_line(state, last))
-        out.append(self.totals_line(last) if ended else self.rate_line(last))
+        out.append(self.totals_line(last, width) if ended else self.rate_line(last))
         if not self.compact:
             out += self.full_extra(state, event, width, rows - len(out))
         return out[:rows]
@@ -236,11 +236,13 @@ class GoroutinesView(LinesView):
             steal_text = "steal %s/s" % fmt_rate(steals)
         return Text("%s hand-off %s/s" % (steal_text, fmt_rate(handoffs)))
 
-    def totals_line(self, e: dict) -> Text:
+    def totals_line(self, e: dict, width: int) -> Text:
         """A finished run: Ps above at their busiest; the run's counts in all."""
         steals = "n/a" if e.get("runtime") == "go" else _n(e.get("steals"))
-        return Text("peak above · steal %s hand-off %s · %s Ms" % (
-            steals, _n(e.get("handoffs")), _n(e.get("threads"))))
+        counts = "steal %s hand-off %s · %s Ms" % (steals, _n(e.get("handoffs")),
+                                                    _n(e.get("threads")))
+        with_note = "peak above · " + counts
+        return Text(with_note if len(with_note) <= width else counts)
 
     def full_extra(self, state: RunState, e: dict, width: int, room: int) -> list[Text]:
         out: list[Text] = []

@@ -12,7 +12,7 @@ import threading
 import time
 
 from ._limits import TASK_LIMITS, nofile_cap, tightest
-from ._load import LoadMeter, describe
+from ._load import LoadMeter, describe, own_cpu_s
 from ._proto import die_with_parent, gil_enabled, name_this_thread, process_context, \
     start_process, start_thread
 from ._spec import Param, ParamError
@@ -384,10 +384,10 @@ def measure(model, row, job, seconds, waits, out, meter):
     """One model's turn: jobs per second, CPU per job, and other programs' share of the
     CPUs meanwhile (the delay server and the pool are the run's own: not other programs)."""
     out.emit("model", row=row["id"], model=model, state="start")
-    cpu_before = cpu_seconds()
+    cpu_before = own_cpu_s()
     with meter.window() as window:
         done, wall, workers = RUNNERS[model](job, seconds, waits)
-    cpu = cpu_seconds() - cpu_before
+    cpu = own_cpu_s() - cpu_before
     figures = {"jobs": done, "wall_s": round(wall, 4), "in_flight": workers,
                "processes": usable_cpus() if model in ("processes", "asyncio+pool") else 1,
                "jobs_per_s": round(done / wall, 2) if wall > 0 else 0.0,
@@ -396,19 +396,6 @@ def measure(model, row, job, seconds, waits, out, meter):
                "busy": window.figures["busy"]}
     out.emit("model", row=row["id"], model=model, state="end", **figures)
     return figures
-
-
-def cpu_seconds():
-    """CPU used by this process and its reaped children (microseconds, not os.times' ticks)."""
-    try:
-        import resource
-    except ImportError:
-        return sum(os.times()[:4])
-    total = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        usage = resource.getrusage(who)
-        total += usage.ru_utime + usage.ru_stime
-    return total
 
 
 def winners_of(models):

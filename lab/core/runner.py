@@ -232,14 +232,7 @@ class Run:
         pgid = self._process.pid
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
-            try:
-                while os.waitpid(-pgid, os.WNOHANG)[0] > 0:
-                    pass
-            except ChildProcessError:
-                pass
-            try:
-                os.killpg(pgid, 0)
-            except (ProcessLookupError, PermissionError):
+            if reap_group(pgid, gone_if_not_ours=True):
                 return
             await asyncio.sleep(0.01)
 
@@ -288,3 +281,21 @@ class Run:
 async def run_experiment(request: RunRequest) -> RunState:
     """Prepare, run to the end, return the final state (Refused before anything starts)."""
     return await Run(prepare(request)).run()
+
+
+def reap_group(pgid: int, gone_if_not_ours: bool = False) -> bool:
+    """Collect what has died in process group `pgid` (the lab is a subreaper, so its
+    orphaned workers come back to it); True once nothing of the group is left. A group we
+    may no longer signal counts as gone only if `gone_if_not_ours`."""
+    try:
+        while os.waitpid(-pgid, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return gone_if_not_ours
+    return False

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from lab.core.runner import PreparedRun, Refused, Run, RunRequest, prepare
+from lab.core.runner import PreparedRun, Refused, Run, RunRequest, prepare, reap_group
 from lab.core.state import RunState
 
 SHUTDOWN_WAIT_S = 5.0  # how long quitting waits for every child to be reaped
@@ -155,23 +155,7 @@ class RunController:
         self._pids -= pids
         deadline = time.monotonic() + reap_s
         while pids:
-            pids = {pid for pid in pids if not _reap_group(pid)}
+            pids = {pid for pid in pids if not reap_group(pid)}
             if not pids or time.monotonic() >= deadline:
                 break
             time.sleep(0.01)
-
-
-def _reap_group(pgid: int) -> bool:
-    """Collect what has died in group `pgid`; True once nothing of it is left."""
-    try:
-        while os.waitpid(-pgid, os.WNOHANG)[0] > 0:
-            pass
-    except ChildProcessError:
-        pass
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False

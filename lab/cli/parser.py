@@ -116,8 +116,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([e.to_json() for e in experiments], indent=1))
         return EXIT_OK
-    for line in list_lines(experiments):
-        print(line)
+    from lab.cli.show import print_listing
+
+    print_listing(list_lines(experiments))
     return EXIT_OK
 
 

@@ -82,6 +82,35 @@ def rich_table(table: Table):
     return shown
 
 
+def print_table_or_text(blocks, text, stream: IO | None = None) -> None:
+    """Rich tables from `blocks()` on a colour terminal, else the plain `text()` the command
+    always printed (kept byte for byte for scripts that read it)."""
+    stream = stream or sys.stdout
+    if wants_colour(stream):
+        print_blocks(blocks(), stream)
+    else:
+        print(text(), file=stream)
+
+
+def print_listing(lines: list[str], stream: IO | None = None) -> None:
+    """`conlab list`: the same aligned lines; on a colour terminal the experiment names
+    and the parameter settings stand out."""
+    stream = stream or sys.stdout
+    if not wants_colour(stream):
+        print("\n".join(lines), file=stream)
+        return
+    from rich.text import Text
+
+    out = console(stream)
+    for line in lines:
+        text = Text(line)
+        if line and not line.startswith(" "):
+            text.stylize("bold cyan", 0, len(line.split(" ", 1)[0]))
+        elif line.startswith("    -p "):
+            text.stylize("green", 4, 4 + len(line[4:].split("  ", 1)[0]))
+        out.print(text)
+
+
 def print_record(record: dict, stream: IO | None = None) -> None:
     from lab.core.formatting import record_blocks
 

@@ -401,5 +401,20 @@ def format_compare(rows: list[tuple[str, list[Any]]], width: int = 79) -> str:
     return "\n".join(lines)
 
 
+def compare_table(rows: list[tuple[str, list[Any]]], title: str = "",
+                  width: int = 80) -> Table:
+    """The runs side by side as a table block (what format_compare writes as text): one
+    column per run, rows where the runs differ marked."""
+    count = len(rows[0][1]) if rows else 0
+    cell = max(8, (width - 34) // max(1, count) - 2)
+    cells = [[clip(label, 30)] + [clip(fmt_value(v), cell) for v in values]
+             for label, values in rows if label != "run"]
+    runs = next((values for label, values in rows if label == "run"), None)
+    heads = ["run %s" % fmt_value(r) for r in runs] if runs else ["" for _ in range(count)]
+    marked = [len({repr(v) for v in values}) > 1 for label, values in rows if label != "run"]
+    return Table(title, [""] + heads, cells, marked, turn=False,
+                 note="highlighted: the runs differ on this row")
+
+
 def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"

@@ -280,7 +280,8 @@ def render_plain(blocks: list[Block], width: int = 80) -> str:
             if block.kind != "title" or lines:
                 if block.kind not in ("note", "warn") or not lines or lines[-1] == "":
                     lines.append("") if lines and lines[-1] != "" else None
-            lines += textwrap.wrap(block.text, width - 2) or [""]
+            for part in block.text.split("\n"):  # a multi-line text (a traceback) keeps its lines
+                lines += textwrap.wrap(part, width - 2) or [""]
             continue
         for part in fit(block, width):
             lines += ["", *table_lines(part)]

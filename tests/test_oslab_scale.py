@@ -152,7 +152,7 @@ def test_the_scale_threads_are_named_for_what_they_are(small_run):
 
 
 def test_the_cli_table_folds_the_spawned_units_into_one_row(small_run):
-    from lab.cli.parser import format_record
+    from lab.core.formatting import format_record
 
     table = format_record(small_run).split("  thread ", 1)[1].splitlines()
     assert len(table) <= 4, table  # header, main, "unit ×N"

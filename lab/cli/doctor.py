@@ -67,25 +67,59 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(facts, indent=1))
         return 0
-    host = facts["machine"]
-    print("CPUs: %d logical, %d usable by the lab (affinity %s)%s"
-          % (host["cpus"], len(host["affinity"]), host["affinity"],
-             "; virtual machine (hypervisor flag)" if host["hypervisor"] else ""))
-    print("CPU: %s; kernel %s; schedstat %s" % (host["cpu_model"] or "?", host["kernel"],
-                                                "yes" if host["schedstat"] else "no (coarse psutil)"))
-    print("Memory available: %.1f GiB" % (host["mem_available_bytes"] / 2**30))
-    print("\nInterpreters (usable with --python):")
-    if facts["interpreters_error"]:
-        print("  none checked: %s" % facts["interpreters_error"])
-    for i in facts["interpreters"]:
-        mods = ", ".join(m for m, ok in i["modules"].items() if ok) or "no aiohttp/uvloop"
-        print("  %-44s %-7s %-8s GIL %-3s  %s" % (i["path"], i["implementation"], i["version"],
-                                                  "on" if i["gil_enabled"] else "off", mods))
-    go, perf = facts["go"], facts["perf"]
-    print("\ngo:   %s" % (go["version"] or "not found (apt-get install golang-go for the M:N lab)"))
-    print("perf: %s" % ("%s (%s)" % (perf["path"], "works" if perf["usable"] else "not permitted here")
-                        if perf["path"] else "not found (apt-get install linux-perf)"))
-    term = facts["terminal"]
-    print("terminal: %dx%d, TERM=%s, colours: %s" % (term["columns"], term["lines"], term["term"],
-                                                     term["colour_system"]))
+    from lab.cli.show import print_table_or_text
+
+    print_table_or_text(lambda: doctor_blocks(facts), lambda: doctor_text(facts))
     return 0
+
+
+def _facts(facts: dict[str, Any]) -> list[tuple[str, str]]:
+    host, go, perf, term = facts["machine"], facts["go"], facts["perf"], facts["terminal"]
+    return [
+        ("CPUs", "%d logical, %d usable by the lab (affinity %s)%s" % (
+            host["cpus"], len(host["affinity"]), host["affinity"],
+            "; virtual machine (hypervisor flag)" if host["hypervisor"] else "")),
+        ("CPU", "%s; kernel %s; schedstat %s" % (
+            host["cpu_model"] or "?", host["kernel"],
+            "yes" if host["schedstat"] else "no (coarse psutil)")),
+        ("Memory available", "%.1f GiB" % (host["mem_available_bytes"] / 2**30)),
+        ("go", go["version"] or "not found (apt-get install golang-go for the M:N lab)"),
+        ("perf", "%s (%s)" % (perf["path"], "works" if perf["usable"] else "not permitted here")
+         if perf["path"] else "not found (apt-get install linux-perf)"),
+        ("terminal", "%dx%d, TERM=%s, colours: %s" % (term["columns"], term["lines"],
+                                                      term["term"], term["colour_system"])),
+    ]
+
+
+def _interpreter_rows(facts: dict[str, Any]) -> list[list[str]]:
+    return [[i["path"], i["implementation"], i["version"], "on" if i["gil_enabled"] else "off",
+             ", ".join(m for m, ok in i["modules"].items() if ok) or "no aiohttp/uvloop"]
+            for i in facts["interpreters"]]
+
+
+def doctor_blocks(facts: dict[str, Any]) -> list:
+    """The same facts as tables, for a colour terminal (lab.cli.show draws them)."""
+    from lab.core.formatting import Para, Table
+
+    found = _facts(facts)
+    blocks: list = [Table("machine", ["", ""], [list(f) for f in found[:3]], turn=False,
+                          pairs=True),
+                    Table("interpreters (usable with --python)",
+                          ["path", "implementation", "version", "GIL", "modules"],
+                          _interpreter_rows(facts), turn=False)]
+    if facts["interpreters_error"]:
+        blocks.append(Para("none checked: %s" % facts["interpreters_error"], "warn"))
+    blocks.append(Table("tools", ["", ""], [list(f) for f in found[3:]], turn=False,
+                        pairs=True))
+    return blocks
+
+
+def doctor_text(facts: dict[str, Any]) -> str:
+    found = _facts(facts)
+    lines = ["%s: %s" % pair for pair in found[:3]]
+    lines += ["", "Interpreters (usable with --python):"]
+    if facts["interpreters_error"]:
+        lines.append("  none checked: %s" % facts["interpreters_error"])
+    lines += ["  %-44s %-7s %-8s GIL %-3s  %s" % tuple(row) for row in _interpreter_rows(facts)]
+    lines += ["", "go:   %s" % found[3][1], "perf: %s" % found[4][1], "terminal: %s" % found[5][1]]
+    return "\n".join(lines)

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from lab.core import history
-from lab.core.formatting import format_compare, format_record
+from lab.core.formatting import Table, compare_table, format_compare
 from lab.core.safe_text import visible, visible_record
 
 from lab.cli.common import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
@@ -103,7 +103,10 @@ def cmd_history(args: argparse.Namespace) -> int:
         print("no runs kept yet (%s); try `conlab run race`" % history.db_path())
         return EXIT_OK
     print("history: %s" % history.where())
-    print(format_listing(runs, entries))
+    from lab.cli.show import print_table_or_text
+
+    print_table_or_text(lambda: [listing_table(runs, entries)],
+                        lambda: format_listing(runs, entries))
     return EXIT_OK
 
 
@@ -144,6 +147,25 @@ def format_listing(runs: list[dict], entries: list[dict], width: int = 79) -> st
     return "\n".join(lines)
 
 
+def listing_table(runs: list[dict], entries: list[dict]) -> Table:
+    """The same listing as a table block, for a colour terminal."""
+    from lab.core.report import headline
+
+    several_hosts = len({r["host"] for r in runs}) > 1 or any(r["imported"] for r in runs)
+    runs, entries = visible_record(runs), visible_record(entries)
+    rows = []
+    for run, entry in zip(runs, entries):
+        python = run["python"].replace("cpython ", "") + (
+            " nogil" if run["gil_enabled"] is False else "")
+        rows.append([str(run["id"]), time.strftime("%m-%d %H:%M", time.localtime(run["saved_at"])),
+                     run["experiment"][:11], run["status"][:7], python[:12],
+                     "%.1f s" % (run["duration_s"] or 0.0)]
+                    + ([("*" if run["imported"] else "") + run["host"][:10]] if several_hosts else [])
+                    + [headline(entry["record"], 10 if several_hosts else 18)])
+    return Table("", ["id", "saved", "experiment", "status", "python", "time"]
+                 + (["host"] if several_hosts else []) + ["figures"], rows, turn=False)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
 
     entry = history.get_run(args.id)
@@ -157,7 +179,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     from lab.core.report import repeat_command
 
     print("repeat: %s" % repeat_command(entry["record"]))
-    print(format_record(entry["record"]))
+    from lab.cli.show import print_record
+
+    print_record(entry["record"])
     return EXIT_OK
 
 
@@ -174,7 +198,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
                          indent=1, default=str))
         return EXIT_OK
     entries = visible_record(entries)
-    print(format_compare(history.compare(entries)))
+    from lab.cli.show import print_table_or_text
+
+    rows = history.compare(entries)
+    print_table_or_text(lambda: [compare_table(rows)], lambda: format_compare(rows))
     experiments = {e["experiment"] for e in entries}
     if len(experiments) > 1:
         print("\nnote: these are runs of different experiments (%s); only shared rows line up"

@@ -11,7 +11,7 @@ from typing import Any
 
 from lab.cli.common import EXIT_FAILED, EXIT_OK, refuse
 from lab.core import catalog, history
-from lab.core.formatting import format_compare
+from lab.core.formatting import compare_table, format_compare
 from lab.core.interp_compare import MAX_SIDE_BY_SIDE, describe, entry, keep, run_all
 from lab.core.record import build_record
 from lab.core.runner import Refused, RunRequest, prepare
@@ -70,7 +70,9 @@ def cmd_compare_interpreters(args: argparse.Namespace) -> int:
         print("%s under %d interpreters, %s" % (
             experiment.name, len(records), "at once" if args.at_once else "one after another"))
         print()
-        print(format_compare(rows))
+        from lab.cli.show import print_table_or_text
+
+        print_table_or_text(lambda: [compare_table(rows)], lambda: format_compare(rows))
         for p, r in zip(prepared, records):
             explanation = (r.get("result") or {}).get("explanation") \
                 if isinstance(r.get("result"), dict) else None

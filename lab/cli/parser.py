@@ -13,7 +13,6 @@ import sys
 from typing import Any
 
 from lab.core import catalog
-from lab.core.formatting import format_record
 from lab.core.runner import Refused, Run, RunRequest, prepare
 from lab.core.catalog import ParamError
 
@@ -51,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=None, metavar="S",
                      help="stop the run after S seconds (default: the experiment's own)")
     run.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="no progress on the terminal while the run goes")
 
     doctor = sub.add_parser("doctor", help="what this machine offers the lab")
     doctor.add_argument("--json", action="store_true")
@@ -115,8 +116,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([e.to_json() for e in experiments], indent=1))
         return EXIT_OK
-    for line in list_lines(experiments):
-        print(line)
+    from lab.cli.show import print_listing
+
+    print_listing(list_lines(experiments))
     return EXIT_OK
 
 
@@ -170,9 +172,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from lab.core.record import build_record, save_run_record
 
+    from lab.cli.show import LiveProgress, print_record, wants_progress
+
     signals: list[int] = []
+    run = Run(prepared)
+    progress = None
+    if wants_progress(args.json, args.quiet):
+        progress = LiveProgress(run.state, {p.name: p.choices for p in experiment.params
+                                            if p.choices})
     try:
-        state = asyncio.run(_run_until_done(Run(prepared), signals))
+        state = asyncio.run(_run_until_done(run, signals, progress))
     except KeyboardInterrupt:  # before the run's own handlers were in place: nothing started
         return EXIT_INTERRUPTED
     record = build_record(prepared, state)
@@ -180,7 +189,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(record, indent=1))
     else:
-        print(format_record(record))
+        print_record(record)
     if signal.SIGINT in signals:
         print("conlab: interrupted: %s" % ("the run was stopped, its record saved"
                                            if state.status == "stopped" else state.status),
@@ -189,9 +198,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if state.status == "done" else EXIT_FAILED
 
 
-async def _run_until_done(run: Run, signals: list[int]):
+async def _run_until_done(run: Run, signals: list[int], progress=None):
     """Run to the end; SIGTERM/SIGHUP/Ctrl-C stop the child (its record says `stopped`)
-    before we leave. The signals received are appended to `signals`."""
+    before we leave. The signals received are appended to `signals`. `progress`
+    (lab.cli.show.LiveProgress) is shown on stderr meanwhile and erased at the end."""
+    if progress is None:
+        return await _run_signalled(run, signals)
+    with progress:
+        follow = asyncio.ensure_future(_follow(run, progress))
+        try:
+            return await _run_signalled(run, signals)
+        finally:
+            follow.cancel()
+
+
+async def _follow(run: Run, progress) -> None:
+    while True:
+        progress.update()
+        await asyncio.sleep(0.2)
+
+
+async def _run_signalled(run: Run, signals: list[int]):
     loop = asyncio.get_running_loop()
 
     def stop(sig: int) -> None:

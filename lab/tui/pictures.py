@@ -63,7 +63,8 @@ async def _dashboard_screenshot(directory: str, timeout_s: float = 120.0) -> lis
     return [path]
 
 
-async def _view_screenshots(directory: str, latest: dict[str, list[dict]]) -> list[str]:
+async def _view_screenshots(directory: str, latest: dict[str, list[dict]],
+                            size: tuple[int, int] = (80, 24)) -> list[str]:
     paths = []
     for name in sorted(latest):
         view_cls = view_class(name)
@@ -82,8 +83,44 @@ async def _view_screenshots(directory: str, latest: dict[str, list[dict]]) -> li
                 yield view_cls()
 
         shot = Shot()
-        async with shot.run_test(size=(80, 24)) as pilot:
+        async with shot.run_test(size=size) as pilot:
             shot.query_one(view_cls).show(state)
             await pilot.pause()
             paths.append(shot.save_screenshot(filename="%s.svg" % name, path=directory))
     return paths
+
+
+async def dashboard_mid_run(directory: str, filename: str = "dashboard-mid-run.svg",
+                            samples: int = 8, timeout_s: float = 120.0,
+                            size: tuple[int, int] = (120, 40)) -> str:
+    """The dashboard while every pane runs (`a`), taken once the running panes have been
+    sampled `samples` times each: a picture of live figures. Quitting stops the runs."""
+    app = LabApp(live_gauge=False)
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("a")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            ctl = app.controller
+            running = [ctl.state(k) for k in ctl.running_keys()]
+            if running and all(s is not None and s.samples >= samples for s in running):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("no pane ran for %d samples in %.0f s" % (samples, timeout_s))
+            await asyncio.sleep(0.1)
+        app.frame()
+        await pilot.pause()
+        return app.save_screenshot(filename=filename, path=directory)
+
+
+async def finished_view(directory: str, filename: str, entry: dict,
+                        size: tuple[int, int] = (100, 32)) -> str:
+    """One finished run (a history entry) drawn by its own view from its record."""
+    name = entry["record"]["experiment"]
+    paths = await _view_screenshots(directory, {name: [entry]}, size=size)
+    if not paths:
+        raise ValueError("the %s view cannot draw a run from its record" % name)
+    import os
+
+    target = os.path.join(directory, filename)
+    os.replace(paths[0], target)
+    return target

@@ -1,10 +1,10 @@
 """The README's pictures, taken by the lab's own screenshot code (lab/tui/pictures.py)
 from real runs on this machine:
 
-    docs/dashboard-mid-run.svg   the dashboard while every pane runs
-    docs/finished-run.svg        a finished `decision` run, drawn by its view from its record
+    benchmarks/pictures/dashboard-mid-run.svg   the dashboard while every pane runs
+    benchmarks/pictures/finished-run.svg        a finished `decision` run, drawn by its view from its record
 
-    python benchmarks/screenshots.py            # the README's pictures, into docs/
+    python benchmarks/screenshots.py            # the README's pictures, into benchmarks/pictures/
     python benchmarks/screenshots.py --quick    # small runs, into a folder of your choice
 """
 
@@ -47,7 +47,7 @@ def finished_entry(params: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small runs (for the tests)")
-    parser.add_argument("-o", "--output", default=str(ROOT / "docs"), metavar="DIR")
+    parser.add_argument("-o", "--output", default=str(ROOT / "benchmarks" / "pictures"), metavar="DIR")
     args = parser.parse_args(argv)
     from lab.tui.pictures import dashboard_mid_run, finished_view
 

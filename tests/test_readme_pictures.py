@@ -9,7 +9,7 @@ import sys
 
 from tests.helpers import ROOT
 
-PICTURES = ("docs/dashboard-mid-run.svg", "docs/finished-run.svg")
+PICTURES = ("benchmarks/pictures/dashboard-mid-run.svg", "benchmarks/pictures/finished-run.svg")
 
 
 def test_the_readme_opens_with_the_pictures_and_they_are_in_the_repository():

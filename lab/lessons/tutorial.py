@@ -846,7 +846,9 @@ def judge_deadlock(record: dict, ctx: dict) -> Outcome:
     note = ("It hung: the lab had to end it." if agrees else
             "It did not hang this time; the danger remains.")
     return Outcome(answers, text, agrees, note,
-                   figure="deadlocked" if r["deadlocked"] else "both finished")
+                   figure=("deadlocked after %.0f ms" % r.get("detected_at_ms", 0.0)
+                           if r["deadlocked"] else "both finished: %d threads" % len(
+                               r.get("rounds") or {})))
 
 
 # 12. Choosing a model ------------------------------------------------------------------

@@ -315,3 +315,26 @@ async def test_the_lessons_list_names_the_article_and_its_subject():
         text = " ".join((await until_shown(pilot, "The path follows")).split())
         assert '"%s"' % article.TITLE in text and article.SUBJECT in text
         assert cut_off(app.screen) == []
+
+
+# The threads lesson asks which switch counter climbs: its view shows both -----------------
+@pytest.mark.parametrize("width", [30, 38, 76, 118])
+def test_the_gil_cpu_view_shows_both_switch_counters_of_the_workers(width):
+    from lab.core.state import RunState, ThreadView
+    from widgets.gil_cpu_view import GilCpuView
+
+    state = RunState("gil-cpu", {"modes": "processes", "tasks": 4}, "python")
+    state.threads[1] = ThreadView(pid=1, tid=1, name="main", voluntary=999, involuntary=999)
+    for i in range(4):
+        state.threads[10 + i] = ThreadView(pid=10 + i, tid=10 + i, name="proc-%d" % (i + 1),
+                                           role="worker", voluntary=3, involuntary=1250,
+                                           alive=i < 2)
+    class Detached(GilCpuView):  # drawn without an app: no CPU history strips
+        cpu_strips = {}
+
+    lines = [line.plain for line in Detached(compact=True).lines(state, width, 12)]
+    counters = [line for line in lines if "invol" in line]
+    assert len(counters) == 1, lines
+    assert "12" in counters[0] and "5 000" in counters[0]  # the workers' sums, not main's
+    assert "vol" in counters[0].replace("invol", "")
+    assert all(len(line) <= width for line in lines)

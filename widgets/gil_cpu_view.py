@@ -9,7 +9,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from lab.core.state import RunState
-from widgets.threads_view import (LinesView, fmt_s, thread_header, thread_rows)
+from widgets.threads_view import (LinesView, fmt_int, fmt_s, thread_header, thread_rows)
 
 LABELS = {"sequential": "sequential", "threads": "threads", "processes": "processes"}
 LABEL_W = 11
@@ -99,12 +99,28 @@ class GilCpuView(LinesView):
             return Text("✗ " + label + "did not finish", style="bold")
         return Text("· " + label + "waiting", style="dim")
 
+    def switch_line(self, state: RunState, width: int) -> Text | None:
+        """Both context-switch counters of the workers so far, summed: which one climbs."""
+        workers = [t for t in state.threads.values()
+                   if t.role == "worker" and t.voluntary is not None]
+        if not workers:
+            return None
+        vol = sum(t.voluntary or 0 for t in workers)
+        inv = sum(t.involuntary or 0 for t in workers)
+        text = "worker switches  voluntary %s · involuntary %s" % (fmt_int(vol), fmt_int(inv))
+        if len(text) > width:
+            text = "switches vol %s · invol %s" % (fmt_int(vol), fmt_int(inv))
+        return Text(text[:width])
+
     def lines(self, state: RunState, width: int, rows: int) -> list[Text]:
         modes = _modes(state) or self.seen
         out = [self.mode_line(mode, state, width) for mode in modes]
         said = verdict_line(state.result, width)
         if said is not None and rows - len(out) >= 1:
             out.append(said)
+        switches = self.switch_line(state, width)
+        if switches is not None and rows - len(out) >= 3:
+            out.append(switches)
         if state.threads and rows - len(out) >= 2:
             out.append(thread_header(width))
             out += thread_rows(state, width, rows - len(out), history=self.cpu_strips)

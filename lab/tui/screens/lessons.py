@@ -304,12 +304,13 @@ class LessonScreen(Screen):
             self._set("answer", "r runs it again.")
             self._set("article", visible=False)
         else:
-            measured = " / ".join(self._choice(a) for a in outcome.answers) or "none"
-            mark = ("✓ as you predicted" if outcome.right(self.prediction)
-                    else "✗ not what you predicted")
+            measured = " / ".join(self._choice(a) for a in outcome.answers) or "-"
+            if outcome.figure:
+                measured += "  (%s)" % outcome.figure
             self._set("verdict", Text.assemble(predicted, "\n", ("Measured       ", "bold"),
-                                               measured, "\n", (mark, "bold"), " · ",
-                                               self._run_line()))
+                                               measured, "\n",
+                                               (L.grade(outcome, self.prediction), "bold"),
+                                               " · ", self._run_line()))
             self._set("answer", outcome.text)
             self._set("article", self._article(outcome))
         busy = outcome is not None and outcome.busy
@@ -406,6 +407,8 @@ class LessonScreen(Screen):
         except L.Unreadable as exc:
             self.outcome, self.failure = None, str(exc)
             return
+        if not self.outcome.graded(self.prediction):
+            return  # not a grade: the lesson stays "predicted, not run"
         python = ((state.hello or {}).get("python") or {}).get("version", "")
         self.progress.measured(self.lesson.id, self.prediction, self.outcome.answers, python)
 

@@ -62,6 +62,14 @@ def _perf_usable(perf: str | None) -> bool:
     return done.returncode == 0
 
 
+def gil_text(interp: dict[str, Any]) -> str:
+    """`GIL on`, `GIL off` (a free-threaded build), or that build with its GIL forced on."""
+    if interp.get("free_threaded") and interp.get("gil_enabled"):
+        why = " by PYTHON_GIL=%s" % os.environ["PYTHON_GIL"] if "PYTHON_GIL" in os.environ else ""
+        return "free-threaded, GIL forced on%s" % why
+    return "GIL off (free-threaded)" if not interp.get("gil_enabled") else "GIL on "
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     facts = gather()
     if args.json:
@@ -79,8 +87,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print("  none checked: %s" % facts["interpreters_error"])
     for i in facts["interpreters"]:
         mods = ", ".join(m for m, ok in i["modules"].items() if ok) or "no aiohttp/uvloop"
-        print("  %-44s %-7s %-8s GIL %-3s  %s" % (i["path"], i["implementation"], i["version"],
-                                                  "on" if i["gil_enabled"] else "off", mods))
+        print("  %-44s %-7s %-8s %s  %s" % (i["path"], i["implementation"], i["version"],
+                                            gil_text(i), mods))
     go, perf = facts["go"], facts["perf"]
     print("\ngo:   %s" % (go["version"] or "not found (apt-get install golang-go for the M:N lab)"))
     print("perf: %s" % ("%s (%s)" % (perf["path"], "works" if perf["usable"] else "not permitted here")

@@ -242,7 +242,7 @@ def explain(result):
                      % (with_cpu["p50"], slow))
     elif slow <= NO_CONVOY:
         lines.append("With a CPU-bound thread it took %.2f ms (%.2fx): this build has no GIL, "
-                     "so the I/O thread never waits for one; the two threads ran side by side."
+                     "so the I/O thread never waits for one."
                      % (with_cpu["p50"], slow))
     else:
         lines.append("With a CPU-bound thread it took %.2f ms, %.1fx slower, though this build "

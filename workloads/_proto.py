@@ -68,16 +68,6 @@ def free_threaded():
     return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
-def gil_words():
-    """How this interpreter shares one CPU between its threads, for explanations:
-    'the GIL', 'no GIL', or a free-threaded build whose GIL was forced on."""
-    if not gil_enabled():
-        return "no GIL (a free-threaded build)"
-    if free_threaded():
-        return "the GIL (a free-threaded build with its GIL forced on, e.g. PYTHON_GIL=1)"
-    return "the GIL"
-
-
 def interpreter_facts():
     return {
         "executable": sys.executable,

@@ -20,7 +20,8 @@ few microseconds. Add one thread that only computes: every time the I/O thread
 blocks in the kernel it lets go of the GIL, the CPU thread takes it, and when the
 answer arrives the I/O thread must wait until the CPU thread is made to give the GIL
 back - up to one switch interval (5 ms by default), sometimes twice per request.
-A CPU-bound process (not a thread) does not do this: it has its own GIL.
+A CPU-bound process (not a thread) does not do this: it has its own GIL. On a
+free-threaded build there is no GIL to wait for, and the convoy should vanish.
 """
 REQUIRES = ()
 TIMEOUT_S = 180
@@ -241,12 +242,14 @@ def explain(result):
                      "convoy was expected, yet the I/O thread got the GIL back quickly this run."
                      % (with_cpu["p50"], slow))
     elif slow <= NO_CONVOY:
-        lines.append("With a CPU-bound thread it took %.2f ms (%.2fx): this build has no GIL, "
-                     "so the I/O thread never waits for one."
+        lines.append("With a CPU-bound thread it took %.2f ms (%.2fx): on this free-threaded "
+                     "build the I/O thread waits for no interpreter lock, only for a CPU when "
+                     "none is free."
                      % (with_cpu["p50"], slow))
     else:
-        lines.append("With a CPU-bound thread it took %.2f ms, %.1fx slower, though this build "
-                     "has no GIL: the I/O thread waited for a CPU, not for a lock." % (
+        lines.append("With a CPU-bound thread it took %.2f ms, %.1fx slower, on a free-threaded "
+                     "build whose threads share no interpreter lock: the I/O thread waited for "
+                     "a CPU." % (
                          with_cpu["p50"], slow))
     if result["gil_enabled"] and result.get("free_threaded"):
         lines.append("(A free-threaded build, run with its GIL forced on.)")

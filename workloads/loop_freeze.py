@@ -24,9 +24,10 @@ and then. An event loop is one thread running one callback at a time, so while t
 blocking call runs nobody ticks: the ticks are late by the length of the block.
 A watchdog thread notices an overdue tick and asks the interpreter which line the
 loop thread is on right now, so the span is blamed on the line that blocked.
-Fixes: asyncio.to_thread moves the work to a thread, but that thread still needs
-the GIL, so each tick may wait up to one switch interval; a process pool runs the
-work under another interpreter's GIL and the ticks stay punctual.
+Fixes: asyncio.to_thread moves the work to a thread, but on a GIL build that
+thread still needs the GIL, so each tick may wait up to one switch interval (a
+free-threaded build has no such wait); a process pool runs the work in another
+process and the ticks stay punctual.
 """
 REQUIRES = ()
 REQUIRES_FOR = {"loop": {"uvloop": "uvloop"}}
@@ -354,8 +355,8 @@ def _explain_cpu_thread(result):
     if late and not cpu:
         cpu = (" The loop thread waited only %.1f ms for a CPU over the run, so the lateness "
                "is not explained by CPU shortage alone." % waited)
-    return head + " This build has no GIL: the loop thread needs only a CPU, not a lock the " \
-                  "worker holds." + cpu
+    return head + " On this free-threaded build the loop thread needs only a CPU, not a " \
+                  "lock the worker holds." + cpu
 
 
 def _inside(t, blocks, margin):

@@ -18,6 +18,7 @@ write; if another thread runs between the read and the write, one increment is l
 Whether that happens depends on where the interpreter may switch threads: CPython
 3.10+ only hands the GIL over at calls and backward jumps, so a bare `+=` rarely
 loses there, while a call (or a sleep) between read and write loses on every build.
+On a free-threaded build the threads run at once, so even a bare `+=` loses.
 A lock, or per-thread counts summed at the end, never lose anything.
 """
 REQUIRES = ()
@@ -218,10 +219,10 @@ def _explain_without_gil(results):
             continue
         lost = results[name]["lost"]
         if lost:
-            lines.append("%s lost %s: this build has no GIL; %s." % (name, grouped(lost), why[name]))
+            lines.append("%s lost %s: on this free-threaded build %s." % (name, grouped(lost), why[name]))
         else:
-            lines.append("%s lost nothing this run, though this build has no GIL: no two "
-                         "threads overlapped inside a read-add-write (they may have had one "
+            lines.append("%s lost nothing this run, though this free-threaded build runs "
+                         "threads at once: no two threads overlapped inside a read-add-write (they may have had one "
                          "CPU between them)." % name)
     return lines
 

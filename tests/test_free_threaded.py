@@ -143,3 +143,65 @@ def test_a_forced_gil_is_told_apart_from_a_free_build(free_threaded_python):
     assert record["interpreter"]["free_threaded"] is True
     assert record["interpreter"]["gil_enabled"] is True
     assert "GIL forced on" in record["result"]["explanation"]
+
+
+# The lab's own words for a build, on any machine. --------------------------------------
+def test_history_labels_a_free_threaded_run_whole():
+    from lab.core.formatting import short_python
+
+    assert short_python("cpython 3.13.15", False, True) == "3.13.15t"
+    assert short_python("cpython 3.13.15", True, True) == "3.13.15t+GIL"
+    assert short_python("cpython 3.13.15", False) == "3.13.15t"  # records before the field
+    assert short_python("cpython 3.12.1", True, False) == "3.12.1"
+    assert all(len(short_python("cpython 3.13.15", g, f)) <= 12
+               for g in (True, False) for f in (True, False, None))
+
+
+def test_doctor_marks_a_free_threaded_build_whose_gil_is_forced_on(monkeypatch):
+    from lab.cli.doctor import gil_text
+
+    monkeypatch.setenv("PYTHON_GIL", "1")
+    assert "forced on by PYTHON_GIL=1" in gil_text({"free_threaded": True, "gil_enabled": True})
+    assert gil_text({"free_threaded": True, "gil_enabled": False}).startswith("GIL off")
+    assert gil_text({"free_threaded": False, "gil_enabled": True}).strip() == "GIL on"
+
+
+def test_a_hard_linked_interpreter_is_listed_once(tmp_path, monkeypatch):
+    """A free-threaded build installs python3.13 and python3.13t as one file (a hard link):
+    the list of interpreters shows it once, under its most specific name."""
+    import os
+    import sys
+
+    from lab.core import interpreters
+
+    real = os.path.realpath(sys.executable)
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    try:
+        os.link(real, folder / "python3.99")
+        os.link(real, folder / "python3.99t")
+    except OSError as exc:
+        pytest.skip("cannot hard-link %s here: %s" % (real, exc))
+    monkeypatch.setenv("PATH", str(folder))
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+    monkeypatch.setenv("CONLAB_FT_PREFIX", str(tmp_path / "no-cache"))
+    found = [i.path for i in interpreters.find_interpreters()]
+    ours = [p for p in found if p.startswith(str(folder))]
+    # sys.executable may be the same file too (then it stands for all of them).
+    assert len(ours) <= 1, found
+    assert ours == [str(folder / "python3.99t")] or os.path.samefile(found[0], real), found
+
+
+def test_the_history_listing_keeps_the_free_threaded_mark():
+    from lab.cli.history import format_listing
+
+    run = {"id": 7, "saved_at": 0.0, "experiment": "race", "status": "done",
+           "python": "cpython 3.13.15", "gil_enabled": False, "duration_s": 1.0,
+           "host": "here", "imported": False}
+    record = {"experiment": "race", "interpreter": {"version": "3.13.15", "gil_enabled": False,
+                                                    "free_threaded": True}, "result": {}}
+    row = format_listing([run], [{"record": record}]).splitlines()[1]
+    assert " 3.13.15t " in row and "nogi" not in row, row
+    forced = dict(record, interpreter=dict(record["interpreter"], gil_enabled=True))
+    row = format_listing([dict(run, gil_enabled=True)], [{"record": forced}]).splitlines()[1]
+    assert " 3.13.15t+GIL " in row, row

@@ -138,9 +138,14 @@ def test_to_thread_keeps_the_loop_ticking_late_only_by_the_gil():
     assert result["verdict"]["figure"] == "lag_ms_during_blocks.p99"
     assert result["verdict"]["value"] == during["p99"]
     with unless_overloaded():
-        assert result["frozen_count"] == 0 or max(
-            s["duration_ms"] for s in result["frozen_spans"]) < 100
-        assert during["max"] < 150
+        try:
+            assert result["frozen_count"] == 0 or max(
+                s["duration_ms"] for s in result["frozen_spans"]) < 100
+            assert during["max"] < 150
+        except AssertionError:
+            if not result["verdict"]["can_tell"]:  # the loop thread waited for a CPU
+                pytest.skip(result["verdict"]["why"])
+            raise
         if record["interpreter"]["gil_enabled"]:
             assert during["max"] >= 5, during  # at least half a switch interval
     if not record["interpreter"]["gil_enabled"]:

@@ -110,8 +110,12 @@ def run_variant(variant, threads, increments, out):
     increments = increments_for(variant, increments)
     begun = [0] * threads  # increments each thread has started (its slot only)
     done = [0] * threads  # ... and finished
+    # All start together: on a busy machine (or a fast build) the first thread could
+    # otherwise finish before the last one starts, and nothing would overlap.
+    gate = threading.Barrier(threads)
 
     def worker(index):
+        gate.wait()
         remaining = increments
         while remaining:
             chunk = min(CHUNK, remaining)

@@ -15,8 +15,56 @@ ROOT = Path(__file__).resolve().parent.parent
 PYENV = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
 
 
+ENV_FREE_THREADED = "CONLAB_FREE_THREADED_PYTHON"  # .ci/run sets it when it has a build
+FREE_THREADED_CACHE = Path.home() / ".cache" / "conlab" / "python3.13t" / "bin" / "python3.13t"
+ENV_TEST_PYTHON = "CONLAB_TEST_PYTHON"  # run every test's `conlab run` children under this
+
+
+def _is_free_threaded(path: str) -> bool:
+    try:
+        done = subprocess.run([path, "-c", "import sysconfig; print(bool(sysconfig."
+                               "get_config_var('Py_GIL_DISABLED')))"], capture_output=True,
+                              text=True, timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0 and done.stdout.strip() == "True"
+
+
+_FREE_THREADED: list = []
+
+
+def free_threaded_python() -> str | None:
+    """A free-threaded CPython to run children under, or None: $CONLAB_FREE_THREADED_PYTHON,
+    then the build `.ci/free-threaded-python` caches, then python3.13t on PATH."""
+    if not _FREE_THREADED:
+        import shutil
+
+        found = None
+        for candidate in (os.environ.get(ENV_FREE_THREADED), str(FREE_THREADED_CACHE),
+                          shutil.which("python3.13t")):
+            if candidate and os.access(candidate, os.X_OK) and _is_free_threaded(candidate):
+                found = candidate
+                break
+        _FREE_THREADED.append(found)
+    return _FREE_THREADED[0]
+
+
+NO_FREE_THREADED = ("no free-threaded CPython here (set %s, or run .ci/free-threaded-python "
+                    "to build one into %s)" % (ENV_FREE_THREADED, FREE_THREADED_CACHE.parent.parent))
+
+
+def python_under_test() -> str | None:
+    """The interpreter the tests' `conlab run` children use: $CONLAB_TEST_PYTHON, else the
+    lab's own (None). `.ci/run` runs the experiment tests a second time under a
+    free-threaded build this way."""
+    return os.environ.get(ENV_TEST_PYTHON) or None
+
+
 def conlab(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m lab ARGS` as a user would, stdin closed."""
+    """Run `python -m lab ARGS` as a user would, stdin closed. A `run` without --python
+    runs its child under python_under_test() when one is set."""
+    if args and args[0] == "run" and python_under_test() and "--python" not in args:
+        args = (*args, "--python", python_under_test())
     return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, cwd=ROOT,
                           env={**os.environ, **(env or {})})
@@ -29,6 +77,11 @@ def run_json(experiment: str, *params: str, python: str | None = None, timeout: 
     if python:
         args += ["--python", python]
     done = conlab(*args, timeout=timeout)
+    if (done.returncode == 2 and python is None and python_under_test()
+            and "lacks" in done.stderr):
+        import pytest
+
+        pytest.skip(done.stderr.strip())  # e.g. uvloop, installed for the lab's python only
     assert done.returncode == 0, "conlab %s failed (%d): %s" % (args, done.returncode, done.stderr)
     return json.loads(done.stdout)
 

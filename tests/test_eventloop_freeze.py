@@ -126,18 +126,31 @@ def test_the_process_pool_keeps_ticks_punctual(loop_name):
 
 
 @pytest.mark.timing
-def test_to_thread_leaves_the_loop_waiting_for_the_gil():
-    """The work leaves the loop, but ticks during it wait for the GIL: lateness of the
-    order of the switch interval, far above the quiet lateness and far below a freeze."""
+def test_to_thread_keeps_the_loop_ticking_late_only_by_the_gil():
+    """The work leaves the loop. Under a GIL the ticks during it wait for the GIL:
+    lateness of the order of the switch interval, far below a freeze. A free-threaded
+    build has no such wait: the ticks are as late as a CPU makes them, and the
+    explanation says so without a GIL."""
     record = run_json("loop-freeze", "fix=to_thread", "block_ms=300", "blocks=1",
                       "duration_s=1.0", "switch_interval_ms=10", "loop=asyncio")
     result = record["result"]
     during = result["lag_ms_during_blocks"]
+    assert result["verdict"]["figure"] == "lag_ms_during_blocks.p99"
+    assert result["verdict"]["value"] == during["p99"]
     with unless_overloaded():
-        assert result["frozen_count"] == 0 or max(
-            s["duration_ms"] for s in result["frozen_spans"]) < 100
-        assert during["max"] >= 5, during  # at least half a switch interval
-        assert during["max"] < 150
+        try:
+            assert result["frozen_count"] == 0 or max(
+                s["duration_ms"] for s in result["frozen_spans"]) < 100
+            assert during["max"] < 150
+        except AssertionError:
+            if not result["verdict"]["can_tell"]:  # the loop thread waited for a CPU
+                pytest.skip(result["verdict"]["why"])
+            raise
+        if record["interpreter"]["gil_enabled"]:
+            assert during["max"] >= 5, during  # at least half a switch interval
+    if not record["interpreter"]["gil_enabled"]:
+        assert "free-threaded" in result["explanation"]
+        assert "GIL" not in result["explanation"]
     assert any(t["name"] == "to_thread" for t in record["threads"])
 
 

@@ -63,13 +63,18 @@ def gil_enabled():
     return bool(check()) if check is not None else True
 
 
+def free_threaded():
+    """A build made with --disable-gil (its GIL may still be forced on: PYTHON_GIL=1)."""
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
 def interpreter_facts():
     return {
         "executable": sys.executable,
         "version": "%d.%d.%d" % sys.version_info[:3],
         "implementation": sys.implementation.name,
         "gil_enabled": gil_enabled(),
-        "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        "free_threaded": free_threaded(),
         "switch_interval_s": sys.getswitchinterval(),
     }
 

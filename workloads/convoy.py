@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 
-from ._proto import gil_enabled, start_process, start_thread
+from ._proto import free_threaded, gil_enabled, start_process, start_thread
 from ._spec import Param, ParamError
 from ._stats import summary_ms
 
@@ -20,7 +20,8 @@ few microseconds. Add one thread that only computes: every time the I/O thread
 blocks in the kernel it lets go of the GIL, the CPU thread takes it, and when the
 answer arrives the I/O thread must wait until the CPU thread is made to give the GIL
 back - up to one switch interval (5 ms by default), sometimes twice per request.
-A CPU-bound process (not a thread) does not do this: it has its own GIL.
+A CPU-bound process (not a thread) does not do this: it has its own GIL. On a
+free-threaded build there is no GIL to wait for, and the convoy should vanish.
 """
 REQUIRES = ()
 TIMEOUT_S = 180
@@ -184,28 +185,79 @@ def run(params, out):
         "peer_ms": params["peer_ms"],
         "switch_interval_ms": round(interval_ms, 3),
         "gil_enabled": gil_enabled(),
-        "slowdown_p50": round(results["cpu_thread"]["p50"] / max(results["alone"]["p50"], 1e-6), 1),
+        "free_threaded": free_threaded(),
+        "slowdown_p50": _slowdown(results, "cpu_thread"),
     }
+    if "cpu_process" in results:
+        result["slowdown_p50_process"] = _slowdown(results, "cpu_process")
     result["explanation"] = explain(result)
+    result["verdict"] = verdict(result)
     return result
+
+
+def _slowdown(results, phase):
+    return round(results[phase]["p50"] / max(results["alone"]["p50"], 1e-6), 2)
+
+
+CONVOY = 2.0  # p50 beside a CPU thread at least this many times alone's: a convoy
+NO_CONVOY = 1.5  # at most this: requests kept their pace
+
+
+def verdict(result):
+    """The convoy is read from one figure: p50 with a CPU thread over p50 alone. The
+    process phase is the control: if it slowed requests as much, CPUs were short (the
+    machine), not a lock, and the run cannot tell."""
+    slow = result["slowdown_p50"]
+    if slow >= CONVOY:
+        says = "a CPU thread slowed each request %.1fx: a convoy" % slow
+    elif slow <= NO_CONVOY:
+        says = "no convoy: beside a CPU thread requests kept their pace (%.2fx)" % slow
+    else:
+        says = "a CPU thread slowed requests a little (%.2fx), short of a convoy" % slow
+    found = {"says": says, "figure": "slowdown_p50", "value": slow,
+             "expected": {"gil": "several times (switch intervals)", "free_threaded": 1.0},
+             "can_tell": True}
+    control = result.get("slowdown_p50_process")
+    if slow >= NO_CONVOY and control is not None and control >= 0.7 * slow:
+        found["can_tell"] = False
+        found["why"] = ("the same work in a process slowed requests %.1fx too: the CPUs were "
+                        "short, which hides whether the thread itself convoyed" % control)
+    return found
 
 
 def explain(result):
     lat, interval = result["latency_ms"], result["switch_interval_ms"]
     alone, with_cpu = lat["alone"], lat["cpu_thread"]
+    slow = result["slowdown_p50"]
     lines = ["Alone, a round trip took %.2f ms at the median (p99 %.2f ms) for a peer that "
              "pauses %.2f ms." % (alone["p50"], alone["p99"], result["peer_ms"])]
-    if result["gil_enabled"]:
+    if result["gil_enabled"] and slow >= NO_CONVOY:
         lines.append("With one CPU-bound thread it took %.2f ms (p99 %.2f ms), %.1fx slower: "
                      "%.1f switch intervals of %.1f ms. Each time the I/O thread blocks it drops "
                      "the GIL, and getting it back means waiting for the CPU thread to be told "
-                     "to let go." % (with_cpu["p50"], with_cpu["p99"], result["slowdown_p50"],
+                     "to let go." % (with_cpu["p50"], with_cpu["p99"], slow,
                                      with_cpu["p50"] / interval, interval))
+    elif result["gil_enabled"]:
+        lines.append("With one CPU-bound thread it took %.2f ms (%.2fx): under the GIL a "
+                     "convoy was expected, yet the I/O thread got the GIL back quickly this run."
+                     % (with_cpu["p50"], slow))
+    elif slow <= NO_CONVOY:
+        lines.append("With a CPU-bound thread it took %.2f ms (%.2fx): on this free-threaded "
+                     "build the I/O thread waits for no interpreter lock, only for a CPU when "
+                     "none is free."
+                     % (with_cpu["p50"], slow))
     else:
-        lines.append("With a CPU-bound thread it took %.2f ms: this interpreter has no GIL, so "
-                     "the I/O thread never waits for one." % with_cpu["p50"])
+        lines.append("With a CPU-bound thread it took %.2f ms, %.1fx slower, on a free-threaded "
+                     "build whose threads share no interpreter lock: the I/O thread waited for "
+                     "a CPU." % (
+                         with_cpu["p50"], slow))
+    if result["gil_enabled"] and result.get("free_threaded"):
+        lines.append("(A free-threaded build, run with its GIL forced on.)")
     if "cpu_process" in lat:
-        lines.append("With the same work in a process instead: %.2f ms (p99 %.2f ms); it has "
-                     "its own GIL, so only the CPUs are shared." % (
-                         lat["cpu_process"]["p50"], lat["cpu_process"]["p99"]))
+        proc = lat["cpu_process"]
+        shared = ("it has its own GIL, so only the CPUs are shared" if result["gil_enabled"]
+                  else "a process shares only the CPUs, as the thread did on this build")
+        lines.append("With the same work in a process instead: %.2f ms (p99 %.2f ms, %.2fx "
+                     "alone); %s." % (proc["p50"], proc["p99"], result["slowdown_p50_process"],
+                                      shared))
     return " ".join(lines)

@@ -11,7 +11,7 @@ import selectors
 import socket
 import time
 
-from ._proto import own_status, start_process, thread_stats
+from ._proto import free_threaded, gil_enabled, own_status, start_process, thread_stats
 from ._spec import Param, ParamError
 from ._tiny_loop import READ, WRITE, TinyLoop, recv_some, send_all
 
@@ -483,8 +483,35 @@ def run(params, out):
             key = "%s_over_%s" % (name, base)
             result[key] = _ratio(results, name, base, "requests_per_s")
             result[key + "_per_cpu_s"] = _ratio(results, name, base, "requests_per_cpu_s")
+    result["gil_enabled"], result["free_threaded"] = gil_enabled(), free_threaded()
     result["explanation"] = explain(result)
+    if "asyncio" in results:
+        result["verdict"] = verdict(result)
     return result
+
+
+FAULTS = 0.5  # page faults per request from which fresh buffers are the story
+
+
+def verdict(result):
+    """Whether asyncio's fresh 256 KiB read buffers cost page faults: asyncio's page
+    faults per request (and the tuned loop's, when it ran)."""
+    loops = result["loops"]
+    faults = loops["asyncio"].get("page_faults_per_request")
+    tuned = loops.get("asyncio_tuned", {}).get("page_faults_per_request")
+    found = {"figure": "loops.asyncio.page_faults_per_request", "value": faults,
+             "can_tell": faults is not None}
+    if faults is None:
+        found.update(says="page faults were not measured here", why="no getrusage figures")
+    elif faults >= FAULTS:
+        found["says"] = ("asyncio's fresh read buffers cost %.2f page faults per request%s" % (
+            faults, "" if tuned is None else "; %.2f with glibc's mmap threshold raised" % tuned))
+    else:
+        found["says"] = "asyncio's reads did not fault pages in (%.2f per request)" % faults
+    if "asyncio_tuned" in loops and loops["asyncio_tuned"].get("mmap_threshold_bytes") is None:
+        found["can_tell"] = False
+        found["why"] = "not glibc: its mmap threshold could not be raised"
+    return found
 
 
 def _ratio(results, name, base, key):
@@ -514,16 +541,35 @@ def explain(result):
                          result["uvloop_over_asyncio"],
                          result.get("uvloop_over_asyncio_per_cpu_s") or 0))
     if result.get("asyncio_tuned_over_asyncio_per_cpu_s"):
-        lines.append("Raising glibc's mmap threshold alone made asyncio %.2fx faster per "
-                     "CPU-second: page faults per request fell from %.2f to %.2f, as its 256 KiB "
-                     "read buffers stopped being fresh mmap()s%s." % (
-                         result["asyncio_tuned_over_asyncio_per_cpu_s"],
-                         loops["asyncio"].get("page_faults_per_request", 0),
-                         loops["asyncio_tuned"].get("page_faults_per_request", 0),
-                         "; against that, uvloop's lead is %.2fx" % result[
-                             "uvloop_over_asyncio_tuned_per_cpu_s"]
-                         if result.get("uvloop_over_asyncio_tuned_per_cpu_s") else ""))
+        lines.append(_explain_tuning(result))
     if result.get("tiny_over_asyncio"):
         lines.append("The hundred-line loop did %.2fx asyncio's rate: it does less (no "
                      "transports, no flow control, no error handling)." % result["tiny_over_asyncio"])
     return " ".join(lines)
+
+
+def _explain_tuning(result):
+    """What raising glibc's mmap threshold did, read from the page-fault figures."""
+    loops = result["loops"]
+    before = loops["asyncio"].get("page_faults_per_request", 0)
+    after = loops["asyncio_tuned"].get("page_faults_per_request", 0)
+    speed = result["asyncio_tuned_over_asyncio_per_cpu_s"]
+    uvloop = ("Against the tuned loop, uvloop's lead is %.2fx per CPU-second."
+              % result["uvloop_over_asyncio_tuned_per_cpu_s"]
+              if result.get("uvloop_over_asyncio_tuned_per_cpu_s") else "")
+    if before >= FAULTS and after < before / 2:
+        text = ("Raising glibc's mmap threshold made asyncio %.2fx as fast per CPU-second: page "
+                "faults per request fell from %.2f to %.2f, as its 256 KiB read buffers stopped "
+                "being fresh mmap()s." % (speed, before, after))
+    elif before >= FAULTS:
+        text = ("Raising glibc's mmap threshold left asyncio's page faults per request at %.2f "
+                "(from %.2f), %.2fx as fast per CPU-second: these faults come from somewhere "
+                "else." % (after, before, speed))
+    else:
+        text = ("asyncio's reads did not fault pages in here (%.2f per request; %.2f with "
+                "glibc's mmap threshold raised), so the threshold had nothing to fix (%.2fx per "
+                "CPU-second after it)." % (before, after, speed))
+        if result.get("free_threaded"):
+            text += (" This free-threaded build takes its objects, the read buffers among "
+                     "them, from its own allocator (mimalloc), not from glibc's malloc.")
+    return (text + " " + uvloop).strip()

@@ -11,8 +11,8 @@ import time
 
 from ._blame import Blamer
 from ._loops import loop_description, run_on
-from ._proto import (die_with_parent, events, name_this_thread, process_context, start_thread,
-                     thread_stats)
+from ._proto import (die_with_parent, events, free_threaded, gil_enabled, name_this_thread,
+                     process_context, start_thread, thread_stats)
 from ._spec import Param, ParamError
 from ._stats import Histogram, summary_ms
 
@@ -24,9 +24,10 @@ and then. An event loop is one thread running one callback at a time, so while t
 blocking call runs nobody ticks: the ticks are late by the length of the block.
 A watchdog thread notices an overdue tick and asks the interpreter which line the
 loop thread is on right now, so the span is blamed on the line that blocked.
-Fixes: asyncio.to_thread moves the work to a thread, but that thread still needs
-the GIL, so each tick may wait up to one switch interval; a process pool runs the
-work under another interpreter's GIL and the ticks stay punctual.
+Fixes: asyncio.to_thread moves the work to a thread, but on a GIL build that
+thread still needs the GIL, so each tick may wait up to one switch interval (a
+free-threaded build has no such wait); a process pool runs the work in another
+process and the ticks stay punctual.
 """
 REQUIRES = ()
 REQUIRES_FOR = {"loop": {"uvloop": "uvloop"}}
@@ -285,9 +286,77 @@ def summarise(params, clock):
         "frozen_count": clock.span_count,
         "blocks": clock.blocks,
         "loop_thread": clock.loop_thread,
+        "gil_enabled": gil_enabled(),
+        "free_threaded": free_threaded(),
     }
     result["explanation"] = explain(result)
+    result["verdict"] = verdict(result)
     return result
+
+
+def verdict(result):
+    """Read from the ticks' lateness while the blocking work ran (p99), against the
+    block's length and the loop's lateness when nothing ran."""
+    during = result["lag_ms_during_blocks"]
+    quiet = result["lag_ms_quiet"]
+    late, block = during["p99"], result["block_ms"]
+    punctual = _punctual_ms(result)
+    if not during["n"]:
+        return {"says": "no tick fell inside a block", "figure": "lag_ms_during_blocks.p99",
+                "value": None, "can_tell": False, "why": "no blocks ran, or no tick met one"}
+    if late >= 0.5 * block:
+        says = "the loop froze while the work ran (ticks %.0f ms late)" % late
+    elif late > punctual:
+        says = "the loop kept ticking, late (%.1f ms at p99), while the work ran" % late
+    else:
+        says = "the ticks stayed punctual while the work ran (%.1f ms at p99)" % late
+    on_loop = result["fix"] == "none"
+    gil_wait = result["fix"] == "to_thread" and result["block"] == "cpu"
+    expected = {"gil": block if on_loop else (result["switch_interval_s"] * 1000 if gil_wait
+                                              else round(quiet["p99"], 3)),
+                "free_threaded": block if on_loop else round(quiet["p99"], 3)}
+    found = {"says": says, "figure": "lag_ms_during_blocks.p99", "value": late,
+             "expected": expected, "can_tell": True}
+    waited = result["loop_thread"].get("run_delay_s", 0.0) * 1000
+    if not on_loop and late > punctual and waited >= 0.5 * late:
+        found["can_tell"] = False
+        found["why"] = ("the loop thread waited %.1f ms for a CPU during the run: the lateness "
+                        "may be the machine's, not the fix's" % waited)
+    return found
+
+
+def _punctual_ms(result):
+    """Lateness while the work ran that still counts as the loop's usual: its p99 when
+    nothing ran, with some slack (the quiet p99 comes from few ticks)."""
+    return 1.5 * result["lag_ms_quiet"]["p99"] + 2.0
+
+
+def _explain_cpu_thread(result):
+    """to_thread with CPU work: under a GIL the loop thread waits for it at every return
+    from the kernel; without one it needs only a CPU. The figures say which happened."""
+    during = result["lag_ms_during_blocks"]
+    interval = result["switch_interval_s"] * 1000
+    waited = result["loop_thread"].get("run_delay_s", 0.0) * 1000
+    head = ("The CPU work ran in a thread, so the loop kept ticking; while it ran ticks were "
+            "%.1f ms late at p99 (max %.1f ms)." % (during["p99"], during["max"]))
+    late = during["p99"] > _punctual_ms(result)
+    if result["gil_enabled"] and late:
+        return head + (" That is %.1f switch intervals of %.1f ms: the thread holds the GIL, and "
+                       "each time the loop thread enters the kernel (epoll, a write) it lets go "
+                       "and must wait for the GIL to come back." % (during["p99"] / interval,
+                                                                     interval))
+    if result["gil_enabled"]:
+        return head + (" That is about as late as outside the blocks: the GIL could have held "
+                       "the loop up to a switch interval (%.1f ms) each time, and this run it "
+                       "came back sooner." % interval)
+    cpu = (" The loop thread waited %.1f ms for a CPU over the run (its run_delay): with the "
+           "worker and other programs on the CPUs, that is where the lateness came from."
+           % waited if late and waited >= 0.5 * during["p99"] else "")
+    if late and not cpu:
+        cpu = (" The loop thread waited only %.1f ms for a CPU over the run, so the lateness "
+               "is not explained by CPU shortage alone." % waited)
+    return head + " On this free-threaded build the loop thread needs only a CPU, not a " \
+                  "lock the worker holds." + cpu
 
 
 def _inside(t, blocks, margin):
@@ -306,19 +375,15 @@ def explain(result):
                          result["frozen_count"], worst["duration_ms"], where,
                          worst.get("code") or "?"))
     elif result["fix"] == "to_thread" and result["block"] == "cpu":
-        during = result["lag_ms_during_blocks"]
-        interval = result["switch_interval_s"] * 1000
-        lines.append("The CPU work ran in a thread, so the loop kept ticking, but while it ran "
-                     "ticks were %.1f ms late at p99 (max %.1f ms), %.1f switch intervals of "
-                     "%.1f ms: the thread holds the GIL, and each time the loop thread enters the "
-                     "kernel (epoll, a write) it lets go and must wait for the GIL to come back."
-                     % (during["p99"], during["max"], during["p99"] / interval, interval))
+        lines.append(_explain_cpu_thread(result))
     elif result["fix"] == "process_pool":
-        lines.append("The work ran in another process with its own GIL; the loop's max lag was "
-                     "%.1f ms." % lag["max"])
+        whose = ", whose interpreter has its own GIL" if result["gil_enabled"] else ""
+        lines.append("The work ran in another process%s; the loop's max lag was %.1f ms."
+                     % (whose, lag["max"]))
     elif result["block"] == "sleep" and result["fix"] == "to_thread":
-        lines.append("time.sleep in a thread releases the GIL, so the loop barely noticed "
-                     "(max lag %.1f ms)." % lag["max"])
+        why = ("time.sleep in a thread releases the GIL and needs no CPU" if result["gil_enabled"]
+               else "time.sleep in a thread needs no CPU")
+        lines.append("%s; the loop's max lag was %.1f ms." % (why, lag["max"]))
     quiet = result["lag_ms_quiet"]
     lines.append("Outside the blocks a tick was %.2f ms late at the median and %.2f ms at p99 "
                  "on %s." % (quiet["p50"], quiet["p99"], result["loop"]))

@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 
-from ._proto import gil_enabled, start_thread
+from ._proto import free_threaded, gil_enabled, start_thread
 from ._spec import Param
 from ._words import grouped
 
@@ -18,6 +18,7 @@ write; if another thread runs between the read and the write, one increment is l
 Whether that happens depends on where the interpreter may switch threads: CPython
 3.10+ only hands the GIL over at calls and backward jumps, so a bare `+=` rarely
 loses there, while a call (or a sleep) between read and write loses on every build.
+On a free-threaded build the threads run at once, so even a bare `+=` loses.
 A lock, or per-thread counts summed at the end, never lose anything.
 """
 REQUIRES = ()
@@ -109,8 +110,12 @@ def run_variant(variant, threads, increments, out):
     increments = increments_for(variant, increments)
     begun = [0] * threads  # increments each thread has started (its slot only)
     done = [0] * threads  # ... and finished
+    # All start together: on a busy machine (or a fast build) the first thread could
+    # otherwise finish before the last one starts, and nothing would overlap.
+    gate = threading.Barrier(threads)
 
     def worker(index):
+        gate.wait()
         remaining = increments
         while remaining:
             chunk = min(CHUNK, remaining)
@@ -162,22 +167,79 @@ def run(params, out):
         "increments": params["increments"],
         "switch_interval_s": sys.getswitchinterval(),
         "gil_enabled": gil_enabled(),
+        "free_threaded": free_threaded(),
         "explanation": explain(results),
+        "verdict": verdict(results),
     }
+
+
+def verdict(results):
+    """The run's verdict rests on one figure: the updates the first variant run lost."""
+    name = next(v for v in VARIANTS if v in results)
+    lost = results[name]["lost"]
+    if name in ("locked", "local"):
+        says = "%s lost %s updates%s" % (name, grouped(lost), "" if lost == 0 else ": a bug")
+        expected = {"gil": 0, "free_threaded": 0}
+    else:
+        says = ("`%s` lost updates: threads interleaved inside a read-add-write" % name
+                if lost else "`%s` lost nothing this run (it is still a race)" % name)
+        expected = {"gil": "none on CPython 3.10+" if name == "naive" else "some",
+                    "free_threaded": "some"}
+    return {"says": says, "figure": "variants.%s.lost" % name, "value": lost,
+            "expected": expected, "can_tell": True}
 
 
 def explain(results):
     """Read the measured losses in the light of this interpreter's switching rules."""
+    if gil_enabled():
+        lines = _explain_with_gil(results)
+        if free_threaded():
+            lines.insert(0, "This free-threaded build ran with its GIL forced on (PYTHON_GIL=1, "
+                            "or an extension that needs it), so its threads took turns as on "
+                            "any GIL build.")
+    else:
+        lines = _explain_without_gil(results)
+    for name in ("locked", "local"):
+        if name in results:
+            lines.append("%s lost %s (it must always be 0)."
+                         % (name, grouped(results[name]["lost"])))
+    return " ".join(lines)
+
+
+def _explain_without_gil(results):
+    """A free-threaded build: the threads run at once, so any gap between read and write
+    is a window another CPU can write through; the variants differ only in its width."""
+    lines = []
+    why = {"naive": "the threads really ran at once on different CPUs, so two could read the "
+                    "same value and both write it back plus one",
+           "call": "the call widens the window between read and write that a thread running "
+                   "at the same time can write through",
+           "sleep0": "time.sleep(0) gives up the CPU between read and write, and other "
+                     "threads write meanwhile",
+           "len": "len() adds a little time between read and write, and threads running at "
+                  "once write through it"}
+    for name in ("naive", "call", "sleep0", "len"):
+        if name not in results:
+            continue
+        lost = results[name]["lost"]
+        if lost:
+            lines.append("%s lost %s: on this free-threaded build %s." % (name, grouped(lost), why[name]))
+        else:
+            lines.append("%s lost nothing this run, though this free-threaded build runs "
+                         "threads at once: no two threads overlapped inside a read-add-write (they may have had one "
+                         "CPU between them)." % name)
+    return lines
+
+
+def _explain_with_gil(results):
+    """Switches happen only where the GIL may change hands: calls, backward jumps."""
     version = "%s %d.%d" % (sys.implementation.name, sys.version_info[0], sys.version_info[1])
     modern = sys.version_info >= (3, 10)
     lines = []
     naive_result = results.get("naive")
     if naive_result is not None:
         lost = naive_result["lost"]
-        if not gil_enabled():
-            lines.append("naive lost %s: without a GIL threads really run at once, so the "
-                         "read-add-write of `+=` interleaves freely." % grouped(lost))
-        elif lost == 0 and modern and sys.implementation.name == "cpython":
+        if lost == 0 and modern and sys.implementation.name == "cpython":
             lines.append("naive lost nothing on %s: the GIL changes hands only at calls and "
                          "backward jumps, and `counter += 1` has neither between its read and "
                          "write. It is still a race; the next variants show it." % version)
@@ -192,8 +254,10 @@ def explain(results):
             lines.append("naive lost %s on %s." % (grouped(lost), version))
     for name, why in (("call", "a Python call between read and write is a switch point"),
                       ("sleep0", "time.sleep(0) releases the GIL between read and write")):
-        if name in results:
+        if name in results and results[name]["lost"]:
             lines.append("%s lost %s: %s." % (name, grouped(results[name]["lost"]), why))
+        elif name in results:
+            lines.append("%s lost nothing this run, though %s." % (name, why))
     if "len" in results:
         lost = results["len"]["lost"]
         if lost == 0 and sys.version_info >= (3, 11):
@@ -202,8 +266,4 @@ def explain(results):
         else:
             lines.append("len lost %s: here `len()` is an ordinary call, a switch point."
                          % grouped(lost))
-    for name in ("locked", "local"):
-        if name in results:
-            lines.append("%s lost %s (it must always be 0)."
-                         % (name, grouped(results[name]["lost"])))
-    return " ".join(lines)
+    return lines

@@ -62,6 +62,14 @@ def _perf_usable(perf: str | None) -> bool:
     return done.returncode == 0
 
 
+def gil_text(interp: dict[str, Any]) -> str:
+    """`GIL on`, `GIL off` (a free-threaded build), or that build with its GIL forced on."""
+    if interp.get("free_threaded") and interp.get("gil_enabled"):
+        why = " by PYTHON_GIL=%s" % os.environ["PYTHON_GIL"] if "PYTHON_GIL" in os.environ else ""
+        return "free-threaded, GIL forced on%s" % why
+    return "GIL off (free-threaded)" if not interp.get("gil_enabled") else "GIL on "
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     facts = gather()
     if args.json:
@@ -92,7 +100,7 @@ def _facts(facts: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _interpreter_rows(facts: dict[str, Any]) -> list[list[str]]:
-    return [[i["path"], i["implementation"], i["version"], "on" if i["gil_enabled"] else "off",
+    return [[i["path"], i["implementation"], i["version"], gil_text(i).strip(),
              ", ".join(m for m, ok in i["modules"].items() if ok) or "no aiohttp/uvloop"]
             for i in facts["interpreters"]]
 
@@ -120,6 +128,6 @@ def doctor_text(facts: dict[str, Any]) -> str:
     lines += ["", "Interpreters (usable with --python):"]
     if facts["interpreters_error"]:
         lines.append("  none checked: %s" % facts["interpreters_error"])
-    lines += ["  %-44s %-7s %-8s GIL %-3s  %s" % tuple(row) for row in _interpreter_rows(facts)]
+    lines += ["  %-44s %-7s %-8s %-7s  %s" % tuple(row) for row in _interpreter_rows(facts)]
     lines += ["", "go:   %s" % found[3][1], "perf: %s" % found[4][1], "terminal: %s" % found[5][1]]
     return "\n".join(lines)

@@ -122,6 +122,7 @@ def _unknown_experiment(name: str) -> int:
 
 
 def format_listing(runs: list[dict], entries: list[dict], width: int = 79) -> str:
+    from lab.core.formatting import short_python
     from lab.core.report import headline
 
     several_hosts = len({r["host"] for r in runs}) > 1 or any(r["imported"] for r in runs)
@@ -133,9 +134,9 @@ def format_listing(runs: list[dict], entries: list[dict], width: int = 79) -> st
     lines = [head + "figures"]
     runs, entries = visible_record(runs), visible_record(entries)
     for run, entry in zip(runs, entries):
-        python = run["python"].replace("cpython ", "")
-        if run["gil_enabled"] is False:
-            python += " nogil"
+        interp = (entry.get("record") or {}).get("interpreter") or {}
+        python = short_python(run["python"], run["gil_enabled"],
+                              interp.get("free_threaded") if isinstance(interp, dict) else None)
         line = "%4d  %-11s  %-11s %-7s %-12s %5.1fs  " % (
             run["id"], time.strftime("%m-%d %H:%M", time.localtime(run["saved_at"])),
             run["experiment"][:11], run["status"][:7], python[:12], run["duration_s"] or 0.0)

@@ -419,3 +419,15 @@ def compare_table(rows: list[tuple[str, list[Any]]], title: str = "",
 
 def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def short_python(python: str, gil_enabled: Any, free_threaded: Any = None) -> str:
+    """A history row's interpreter in at most 12 columns: `3.12.1`, `3.13.5t` (a
+    free-threaded build, GIL off), `3.13.5t+GIL` (that build with its GIL forced on).
+    Older records lack `free_threaded`: a GIL that was off still marks the build."""
+    text = str(python).replace("cpython ", "")
+    if free_threaded is None:
+        free_threaded = gil_enabled is False
+    if free_threaded:
+        text += "t+GIL" if gil_enabled else "t"
+    return text

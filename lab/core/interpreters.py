@@ -182,15 +182,25 @@ def find_interpreters() -> list[Interpreter]:
     root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     candidates += glob.glob(os.path.join(root, "versions", "*", "bin", "python3*"))
     candidates += glob.glob(os.path.join(root, "versions", "*", "bin", "pypy3*"))
+    candidates += glob.glob(os.path.join(free_threaded_cache(), "bin", "python3*"))
     seen, found = set(), []
-    for path in [sys.executable] + sorted(candidates):
+    # Among names of one file, the most specific wins (python3.13t before python3).
+    for path in [sys.executable] + sorted(candidates, key=lambda p: (-len(p), p)):
         name = os.path.basename(path)
         if name.endswith(("-config", ".py")) or "-" in name or not os.access(path, os.X_OK):
             continue
-        real = os.path.realpath(path)
-        if real in seen or "/shims/" in path:
+        if "/shims/" in path:
             continue
-        seen.add(real)
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        # One file under several names: symlinks share a real path, hard links
+        # (a free-threaded build installs python3.13 and python3.13t so) an inode.
+        same = {os.path.realpath(path), (info.st_dev, info.st_ino)}
+        if same & seen:
+            continue
+        seen |= same
         try:
             found.append(probe(path))
         except NoProcess:
@@ -198,6 +208,11 @@ def find_interpreters() -> list[Interpreter]:
         except InterpreterError:
             continue
     return sorted(found, key=lambda i: (i.version, i.free_threaded), reverse=True)
+
+
+def free_threaded_cache() -> str:
+    """Where `.ci/free-threaded-python` builds a free-threaded CPython (CONLAB_FT_PREFIX)."""
+    return os.environ.get("CONLAB_FT_PREFIX") or os.path.expanduser("~/.cache/conlab/python3.13t")
 
 
 def workloads_path() -> str:

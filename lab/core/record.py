@@ -11,7 +11,6 @@ from lab.core.sampler import PSUTIL_GAUGES, SCHEDSTAT_GAUGES
 from lab.core.state import RunState
 
 
-
 def build_record(prepared: PreparedRun, state: RunState) -> dict[str, Any]:
     interp = prepared.interpreter
     hello_python = (state.hello or {}).get("python", {})
@@ -27,6 +26,8 @@ def build_record(prepared: PreparedRun, state: RunState) -> dict[str, Any]:
             "version": hello_python.get("version", interp.version_text),
             "implementation": hello_python.get("implementation", interp.implementation),
             "gil_enabled": hello_python.get("gil_enabled", interp.gil_enabled),
+            # A free-threaded build may still run with its GIL on (PYTHON_GIL=1): both kept.
+            "free_threaded": hello_python.get("free_threaded", interp.free_threaded),
         },
         "machine": {
             "cpus": host.cpus,

@@ -179,6 +179,8 @@ def check_record(record: Any, newest_version: int) -> None:
     _string(interp, "executable", ".interpreter", optional=True)
     _need("gil_enabled" in interp and interp["gil_enabled"] in (None, True, False),
           ".interpreter.gil_enabled", "true, false or null", interp.get("gil_enabled"))
+    _need(interp.get("free_threaded") in (None, True, False), ".interpreter.free_threaded",
+          "true, false or null", interp.get("free_threaded"))
     host = _object(record, "machine")
     _in_range(host, "cpus", ".machine", 1, MAX_CPUS, integer=True, optional=True)
     _in_range(host, "usable_cpus", ".machine", 1, MAX_CPUS, integer=True)

@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
 from lab.core import history
+from lab.core.formatting import short_python
 from lab.core.safe_text import visible, visible_record
 from widgets.lab_footer import LabFooter
 
@@ -27,13 +28,14 @@ KEYS = "space mark  c compare  ⏎ open  f filter  u unmark  esc back"
 FILTER_KEYS = "type an experiment's name (its start is enough)  ⏎ keep  esc clear"
 LIMIT = 500  # newest runs listed; `conlab history --limit` reaches further
 MARK = "✓"
-FIXED_WIDTH = 59  # the columns before `figures`, with DataTable's cell padding
+FIXED_WIDTH = 59  # the columns before `figures` (python 8 wide), with DataTable's padding
 
 
-def python_cell(run: dict[str, Any]) -> str:
-    """`3.9.18`, or `3.13.0t` for a run with the GIL off (a free-threaded build)."""
-    text = str(run.get("python", "?")).replace("cpython ", "")
-    return text + ("t" if run.get("gil_enabled") is False else "")
+def python_cell(run: dict[str, Any], record: dict[str, Any] | None = None) -> str:
+    """`3.9.18`, `3.13.0t` (free-threaded, GIL off) or `3.13.0t+GIL` (its GIL forced on)."""
+    interp = (record or {}).get("interpreter")
+    free = interp.get("free_threaded") if isinstance(interp, dict) else None
+    return short_python(run.get("python", "?"), run.get("gil_enabled"), free)
 
 
 def when_cell(saved_at: float) -> str:
@@ -161,13 +163,15 @@ class HistoryScreen(Screen):
         table = self.query_one("#runs", DataTable)
         cursor = self.cursor_id()
         table.clear()
-        room = max(16, self.size.width - FIXED_WIDTH)
-        for run in self.visible_runs():
-            record = visible_record(self.records.get(run["id"], {}))
+        shown = [(run, visible_record(self.records.get(run["id"], {})))
+                 for run in self.visible_runs()]
+        wider = max([len(python_cell(run, record)) - 8 for run, record in shown] + [0])
+        room = max(16, self.size.width - FIXED_WIDTH - wider)
+        for run, record in shown:
             table.add_row(MARK if run["id"] in self.marked else " ",
                           "%d%s" % (run["id"], "*" if run["imported"] else ""),
                           when_cell(run["saved_at"]), cell(run["experiment"][:11]),
-                          cell(python_cell(run)[:8]), cell(run["status"][:7]),
+                          cell(python_cell(run, record)[:12]), cell(run["status"][:7]),
                           cell(headline(record, room)), key=str(run["id"]))
         if cursor is not None and str(cursor) in table.rows:
             table.move_cursor(row=table.get_row_index(str(cursor)))

@@ -24,6 +24,9 @@ A CPU-bound process (not a thread) does not do this: it has its own GIL.
 """
 REQUIRES = ()
 TIMEOUT_S = 180
+# In the TUI it runs in turn with other CPU-bound runs: a thread spins, and round trips
+# stretch whenever a thread waits for a CPU.
+CPU_BOUND = True
 
 PHASES = ("alone", "cpu_thread", "cpu_process")
 PARAMS = (

@@ -21,6 +21,9 @@ Processes each have their own interpreter and GIL, so they spread over the cores
 """
 REQUIRES = ()
 TIMEOUT_S = 300
+# In the TUI it runs in turn with other CPU-bound runs: every mode computes on all the
+# CPUs it can get; its figure is cores used.
+CPU_BOUND = True
 
 MODES = ("sequential", "threads", "processes")
 PARAMS = (

@@ -188,3 +188,34 @@ async def test_side_by_side_runs_interpreters_in_turn_unless_told_at_once(
         assert [s.overlapped_by for s in states] == [[], []]
         assert "measured while" not in summary
     assert workload_processes(monkeypatch_tag()) == []
+
+
+# Headless ------------------------------------------------------------------------------
+def test_a_headless_run_records_that_nothing_overlapped_it(tmp_path):
+    from tests.helpers import run_json
+
+    record = run_json("race", "threads=2", "increments=1000", "variant=naive")
+    assert record["status"] == "done"
+    assert record["overlapped_by"] == []
+
+
+@pytest.mark.parametrize("at_once", [False, True], ids=["in-turn", "at-once"])
+def test_compare_interpreters_records_name_the_runs_they_shared_the_cpus_with(
+        at_once, tmp_path):
+    import json
+
+    from lab.core.interp_compare import describe
+    from tests.helpers import conlab
+
+    own, other = two_interpreters()
+    done = conlab("compare-interpreters", "race", "--python", own.path, "--python", other.path,
+                  "-p", "variant=naive", "-p", "increments=200000", "--json",
+                  *(["--at-once"] if at_once else []),
+                  env={"CONLAB_DATA_DIR": str(tmp_path)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first, second = json.loads(done.stdout)["records"]
+    if at_once:
+        assert first["overlapped_by"] == ["race under %s" % describe(other)]
+        assert second["overlapped_by"] == ["race under %s" % describe(own)]
+    else:
+        assert first["overlapped_by"] == second["overlapped_by"] == []

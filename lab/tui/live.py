@@ -30,6 +30,13 @@ class Slot:
     dropped: bool = False  # taken out of the queue before its turn: start nothing
 
 
+def _note(state: RunState, label: str) -> None:
+    """`label` ran at some moment during this run."""
+    if label not in state.overlapped_by:
+        state.overlapped_by.append(label)
+        state.version += 1
+
+
 class RunController:
     """Runs by slot key; `states` is what the screens draw (tests may fill it by hand).
 
@@ -279,12 +286,6 @@ class RunController:
             if not pids or time.monotonic() >= deadline:
                 break
             time.sleep(0.01)
-
-
-def _note(state: RunState, label: str) -> None:
-    if label not in state.overlapped_by:
-        state.overlapped_by.append(label)
-        state.version += 1
 
 
 def _reap_group(pgid: int) -> bool:

@@ -140,17 +140,21 @@ async def test_r_runs_each_pane_under_its_own_interpreter_and_c_compares():
                                        key=lambda p: probe(p).version)
         titles = [p.title for p in screen.panes]
         assert any("the lab's own" in t for t in titles)
+        assert "r run: in turn" in str(screen.query_one("#footer").render())
         await pilot.press("r")
-        await until(pilot, lambda: len(FakeRun.instances) == 2, what="two runs")
-        assert {r.prepared.interpreter.path for r in FakeRun.instances} == set(screen.chosen)
+        await until(pilot, lambda: len(FakeRun.instances) == 1, what="the first run")
+        await until(pilot, lambda: "in turn · 1 running · 1 waiting"
+                    in str(screen.query_one("#topbar").render()), what="one at a time")
+        finish_all(race_result)
+        await until(pilot, lambda: len(FakeRun.instances) == 2, what="the second run")
+        assert [r.prepared.interpreter.path for r in FakeRun.instances] == screen.chosen
         assert all(r.prepared.params["increments"] == 1000 for r in FakeRun.instances)
-        await until(pilot, lambda: "2 running" in str(screen.query_one("#topbar").render()),
-                    what="both running")
         finish_all(race_result)
         await until(pilot, lambda: all("DONE" in status(app, p.id) for p in screen.panes),
                     what="both DONE")
         summary = str(screen.query_one("#summary").render())
         assert "naive lost 0" in summary
+        assert "measured while" not in summary + status(app, "side-0") + status(app, "side-1")
         if other.version < (3, 10):
             assert "naive lost 1234" in summary
         await pilot.press("c")
@@ -161,15 +165,38 @@ async def test_r_runs_each_pane_under_its_own_interpreter_and_c_compares():
         assert len(table.columns) == 4
 
 
-async def test_t_runs_them_one_after_another_and_x_stops_the_rest():
+async def test_t_switches_to_all_at_once_and_each_pane_says_what_it_ran_beside():
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_screen(pilot, app)
         await pilot.press("t")
+        assert "r run: at once  t in turn" in str(screen.query_one("#footer").render())
+        await pilot.press("r")
+        await until(pilot, lambda: len(FakeRun.instances) == 2, what="both runs at once")
+        await until(pilot, lambda: "at once · 2 running"
+                    in str(screen.query_one("#topbar").render()), what="both running")
+        labels = [app.controller.label(r.prepared) for r in FakeRun.instances]
+        states = [r.state for r in FakeRun.instances]
+        assert states[0].overlapped_by == [labels[1]]
+        assert states[1].overlapped_by == [labels[0]]
+        finish_all(race_result)
+        await until(pilot, lambda: all("DONE" in status(app, p.id) for p in screen.panes),
+                    what="both DONE")
+        assert "measured while %s ran" % labels[1] in status(app, "side-0").replace("\n", " ")
+        assert "measured while other runs shared the CPUs" in str(
+            screen.query_one("#summary").render())
+
+
+async def test_r_runs_them_one_after_another_and_x_stops_the_rest():
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_screen(pilot, app)
+        await pilot.press("r")
         await until(pilot, lambda: len(FakeRun.instances) == 1, what="the first run")
         first = FakeRun.instances[0]
         assert first.prepared.interpreter.path == screen.chosen[0]
-        assert "idle" in status(app, "side-1")  # waits its turn
+        await until(pilot, lambda: "WAITING for its turn (1 of 1)" in status(app, "side-1"),
+                    what="the second to wait its turn")
         first.finish(race_result(first.prepared.interpreter.version))
         await until(pilot, lambda: len(FakeRun.instances) == 2, what="the second run")
         assert FakeRun.instances[1].prepared.interpreter.path == screen.chosen[1]
@@ -249,8 +276,8 @@ async def test_p_changes_the_parameters_and_a_bad_value_is_refused_in_the_form()
         await until(pilot, lambda: app.screen is screen, what="the form to close")
         assert screen.params["increments"] == 5000
         await pilot.press("r")
-        await until(pilot, lambda: len(FakeRun.instances) == 2, what="two runs")
-        assert {r.prepared.params["increments"] for r in FakeRun.instances} == {5000}
+        await until(pilot, lambda: len(FakeRun.instances) == 1, what="the first run")
+        assert FakeRun.instances[0].prepared.params["increments"] == 5000
 
 
 def _interp(version, path, free_threaded=False):

@@ -46,19 +46,33 @@ async def test_r_runs_the_focused_pane_x_stops_it_q_quits():
     assert app.return_code == 0
 
 
-async def test_a_runs_every_available_pane_and_quit_stops_them_all_first():
+async def test_a_queues_the_cpu_bound_panes_in_turn_and_quit_mid_queue_starts_nothing_more():
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("a")
         screen = app.screen
         available = [p.id for p in screen.panes if p.available]
+        assert len(available) == 4  # every dashboard pane is CPU-bound: one at a time
         await until(pilot, lambda: sorted(app.controller.running_keys()) == sorted(available),
-                    what="every pane running")
-        assert len(FakeRun.instances) == len(available)
+                    what="every pane running or queued")
+        await until(pilot, lambda: "RUNNING" in status(app, available[0]), what="the first")
+        assert len(FakeRun.instances) == 1
+        assert app.controller.waiting_keys() == available[1:]
+        await until(pilot, lambda: "WAITING for its turn (1 of 3)" in status(app, available[1]),
+                    what="the second to say it waits")
+        assert "WAITING for its turn (3 of 3)" in status(app, available[3])
+        await until(pilot, lambda: "· 1 running" in str(screen.query_one("#topbar").render()),
+                    what="the top bar to count only the run going")
+        FakeRun.instances[0].finish({"speedup": {"threads": 1.0}})
+        await until(pilot, lambda: len(FakeRun.instances) == 2, what="the second's turn")
+        assert FakeRun.instances[1].prepared.experiment.name == screen.specs[1].experiment
+        await until(pilot, lambda: "WAITING for its turn (1 of 2)" in status(app, available[2]),
+                    what="the queue to move up")
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running, what="the app to exit")
-    assert all(run.stop_calls == 1 for run in FakeRun.instances)
-    assert app.controller.running_keys() == []
+    assert len(FakeRun.instances) == 2  # quitting with runs queued started nothing more
+    assert FakeRun.instances[1].stop_calls == 1
+    assert app.controller.running_keys() == [] and app.controller.waiting_keys() == []
 
 
 async def test_a_finished_run_shows_done_and_its_record_is_kept(monkeypatch):

@@ -24,6 +24,9 @@ def status_text(state: RunState | None, refusal: str | None = None,
     if state is None:
         return Text(idle_hint, style="dim")
     seconds = int(state.duration_s)
+    if state.status == "waiting":
+        place, total = state.turn or (1, 1)
+        return Text.assemble(("WAITING", "bold"), " for its turn (%d of %d)" % (place, total))
     if state.status == "pending":
         text = Text("STARTING…", style="bold")
     elif state.status == "running":
@@ -41,7 +44,15 @@ def status_text(state: RunState | None, refusal: str | None = None,
             state.garbage_lines, "" if state.garbage_lines == 1 else "s"), style="bold")
     if state.error and state.status in ("running", "pending"):
         text.append(" · error: %s" % state.error, style="bold")
+    if state.overlapped_by:
+        text.append(" · %s" % overlap_words(state), style="bold")
     return text
+
+
+def overlap_words(state: RunState) -> str:
+    """`measured while race ran` (or `runs beside race` while it goes)."""
+    names = ", ".join(state.overlapped_by)
+    return ("runs beside %s" if state.running else "measured while %s ran") % names
 
 
 class Pane(Vertical, can_focus=True):
@@ -132,9 +143,11 @@ class Pane(Vertical, can_focus=True):
         # The status reads whole seconds: nothing to redo unless one of these moved.
         key = (id(state), refusal, self.view_error, self.view is None) + (
             () if state is None else (state.status, state.error, state.garbage_lines,
-                                      state.pid, int(state.duration_s)))
+                                      state.pid, int(state.duration_s), state.turn,
+                                      len(state.overlapped_by)))
         if key == self._status_key:
-            if self.view is not None and state is not None and not self.view_error:
+            if (self.view is not None and state is not None and not self.view_error
+                    and state.status != "waiting"):
                 self._show_view(state)
             return
         self._status_key = key
@@ -151,8 +164,8 @@ class Pane(Vertical, can_focus=True):
             relayout = lines(status) != lines(self._status) or not self._status.plain
             self._status = status
             self._status_line.update(status, layout=relayout)
-        if self.view is None or state is None or self.view_error:
-            return
+        if self.view is None or state is None or self.view_error or state.status == "waiting":
+            return  # a run waiting for its turn has nothing to draw yet
         self._show_view(state)
 
     def _show_view(self, state: RunState) -> None:

@@ -25,6 +25,9 @@ free-threaded build there is no GIL to wait for, and the convoy should vanish.
 """
 REQUIRES = ()
 TIMEOUT_S = 180
+# In the TUI it runs in turn with other CPU-bound runs: a thread spins, and round trips
+# stretch whenever a thread waits for a CPU.
+CPU_BOUND = True
 
 PHASES = ("alone", "cpu_thread", "cpu_process")
 PARAMS = (

@@ -30,6 +30,9 @@ needs a core, and under the GIL only processes get more than one.
 """
 REQUIRES = ()
 TIMEOUT_S = 300
+# In the TUI it runs in turn with other CPU-bound runs: its jobs compute; throughput per
+# model is what other runs' CPU use lowers.
+CPU_BOUND = True
 
 MODELS = ("sequential", "threads", "processes", "asyncio", "asyncio+pool")
 TIE = 0.10  # models within 10 % of the best share the win: closer than run-to-run noise

@@ -34,6 +34,9 @@ runs in its own fresh process, so one cannot warm the heap for the next.
 REQUIRES = ()
 REQUIRES_FOR = {"loop": {"uvloop": "uvloop"}}
 TIMEOUT_S = 300
+# In the TUI it runs in turn with other CPU-bound runs: one thread echoes flat out:
+# requests per second is one CPU's throughput.
+CPU_BOUND = True
 
 LOOPS = ("tiny", "asyncio", "asyncio_tuned", "uvloop")
 TUNED_MMAP_THRESHOLD = 1 << 20

@@ -26,6 +26,9 @@ kernel thread and a stack, a task is a small Python object.
 """
 REQUIRES = ("aiohttp",)
 TIMEOUT_S = 300
+# May run beside other runs: it waits on a local server; N waits vs one wait holds on busy
+# CPUs.
+CPU_BOUND = False
 
 MODES = ("sequential", "threads", "asyncio")
 PARAMS = (

@@ -23,6 +23,9 @@ A lock, or per-thread counts summed at the end, never lose anything.
 """
 REQUIRES = ()
 TIMEOUT_S = 300
+# In the TUI it runs in turn with other CPU-bound runs: threads spin on one counter;
+# whether they run at once decides the losses.
+CPU_BOUND = True
 
 SLEEP0_CAP = 20_000  # every sleep(0) is a syscall and a GIL hand-off: ~20 us each
 VARIANTS = ("naive", "call", "sleep0", "len", "locked", "local")

@@ -27,6 +27,9 @@ checked before anything starts, and free memory is watched while spawning.
 """
 REQUIRES = ()
 TIMEOUT_S = 600
+# In the TUI it runs in turn with other CPU-bound runs: spawning thousands of units is CPU
+# work, timed per unit.
+CPU_BOUND = True
 
 KINDS = ("threads", "processes", "tasks")
 # Forks first, from a small parent with one thread; tasks before threads, so freed thread

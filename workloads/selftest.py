@@ -20,6 +20,8 @@ and leaves nothing running behind it.
 """
 REQUIRES = ()
 TIMEOUT_S = 60
+# May run beside other runs: it checks the lab's error paths, not a figure.
+CPU_BOUND = False
 
 BEHAVIOURS = ("ok", "crash", "hang", "garbage", "print", "exit", "spawn")
 PARAMS = (

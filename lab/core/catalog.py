@@ -27,6 +27,7 @@ class Experiment:
     requires: tuple[str, ...]
     timeout_s: float
     module: ModuleType
+    cpu_bound: bool = False  # runs in turn with other CPU-bound runs in the TUI
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -61,7 +62,7 @@ class Experiment:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "requires": list(self.requires),
-                "timeout_s": self.timeout_s, "params": [p.to_json() for p in self.params]}
+                "timeout_s": self.timeout_s, "cpu_bound": self.cpu_bound, "params": [p.to_json() for p in self.params]}
 
 
 @lru_cache(maxsize=None)
@@ -74,6 +75,7 @@ def get(name: str) -> Experiment:
         name=module.NAME, title=module.TITLE, lesson=getattr(module, "LESSON", ""),
         params=tuple(module.PARAMS), requires=tuple(getattr(module, "REQUIRES", ())),
         timeout_s=float(getattr(module, "TIMEOUT_S", 120)), module=module,
+        cpu_bound=bool(getattr(module, "CPU_BOUND", False)),
     )
 
 

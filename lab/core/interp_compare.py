@@ -117,7 +117,10 @@ async def run_all(prepared: list, at_once: bool = False) -> list:
 
     try:
         if at_once:
-            return list(await asyncio.gather(*(one(r) for r in runs)))
+            states = list(await asyncio.gather(*(one(r) for r in runs)))
+            note_overlaps(states, ["%s under %s" % (p.experiment.name, describe(p.interpreter))
+                                   for p in prepared])
+            return states
         states = []
         for run in runs:
             if stopping:  # a stop before this run's turn: it never starts
@@ -132,3 +135,15 @@ async def run_all(prepared: list, at_once: bool = False) -> list:
                 await run.stop("stopped")
                 await run.wait()
         raise
+
+
+def note_overlaps(states: list, labels: list[str]) -> None:
+    """Each state's `overlapped_by`: the runs whose child ran at some moment during its own."""
+    for state, label in zip(states, labels):
+        for other, other_label in zip(states, labels):
+            if other is state or not (state.started_at and other.started_at):
+                continue
+            if (state.started_at < (other.ended_at or float("inf"))
+                    and other.started_at < (state.ended_at or float("inf"))
+                    and other_label not in state.overlapped_by):
+                state.overlapped_by.append(other_label)

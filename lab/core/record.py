@@ -37,6 +37,9 @@ def build_record(prepared: PreparedRun, state: RunState) -> dict[str, Any]:
             "kernel": host.kernel,
         },
         "duration_s": round(state.duration_s, 4),
+        # Other runs of the lab that ran at some moment during this one (their CPU use is
+        # in these figures); empty for a run alone, and always for `conlab run`.
+        "overlapped_by": list(state.overlapped_by),
         "sampler": {
             "source": state.sampler_source,
             "interval_s": prepared.request.sample_interval_s,

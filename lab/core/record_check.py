@@ -193,6 +193,13 @@ def check_record(record: Any, newest_version: int) -> None:
               "an object or null", record.get(key))
     if isinstance(record.get("result"), dict):
         _string(record["result"], "explanation", ".result", optional=True)
+    overlapped = record.get("overlapped_by")
+    if overlapped is not None:
+        _need(isinstance(overlapped, list) and len(overlapped) <= 64, ".overlapped_by",
+              "a list of at most 64 run names", overlapped)
+        for index, name in enumerate(overlapped):
+            _need(isinstance(name, str) and len(name) <= 200, ".overlapped_by[%d]" % index,
+                  "a run name", name)
     _in_range(record, "threads_omitted", "", 0, MAX_NUMBER, integer=True, optional=True)
     threads = record.get("threads")
     if threads is not None:

@@ -69,7 +69,8 @@ class RunState:
     experiment: str
     params: dict[str, Any]
     python: str
-    status: str = "pending"  # pending, running, done, failed, stopped, timeout
+    # waiting (for its turn, no child yet), pending, running, done, failed, stopped, timeout
+    status: str = "pending"
     started_at: float = 0.0  # monotonic
     ended_at: float = 0.0
     pid: int | None = None
@@ -87,6 +88,8 @@ class RunState:
     omitted_threads: set = field(default_factory=set)  # tids past MAX_THREAD_VIEWS
     cpu_clocks: dict[int, float] = field(default_factory=dict)
     sampler_source: str = ""
+    overlapped_by: list = field(default_factory=list)  # other lab runs that ran meanwhile
+    turn: tuple | None = None  # (n, m) while waiting: n-th of the m runs waiting their turn
     samples: int = 0
     version: int = 0
     _previous: Sample | None = None
@@ -94,7 +97,7 @@ class RunState:
     # Reading --------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self.status in ("pending", "running")
+        return self.status in ("waiting", "pending", "running")
 
     @property
     def duration_s(self) -> float:

@@ -253,8 +253,12 @@ class LabApp(App[int]):
 
     # Runs ------------------------------------------------------------------------------
     def start_run(self, key: str, experiment: str, params: dict[str, Any],
-                  python: str | None = None) -> bool:
-        """Validate, then run in an async worker; False (and the reason kept) if refused."""
+                  python: str | None = None, in_turn: bool | None = None) -> bool:
+        """Validate, then run in an async worker; False (and the reason kept) if refused.
+
+        A CPU-bound experiment waits for its turn (`in_turn` None: as the catalogue says),
+        so that runs sharing the CPUs do not stretch each other's figures.
+        """
         if self._quitting:
             return False
         try:
@@ -262,11 +266,17 @@ class LabApp(App[int]):
         except Refused:
             self.frame()
             return False
-        self.run_worker(self.controller.run(key, prepared), group="run:" + key,
-                        exit_on_error=False)
+        if in_turn is None:
+            in_turn = prepared.experiment.cpu_bound
+        self.run_worker(self.controller.run(key, prepared, in_turn=in_turn),
+                        group="run:" + key, exit_on_error=False)
         return True
 
     def stop_runs(self, keys: Iterable[str]) -> None:
+        """Stop these runs; those still waiting for their turn are dropped first, at once,
+        so that stopping the running one does not hand the CPUs to the next."""
+        keys = list(keys)
+        self.controller.drop_waiting(keys)
         for key in keys:
             if self.controller.is_running(key):
                 self.run_worker(self.controller.stop(key), group="stop:" + key,

@@ -14,7 +14,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from lab.core.runner import PreparedRun, Refused, Run, RunRequest, prepare, reap_group
 from lab.core.state import RunState
@@ -24,12 +24,28 @@ SHUTDOWN_WAIT_S = 5.0  # how long quitting waits for every child to be reaped
 
 @dataclass
 class Slot:
-    run: Run
+    run: Any  # a Run (or the factory's stand-in); None while the slot waits for its turn
     done: asyncio.Event
+    turn: asyncio.Event | None = None  # set when a waiting slot may start (or is dropped)
+    dropped: bool = False  # taken out of the queue before its turn: start nothing
+
+
+def _note(state: RunState, label: str) -> None:
+    """`label` ran at some moment during this run."""
+    if label not in state.overlapped_by:
+        state.overlapped_by.append(label)
+        state.version += 1
 
 
 class RunController:
-    """Runs by slot key; `states` is what the screens draw (tests may fill it by hand)."""
+    """Runs by slot key; `states` is what the screens draw (tests may fill it by hand).
+
+    CPU-bound runs go in turn: a run started with `in_turn` waits in one queue (its state
+    says "waiting", with its place) until no other CPU-bound run is going, so runs that
+    share the CPUs do not stretch each other's figures. Whatever overlaps anyway (a run
+    started at once, a run that does not need the CPUs) is written into each run's
+    `overlapped_by`, so a figure says what else was running while it was measured.
+    """
 
     def __init__(self, python: str | None = None, run_factory: Callable[[PreparedRun], Any] = Run,
                  save_records: bool = True,
@@ -43,17 +59,29 @@ class RunController:
         self.prepared: dict[str, PreparedRun] = {}
         self._slots: dict[str, Slot] = {}
         self._pids: set[int] = set()  # every child we started, for the last-resort sweep
+        self._queue: list[str] = []  # slots waiting for their turn, first first
+        self._cpu: set[str] = set()  # CPU-bound (or in-turn) runs given the CPUs now
+        self._active: dict[str, str] = {}  # slots with a child, and the name each goes by
+        self._closing = False  # shutting down: nothing more starts
 
     # Reading ---------------------------------------------------------------------------
     def state(self, key: str) -> RunState | None:
         return self.states.get(key)
 
     def is_running(self, key: str) -> bool:
+        """Running, starting, or waiting for its turn (not over yet)."""
         slot = self._slots.get(key)
         return slot is not None and not slot.done.is_set()
 
     def running_keys(self) -> list[str]:
         return [key for key in self._slots if self.is_running(key)]
+
+    def waiting_keys(self) -> list[str]:
+        return list(self._queue)
+
+    def active_keys(self) -> list[str]:
+        """Slots whose child is running now."""
+        return list(self._active)
 
     # Starting --------------------------------------------------------------------------
     def prepare(self, key: str, experiment: str, params: dict[str, Any],
@@ -71,13 +99,35 @@ class RunController:
         self.refusals.pop(key, None)
         return prepared
 
-    async def run(self, key: str, prepared: PreparedRun) -> RunState:
-        """Run one experiment in slot `key` to its end (stop() ends it early)."""
+    async def run(self, key: str, prepared: PreparedRun, in_turn: bool = False) -> RunState:
+        """Run one experiment in slot `key` to its end (stop() ends it early).
+
+        With `in_turn`, first wait until no other CPU-bound run of the lab is going.
+        """
         await self.stop(key)
-        run = self.run_factory(prepared)
-        slot = self._slots[key] = Slot(run, asyncio.Event())
-        self.states[key] = run.state
+        slot = self._slots[key] = Slot(None, asyncio.Event())
         self.prepared[key] = prepared
+        holds_cpu = in_turn or prepared.experiment.cpu_bound
+        try:
+            if in_turn and not await self._wait_for_turn(key, slot, prepared):
+                return self._not_started(key, prepared)
+            if self._closing or slot.dropped:
+                return self._not_started(key, prepared)
+            if holds_cpu:
+                self._cpu.add(key)
+            return await self._run(key, slot, prepared)
+        finally:
+            slot.done.set()
+            if self._slots.get(key) is slot:
+                if key in self._queue:  # cancelled while waiting
+                    self._queue.remove(key)
+                self._cpu.discard(key)
+            self._next_turn()
+
+    async def _run(self, key: str, slot: Slot, prepared: PreparedRun) -> RunState:
+        run = slot.run = self.run_factory(prepared)
+        self.states[key] = run.state
+        self._overlap(key, run.state, self.label(prepared))
         try:
             try:
                 await run.start()
@@ -95,12 +145,80 @@ class RunController:
                 await asyncio.shield(self._stop_and_wait(run))
                 raise
         finally:
-            slot.done.set()
+            self._active.pop(key, None)
         if state.pid:
             self._pids.discard(state.pid)
         await self._save(prepared, state)
         if self.on_finish is not None:
             self.on_finish(key, state)
+        return state
+
+    # Taking turns ----------------------------------------------------------------------
+    def label(self, prepared: PreparedRun) -> str:
+        """What other runs call this one: the experiment, and its interpreter when it is
+        not the lab's usual one (interpreters side by side)."""
+        python = prepared.request.python
+        if python is None or python == self.python:
+            return prepared.experiment.name
+        from lab.core.interp_compare import describe
+
+        return "%s under %s" % (prepared.experiment.name, describe(prepared.interpreter))
+
+    def _overlap(self, key: str, state: RunState, label: str) -> None:
+        """From now until it ends, this run and every run going overlap: note both ways."""
+        for other, other_label in self._active.items():
+            _note(state, other_label)
+            other_state = self.states.get(other)
+            if other_state is not None:
+                _note(other_state, label)
+        self._active[key] = label
+
+    async def _wait_for_turn(self, key: str, slot: Slot, prepared: PreparedRun) -> bool:
+        """Queue the slot; True when its turn comes, False if it was dropped first."""
+        slot.turn = asyncio.Event()
+        self.states[key] = RunState(experiment=prepared.experiment.name,
+                                    params=prepared.params, python=prepared.interpreter.path,
+                                    status="waiting")
+        self._queue.append(key)
+        self._next_turn()
+        await slot.turn.wait()
+        return not slot.dropped
+
+    def _next_turn(self) -> None:
+        """Give the CPUs to the first waiting slot once no CPU-bound run holds them."""
+        if self._queue and not self._cpu and not self._closing:
+            key = self._queue.pop(0)
+            self._cpu.add(key)  # held from now: the next one must not start meanwhile
+            self._slots[key].turn.set()
+        self._number_queue()
+
+    def _number_queue(self) -> None:
+        total = len(self._queue)
+        for place, key in enumerate(self._queue, 1):
+            state = self.states.get(key)
+            if state is not None and state.turn != (place, total):
+                state.turn = (place, total)
+                state.version += 1
+
+    def drop_waiting(self, keys: Iterable[str] | None = None) -> None:
+        """Take these slots (all if None) out of the queue: they start nothing."""
+        keys = list(self._queue) if keys is None else [k for k in keys if k in self._queue]
+        for key in keys:
+            self._queue.remove(key)
+            slot = self._slots[key]
+            slot.dropped = True
+            slot.turn.set()
+        self._number_queue()
+
+    def _not_started(self, key: str, prepared: PreparedRun) -> RunState:
+        """The run never got a child: its pane goes back to idle."""
+        state = self.states.get(key)
+        if state is not None and state.status == "waiting":
+            del self.states[key]
+        else:
+            state = RunState(experiment=prepared.experiment.name, params=prepared.params,
+                             python=prepared.interpreter.path)
+        state.status, state.error, state.turn = "stopped", "stopped before its turn", None
         return state
 
     async def _save(self, prepared: PreparedRun, state: RunState) -> None:
@@ -120,7 +238,12 @@ class RunController:
         slot = self._slots.get(key)
         if slot is None or slot.done.is_set():
             return
-        await slot.run.stop("stopped")
+        if key in self._queue:
+            self.drop_waiting([key])
+        elif slot.run is None:
+            slot.dropped = True  # its turn came but it has not started: it never will
+        else:
+            await slot.run.stop("stopped")
         try:
             await asyncio.wait_for(slot.done.wait(), SHUTDOWN_WAIT_S)
         except asyncio.TimeoutError:
@@ -134,7 +257,10 @@ class RunController:
             pass
 
     async def shutdown(self) -> None:
-        """Stop every run at once and wait for them all to be reaped."""
+        """Stop every run at once and wait for them all to be reaped; queued runs and
+        runs given their turn but not started yet start nothing."""
+        self._closing = True
+        self.drop_waiting()
         keys = self.running_keys()
         if keys:
             await asyncio.gather(*(self.stop(k) for k in keys), return_exceptions=True)
@@ -145,7 +271,8 @@ class RunController:
         we started, including a run still starting, then reap them for up to `reap_s`."""
         pids = set(self._pids)
         for slot in list(self._slots.values()):
-            if isinstance(slot.run, Run) and not slot.done.is_set() and slot.run.state.pid:
+            if (isinstance(slot.run, Run) and not slot.done.is_set()
+                    and slot.run.state.pid):
                 pids.add(slot.run.state.pid)
         for pid in pids:
             try:

@@ -144,7 +144,8 @@ class DashboardScreen(Screen):
                 continue  # hidden panes cost nothing
             pane.show(controller.state(pane.id), controller.refusals.get(pane.id))
         states = [controller.state(p.id) for p in self.panes]
-        running = sum(1 for s in states if s is not None and s.running)
+        # Runs waiting for their turn say so in their panes (no room here at 80 columns).
+        running = sum(1 for s in states if s is not None and s.status in ("pending", "running"))
         text = "conlab · %s · %d running" % (self.app.machine_line, running)
         if text != self._topbar:
             self._topbar = text
@@ -174,6 +175,7 @@ class DashboardScreen(Screen):
             self._start(pane)
 
     def action_run_all(self) -> None:
+        """Every pane; the CPU-bound ones queue and run one after another (start_run)."""
         for pane in self.panes:
             if pane.available:
                 self._start(pane)

@@ -18,13 +18,15 @@ conlab - every concurrency model live, measured on this machine
 ARTICLE
 
 Keys (dashboard)
-  r        run the focused pane        a      run every pane
+  r        run the focused pane        a      run every pane (CPU-bound
+                                              ones in turn: WAITING n of m)
   x        stop every run              enter  open the pane's experiment
   tab      next pane (arrows too)      e      list all experiments
   ?        this help                   q      quit (stops every run first)
   ctrl+p   command palette: every action, every experiment
   h        history: space marks runs, c compares them, f filters by name
   s        this experiment under several interpreters, side by side
+           (there: r runs them in turn, t switches to all at once)
   l        lessons: predict, run, compare with what was measured
 
 Keys (experiment screen)
@@ -41,7 +43,8 @@ Thread rows
 Markers
   ▶ running   ✓ finished   · waiting   ✗ did not finish
   !           finished, but other programs took CPU time meanwhile: inflated
-  RUNNING DONE STOPPED FAILED TIMEOUT REFUSED: the run's state in words
+  RUNNING DONE STOPPED FAILED TIMEOUT REFUSED WAITING: the run's state
+  measured while X ran: another lab run X shared the CPUs with this one
   ▶ before a pane's title: the pane that r and enter act on
 
 The lab's own cost (the dashboard's top line, other screens' footer)

@@ -4,8 +4,9 @@ The interpreters are the ones `conlab doctor` finds, probed once in a thread wor
 (each probe is a short subprocess; no experiment child is started there). Those that
 lack what the experiment needs with these parameters (aiohttp, uvloop) are listed as
 skipped, with the reason. The runs themselves start from async workers on the app's
-loop, like every other run in the lab: `r` starts them all at once (a race shows its
-lost updates either way), `t` one after another (timings then do not share the CPUs).
+loop, like every other run in the lab. `r` runs them one after another, so their
+timings do not share the CPUs; `t` switches to all at once (a race shows its lost
+updates either way), and each pane then says which runs it was measured beside.
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ from textual.widgets.selection_list import Selection
 from lab.core import catalog
 from lab.core.interp_compare import MAX_SIDE_BY_SIDE, Offer, default_choice, describe, entry, offers
 from lab.core.interpreters import Interpreter, find_interpreters
-from lab.core.runner import Refused
 from lab.tui.views import view_class
 from widgets.lab_footer import LabFooter
 from widgets.pane import Pane
 from widgets.param_form import ParamForm
 from lab.core.catalog import ParamError
 
-KEYS = "r run all  t one by one  x stop  c compare  esc back"
+# The footer names the way `r` runs them now, and what `t` switches to.
+KEYS = {False: "r run: in turn  t at once  x stop  c compare  esc back",
+        True: "r run: at once  t in turn  x stop  c compare  esc back"}
 HINT = "i interpreters · p parameters · e experiment"
 
 _found: list[Interpreter] | None = None  # probed once per lab process
@@ -53,7 +55,7 @@ def slot_key(experiment: str, path: str) -> str:
 class SideBySideScreen(Screen):
     BINDINGS = [
         Binding("r", "run_all", "run all"),
-        Binding("t", "run_in_turn", "one by one"),
+        Binding("t", "toggle_at_once", "in turn / at once"),
         Binding("x", "stop", "stop"),
         Binding("c", "compare", "compare"),
         Binding("i", "interpreters", "interpreters"),
@@ -100,13 +102,14 @@ class SideBySideScreen(Screen):
         self.probe_error: str | None = None
         self._summary = ""
         self._topbar = ""
+        self.at_once = False  # in turn by default: figures measured alone
 
     def compose(self) -> ComposeResult:
         yield Static(id="topbar")
         yield Static(id="hint")
         yield Grid(id="panes")
         yield Static(id="summary")
-        yield LabFooter(KEYS)
+        yield LabFooter(KEYS[self.at_once], id="footer")
 
     def on_mount(self) -> None:
         self.query_one("#topbar", Static).update(
@@ -205,20 +208,28 @@ class SideBySideScreen(Screen):
         if not self.is_mounted:
             return
         controller = self.app.controller
-        running = 0
+        running = waiting = 0
         lines = []
+        beside = False
         for pane, key, path in zip(self.panes, self.keys, self.chosen):
             state = controller.state(key)
             pane.show(state, controller.refusals.get(key), idle_hint="idle · r run all")
-            if state is not None and state.running:
+            if state is not None and state.status == "waiting":
+                waiting += 1
+            elif state is not None and state.running:
                 running += 1
             elif state is not None and isinstance(state.result, dict):
                 lines.append("%-14s %s" % (self.pane_title(path).split(" (")[0][:14],
                                            headline_of(self.experiment.name, state.result)))
+                beside = beside or bool(state.overlapped_by)
+        if beside:
+            lines.append("! measured while other runs shared the CPUs (t: run in turn)")
         if self.found is not None:
-            topbar = "%s under %d interpreter%s · %d running" % (
+            topbar = "%s under %d interpreter%s · %s · %d running" % (
                 self.experiment.name, len(self.chosen), "" if len(self.chosen) == 1 else "s",
-                running)
+                "at once" if self.at_once else "in turn", running)
+            if waiting:
+                topbar += " · %d waiting" % waiting
             if topbar != self._topbar:
                 self._topbar = topbar
                 self.query_one("#topbar", Static).update(topbar)
@@ -239,36 +250,26 @@ class SideBySideScreen(Screen):
             return None
 
     def action_run_all(self) -> None:
+        """Every chosen interpreter: one after another (the controller's queue), or all
+        at once when toggled (then each figure names the runs it shared the CPUs with)."""
         params = self._ready()
         if params is None:
             return
+        self.app.stop_runs(self.keys)  # a run still queued from last time starts nothing
         for key, path in zip(self.keys, self.chosen):
-            self.app.start_run(key, self.experiment.name, params, python=path)
+            self.app.start_run(key, self.experiment.name, params, python=path,
+                               in_turn=not self.at_once)
 
-    def action_run_in_turn(self) -> None:
-        params = self._ready()
-        if params is None:
-            return
-        self.app.stop_runs(self.keys)
-        self.run_worker(self._in_turn(list(zip(self.keys, self.chosen)), params),
-                        group="side-in-turn", exclusive=True, exit_on_error=False)
-
-    async def _in_turn(self, slots: list[tuple[str, str]], params: dict[str, Any]) -> None:
-        """One run after another, on the app's loop (children fork from its thread)."""
-        controller = self.app.controller
-        for key, _path in slots:
-            controller.states.pop(key, None)  # the panes waiting their turn read `idle`
-        for key, path in slots:
-            try:
-                prepared = controller.prepare(key, self.experiment.name, params, path)
-            except Refused:
-                continue  # the pane shows the refusal; the others still run
-            state = await controller.run(key, prepared)
-            if state.status == "stopped":  # x, or the lab quitting: the rest do not start
-                break
+    def action_toggle_at_once(self) -> None:
+        self.at_once = not self.at_once
+        self.query_one("#footer", LabFooter).set_keys(KEYS[self.at_once])
+        self._topbar = ""
+        self.refresh_live()
+        self.notify("r now runs the interpreters %s" % (
+            "all at once: their figures share the CPUs" if self.at_once
+            else "one after another"), timeout=3)
 
     def action_stop(self) -> None:
-        self.workers.cancel_group(self, "side-in-turn")
         self.app.stop_runs(self.keys)
 
     def finished_entries(self) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.helpers import ROOT, conlab, interpreter, plain_lines, run_json
+from tests.helpers import ROOT, conlab, interpreter, plain_lines, run_json, skip_if_busy
 from workloads import _tiny_loop, epoll
 from workloads._spec import resolve
 
@@ -116,6 +116,7 @@ def test_one_thread_serves_and_drives_every_connection(epoll_record):
 def test_asyncio_reads_fault_pages_until_glibc_raises_its_mmap_threshold(epoll_record):
     """asyncio reads into a fresh 256 KiB buffer: in a fresh process glibc serves each with
     mmap(), so every read faults pages in; with the threshold raised, (almost) none do."""
+    skip_if_busy(epoll_record)
     loops = epoll_record["result"]["loops"]
     if loops["asyncio_tuned"].get("mmap_threshold_bytes") is None:
         pytest.skip("not glibc: mallopt unavailable")

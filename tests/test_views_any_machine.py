@@ -139,3 +139,17 @@ def test_thread_rows_fold_the_quiet_threads_into_one_line(workers, width, rows):
             t.cpu_share for t in hidden) in more[0], more[0]
     else:
         assert len(shown) == workers
+
+
+@pytest.mark.parametrize("workers", WORKER_COUNTS)
+def test_a_finished_mn_run_fits_the_34_column_screen(workers):
+    """After the run the totals line replaces the rates: it fits 34 columns too."""
+    from widgets.goroutines_view import GoroutinesView
+
+    state = goroutines_state_of(workers)
+    state.status = "done"
+    view = GoroutinesView(explains=False)
+    view.fold(view.new_events(state), state)
+    lines = [line.plain for line in view.lines(state, 34, 20)]
+    assert any("hand-off 21 · %d Ms" % (2 * workers) in line for line in lines), lines
+    assert all(cell_len(line) <= 34 for line in lines), lines

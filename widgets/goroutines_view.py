@@ -146,7 +146,7 @@ class GoroutinesView(LinesView):
         out.append(self.global_line(event, width))
         out.append(self.m_line(event))
         out.append(self.cpu_line(state, last))
-        out.append(self.totals_line(last) if ended else self.rate_line(last))
+        out.append(self.totals_line(last, width) if ended else self.rate_line(last))
         if not self.compact:
             out += self.full_extra(state, event, width, rows - len(out))
         return out[:rows]
@@ -245,11 +245,17 @@ class GoroutinesView(LinesView):
             steal_text = "steal %s/s" % fmt_rate(steals)
         return Text("%s hand-off %s/s" % (steal_text, fmt_rate(handoffs)))
 
-    def totals_line(self, e: dict) -> Text:
+    def totals_line(self, e: dict, width: int = 80) -> Text:
         """A finished run: Ps above at their busiest; the run's counts in all."""
         steals = "n/a" if e.get("runtime") == "go" else _n(e.get("steals"))
-        return Text("peak above · steal %s hand-off %s · %s Ms" % (
-            steals, _n(e.get("handoffs")), _n(e.get("threads"))))
+        figures = (steals, _n(e.get("handoffs")), _n(e.get("threads")))
+        for form in ("peak above · steal %s hand-off %s · %s Ms",
+                     "peak · steal %s hand-off %s · %s Ms",  # a 34-column screen
+                     "steal %s hand-off %s · %s Ms"):
+            text = form % figures
+            if len(text) <= width:
+                break
+        return Text(text)
 
     def full_extra(self, state: RunState, e: dict, width: int, room: int) -> list[Text]:
         out: list[Text] = []

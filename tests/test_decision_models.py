@@ -8,8 +8,7 @@ import json
 
 import pytest
 
-from tests.helpers import (child_cpus, conlab, interpreter, new_tag, skip_if_busy,
-                           workload_processes)
+from tests.helpers import conlab, interpreter, new_tag, usable_cpus, workload_processes
 
 PY39 = interpreter("3.9")
 SMALL = ("job_ms=5", "seconds=0.15")
@@ -17,10 +16,6 @@ MODELS = ("sequential", "threads", "processes", "asyncio", "asyncio+pool")
 
 
 def decision(*params: str, python: str | None = None, env: dict | None = None) -> dict:
-    return decision_record(*params, python=python, env=env)["result"]
-
-
-def decision_record(*params: str, python: str | None = None, env: dict | None = None) -> dict:
     args = ["run", "decision", "--json"]
     for p in params:
         args += ["-p", p]
@@ -30,7 +25,7 @@ def decision_record(*params: str, python: str | None = None, env: dict | None = 
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert record["status"] == "done", record["error"]
-    return record
+    return record["result"]
 
 
 def jobs_per_s(row: dict, model: str) -> float:
@@ -69,15 +64,12 @@ def test_the_table_rows_winners_and_verdicts_follow_from_the_measurements(tmp_pa
 
 
 @pytest.mark.timing
+@pytest.mark.skipif(usable_cpus() < 2, reason="one CPU: processes cannot compute in parallel")
 def test_all_computing_processes_beat_threads_under_the_gil():
     ratios = []
     for _attempt in range(3):  # another program's burst can spoil one short window
-        record = decision_record("workload=dial", "cpu_percent=100", "concurrency=4",
-                                 "job_ms=10", "seconds=0.4")
-        if child_cpus(record) < 2:
-            pytest.skip("one CPU: processes cannot compute in parallel")
-        skip_if_busy(record)
-        row = record["result"]["rows"][0]
+        row = decision("workload=dial", "cpu_percent=100", "concurrency=4", "job_ms=10",
+                       "seconds=0.4")["rows"][0]
         ratios.append(jobs_per_s(row, "processes") / jobs_per_s(row, "threads"))
         if ratios[-1] > 1.2:
             break
@@ -88,10 +80,8 @@ def test_all_computing_processes_beat_threads_under_the_gil():
 @pytest.mark.parametrize("wait", ["socket", "sleep"])
 def test_all_waiting_every_concurrent_model_overlaps_the_waits(wait):
     # Holds on one CPU too: waiting needs no CPU, so 8 jobs in flight overlap their waits.
-    record = decision_record("workload=dial", "cpu_percent=0", "concurrency=8", "job_ms=10",
-                             "seconds=0.3", "wait=" + wait)
-    skip_if_busy(record)
-    row = record["result"]["rows"][0]
+    row = decision("workload=dial", "cpu_percent=0", "concurrency=8", "job_ms=10",
+                   "seconds=0.3", "wait=" + wait)["rows"][0]
     sequential = jobs_per_s(row, "sequential")
     assert sequential <= row["ideal_jobs_per_s"] / 8 * 1.05  # one job at a time: 10 ms each
     for model in ("threads", "asyncio", "asyncio+pool"):

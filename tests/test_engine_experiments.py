@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.helpers import child_cpus, interpreter, run_json, skip_if_busy, usable_cpus
+from tests.helpers import interpreter, run_json, usable_cpus
 
 RECORD_KEYS = {"experiment", "params", "interpreter", "machine", "duration_s", "threads", "result"}
 THREAD_KEYS = {"name", "native_id", "cpu_s", "run_delay_s", "voluntary", "involuntary"}
@@ -39,8 +39,7 @@ def test_gil_cpu_record_has_the_promised_shape(gil_cpu):
 @pytest.mark.timing
 def test_other_programs_taking_the_cpus_are_named_in_the_result():
     """Busy loops on every CPU make the sequential run wait in run_delay: the result flags
-    it instead of presenting an inflated time as the truth. (No skip_if_busy here: the
-    busy flag is what this test checks.)"""
+    it instead of presenting an inflated time as the truth."""
     # Each hog leads its own session, like the lab's child: with the kernel's autogroup
     # scheduling, CPU is shared fairly between sessions first.
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"],
@@ -62,15 +61,13 @@ def test_other_programs_taking_the_cpus_are_named_in_the_result():
 def test_threads_do_not_speed_up_cpu_work_under_the_gil(gil_cpu):
     if not gil_cpu["interpreter"]["gil_enabled"]:
         pytest.skip("free-threaded interpreter: threads may run in parallel")
-    skip_if_busy(gil_cpu)
     assert gil_cpu["result"]["speedup"]["threads"] < 1.3
 
 
 @pytest.mark.timing
 def test_processes_speed_up_cpu_work_on_two_cpus(gil_cpu):
-    if child_cpus(gil_cpu) < 2:
+    if usable_cpus() < 2:
         pytest.skip("one CPU: processes cannot run in parallel here")
-    skip_if_busy(gil_cpu)
     assert gil_cpu["result"]["speedup"]["processes"] > 1.4
 
 
@@ -80,7 +77,6 @@ def test_gil_threads_share_one_cpu_and_sleep_rather_than_queue(gil_cpu):
     asleep (voluntary switches, about one per switch interval) and not in run_delay."""
     if not gil_cpu["interpreter"]["gil_enabled"]:
         pytest.skip("free-threaded interpreter")
-    skip_if_busy(gil_cpu)
     threads = workers(gil_cpu, "cpu-")  # the worker threads of every round
     wall = sum(gil_cpu["result"]["modes"]["threads"]["wall_s_rounds"])
     cpu = sum(t["cpu_s"] for t in threads)
@@ -97,7 +93,6 @@ def test_oversubscribed_processes_wait_for_a_cpu_in_run_delay():
     if cpus > 8:
         pytest.skip("too many CPUs to oversubscribe cheaply")
     record = run_json("gil-cpu", "work=3000000", "tasks=%d" % (2 * cpus), "modes=processes")
-    skip_if_busy(record)
     procs = workers(record, "proc-")
     cpu = sum(p["cpu_s"] for p in procs)
     waiting = sum(p["run_delay_s"] for p in procs)

@@ -245,17 +245,13 @@ class GoroutinesView(LinesView):
             steal_text = "steal %s/s" % fmt_rate(steals)
         return Text("%s hand-off %s/s" % (steal_text, fmt_rate(handoffs)))
 
-    def totals_line(self, e: dict, width: int = 80) -> Text:
+    def totals_line(self, e: dict, width: int) -> Text:
         """A finished run: Ps above at their busiest; the run's counts in all."""
         steals = "n/a" if e.get("runtime") == "go" else _n(e.get("steals"))
-        figures = (steals, _n(e.get("handoffs")), _n(e.get("threads")))
-        for form in ("peak above · steal %s hand-off %s · %s Ms",
-                     "peak · steal %s hand-off %s · %s Ms",  # a 34-column screen
-                     "steal %s hand-off %s · %s Ms"):
-            text = form % figures
-            if len(text) <= width:
-                break
-        return Text(text)
+        counts = "steal %s hand-off %s · %s Ms" % (steals, _n(e.get("handoffs")),
+                                                    _n(e.get("threads")))
+        with_note = "peak above · " + counts
+        return Text(with_note if len(with_note) <= width else counts)
 
     def full_extra(self, state: RunState, e: dict, width: int, room: int) -> list[Text]:
         out: list[Text] = []

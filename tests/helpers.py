@@ -182,3 +182,53 @@ def plain_lines(drawn, width: int | None = None) -> list[str]:
 
 def usable_cpus() -> int:
     return len(os.sched_getaffinity(0))
+
+
+def busy_reason(record: dict) -> str | None:
+    """Why this run's own record says its timings are not clean, or None.
+
+    Reads the `load` block ({"busy": bool, "other_cpu_share": ...}) and `verdict.can_tell`
+    once the experiments carry them, and today's gil-cpu flags (`contended`: the modes
+    whose workers waited for a CPU that other programs held)."""
+    result = record.get("result") if isinstance(record, dict) else None
+    if not isinstance(result, dict):
+        return None
+    load = result.get("load") if isinstance(result.get("load"), dict) else {}
+    if load.get("busy"):
+        share = load.get("other_cpu_share")
+        return "other programs took %s of the usable CPU time during the run" % (
+            "%.0f%%" % (100 * share) if isinstance(share, (int, float)) else "a real share")
+    verdict = result.get("verdict") if isinstance(result.get("verdict"), dict) else {}
+    if verdict.get("can_tell") is False:
+        return "the run could not tell: %s" % (verdict.get("why") or "machine too busy")
+    modes = result.get("modes") if isinstance(result.get("modes"), dict) else {}
+    flagged = list(result.get("contended") or []) if isinstance(result.get("contended"), list) \
+        else []
+    flagged += [m for m, f in modes.items()
+                if isinstance(f, dict) and f.get("contended") and m not in flagged]
+    if flagged or result.get("contended") is True:
+        return "other programs took CPU time during %s" % (", ".join(flagged) or "the run")
+    return None
+
+
+def skip_if_busy(record: dict) -> None:
+    """A timing test skips, naming the figure, when its run's record flags the machine as
+    busy: a contended timing is not evidence either way."""
+    import pytest
+
+    reason = busy_reason(record)
+    if reason:
+        pytest.skip("the record flags a busy machine: " + reason)
+
+
+def child_cpus(record: dict) -> int:
+    """The CPUs the child could use, as it reported them (affinity may differ from the
+    parent's os.cpu_count()); the lab's own count of the machine when the result has none."""
+    result = record.get("result") if isinstance(record.get("result"), dict) else {}
+    for value in (result.get("cpus"), result.get("usable_cpus"),
+                  (result.get("load") or {}).get("usable_cpus") if isinstance(
+                      result.get("load"), dict) else None,
+                  (record.get("machine") or {}).get("usable_cpus")):
+        if isinstance(value, int) and value > 0:
+            return value
+    return usable_cpus()

@@ -79,3 +79,28 @@ async def test_the_view_renders_inside_textual(tmp_path, monkeypatch):
     words = " ".join(words.replace("\xa0", " ").split())  # SVG keeps spaces as NBSP
     assert "mix seq thr proc aio a+pl dial" in words
     assert "dial" in words and "*" in words
+
+
+def test_the_table_fits_the_34_column_experiment_screen_with_big_figures():
+    """80x24's live column is 34 cells: the header, a winning `…230*✓` row and figures
+    in the tens of thousands all fit, each figure still next to its `*`."""
+    state = RunState("decision", {}, "python")
+    state.status = "running"
+    figures = {"sequential": 98.0, "threads": 230.0, "processes": 12_345.0,
+               "asyncio": 230.0, "asyncio+pool": 1_234_567.0}
+    events = [{"ev": "row", "state": "start", "id": "dial", "label": "Dial",
+               "cpu_percent": 50, "concurrency": 8, "article_pick": "threads"}]
+    events += [{"ev": "model", "state": "end", "row": "dial", "model": m, "jobs_per_s": v}
+               for m, v in figures.items()]
+    events.append({"ev": "row", "state": "end", "id": "dial", "winners": ["asyncio+pool"],
+                   "agrees": True})
+    for event in events:
+        state.apply_event(event)
+    for width, compact in ((34, False), (38, True)):
+        view = DecisionView(compact=compact)
+        view.fold(view.new_events(state), state)
+        raw = [line.plain.rstrip() for line in view.lines(state, width, 9)]  # uncut
+        assert all(len(line) <= width for line in raw), raw
+        row = next(line for line in raw if line.startswith("dial"))
+        assert row.endswith("1.2M*✓") and "12k" in row and "230" in row, row
+        assert raw[0].split() == ["mix", "seq", "thr", "proc", "aio", "a+pl"]

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from tests.helpers import ROOT, conlab, interpreter, plain_lines, python_under_test, run_json
+from tests.helpers import (ROOT, conlab, interpreter, plain_lines, python_under_test, run_json,
+                           skip_if_busy)
 from workloads import _tiny_loop, epoll
 from workloads._spec import resolve
 
@@ -123,6 +124,7 @@ def test_asyncio_reads_fault_pages_until_glibc_raises_its_mmap_threshold(epoll_r
     serves each with mmap(), so every read faults pages in; with the threshold raised,
     (almost) none do. A free-threaded build takes its objects from mimalloc, not glibc's
     malloc: no faults to remove, and the explanation must not claim it removed them."""
+    skip_if_busy(epoll_record)
     result = epoll_record["result"]
     loops = result["loops"]
     if loops["asyncio_tuned"].get("mmap_threshold_bytes") is None:

@@ -13,7 +13,8 @@ import time
 import psutil
 import pytest
 
-from tests.helpers import ROOT, alive, conlab, interpreter, plain_lines, run_json, wait_for
+from tests.helpers import (ROOT, alive, conlab, interpreter, plain_lines, run_json, skip_if_busy,
+                           wait_for)
 from workloads import _loops
 from workloads._serverproc import DelayServer
 
@@ -31,6 +32,7 @@ def io_record():
 
 @pytest.mark.timing
 def test_threads_and_asyncio_take_about_one_delay_sequential_about_n(io_record):
+    skip_if_busy(io_record)
     modes = io_record["result"]["modes"]
     n, delay = 5, 0.4
     assert n * delay <= modes["sequential"]["wall_s"] < n * delay + 1.0

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.helpers import ROOT, interpreter, run_json, usable_cpus
+from tests.helpers import ROOT, interpreter, run_json, skip_if_busy, usable_cpus
 from workloads import _perfbench
 
 SMALL = ("messages=4000", "perf=false", "ladder=false")
@@ -51,10 +51,12 @@ def test_every_placement_runs_or_says_why_not(every_method):
 
 @pytest.mark.timing
 def test_same_core_round_trip_is_cheaper_than_cross_core():
-    if usable_cpus() < 2:
+    if usable_cpus() < 2:  # cross-core is refused before the run on one CPU
         pytest.skip("one usable CPU: there is no other core to cross to")
-    result = run_json("ctx-switch", "method=processes", "messages=6000", "perf=false",
-                      "ladder=false")["result"]
+    record = run_json("ctx-switch", "method=processes", "messages=6000", "perf=false",
+                      "ladder=false")
+    skip_if_busy(record)
+    result = record["result"]
     same = result["methods"]["processes/same-core"]["us_per_roundtrip"]
     cross = result["methods"]["processes/cross-core"]["us_per_roundtrip"]
     assert same < cross, "same core %.2f us, cross core %.2f us" % (same, cross)
@@ -74,8 +76,10 @@ def test_cross_core_is_refused_before_anything_starts_when_one_cpu_is_usable():
 
 @pytest.mark.timing
 def test_the_ladder_climbs_from_generator_to_kernel_switches():
-    result = run_json("ctx-switch", "method=threads", "placement=same-core", "messages=4000",
-                      "perf=false")["result"]
+    record = run_json("ctx-switch", "method=threads", "placement=same-core", "messages=4000",
+                      "perf=false")
+    skip_if_busy(record)
+    result = record["result"]
     ladder = result["ladder"]
     generator = ladder["generator resume"]
     asyncio_switch = ladder["asyncio task switch"]
@@ -131,7 +135,9 @@ def test_the_goroutine_rung_is_measured_with_go_and_unavailable_without_it():
     assert "go" in result["ladder_notes"]["goroutine switch"]
     if _go.find_go() is None:
         pytest.skip("no `go` here: only the unavailable case can be checked")
-    result = run_json("ctx-switch", "method=threads", "placement=same-core", "messages=1000",
-                      "perf=false", timeout=400)["result"]
+    record = run_json("ctx-switch", "method=threads", "placement=same-core", "messages=1000",
+                      "perf=false", timeout=400)
+    skip_if_busy(record)
+    result = record["result"]
     goroutine = result["ladder"]["goroutine switch"]
     assert goroutine is not None and 0 < goroutine < result["ladder"]["thread ping-pong same core"]

@@ -217,6 +217,22 @@ def test_ctx_switch_notes_wrap_inside_the_pane():
         assert "kernel.perf_event_paranoid" in " ".join(lines)
 
 
+def test_the_vm_note_and_the_figures_wrap_inside_a_34_column_pane():
+    """On a VM with a cross-core figure the note is wrapped, not cut at 34 columns."""
+    from lab.core.state import RunState
+
+    state = RunState("ctx-switch", {}, "python3")
+    state.apply_event({"ev": "setup", "vm": True, "skipped": {}})
+    for run in ("processes/same-core", "processes/cross-core"):
+        state.apply_event({"ev": "figure", "run": run, "us_per_msg": 12.5,
+                           "us_per_roundtrip": 25.0, "switches_per_msg": 1.0})
+    state.status = "done"
+    for width in (NARROW, 61, WIDE):
+        lines = draw("ctx-switch", state, width, 80, False)
+        fits(lines, width)
+        assert "idle virtual CPU" in " ".join(lines)
+
+
 async def test_the_longest_parameter_name_keeps_a_gap_before_its_value_at_80x24():
     """`switches_per_request` (20 letters) used to run into its field: `...reques2.0`."""
     from textual.app import App

@@ -213,3 +213,66 @@ def goroutines_state() -> RunState:
 def dashboard_states() -> dict[str, RunState]:
     return {"pane-0": gil_state(), "pane-1": loop_freeze_state(), "pane-2": race_state(),
             "pane-3": goroutines_state()}
+
+
+# Any number of workers: the views must fit with 1, 2, 16 or 64 of them -----------------
+WORKER_COUNTS = (1, 2, 16, 64)
+
+
+def gil_state_of(workers: int, mode: str = "threads") -> RunState:
+    """gil-cpu half-way through `mode` with `workers` tasks: threads of one child, or
+    one process each (the processes mode), each on its own CPU."""
+    state = FrozenState(experiment="gil-cpu", python="python",
+                        params={"work": 12_000_000, "tasks": workers,
+                                "switch_interval_ms": 5.0, "modes": "all"})
+    state.pid, state.status = 7000, "running"
+    _hello(state, 7000)
+    events = [{"ev": "phase", "mode": "sequential", "state": "start", "tasks": workers},
+              {"ev": "phase", "mode": "sequential", "state": "end", "wall_s": 1.31, "cpu_s": 1.3}]
+    if mode == "processes":
+        events += [{"ev": "phase", "mode": "threads", "state": "start", "tasks": workers},
+                   {"ev": "phase", "mode": "threads", "state": "end", "wall_s": 1.4,
+                    "cpu_s": 1.3}]
+    events.append({"ev": "phase", "mode": mode, "state": "start", "tasks": workers})
+    events += [{"ev": "progress", "task": i, "done": 0.5} for i in range(workers)]
+    for event in events:
+        state.apply_event(dict(event, pid=7000, ts=2.0))
+    _thread(state, 7000, 7000, "main", 0.0, 0.0, 2)
+    for i in range(workers):
+        if mode == "processes":
+            pid = 7100 + i
+            state.apply_event({"ev": "process", "pid": pid, "native_id": pid, "ts": 2.0,
+                               "name": "cpu-%d" % i})
+            _thread(state, pid, pid, "cpu-%d" % (i + 1), 0.9 - i * 0.01, 0.05, 3)
+        else:
+            _thread(state, 7000, 7001 + i, "cpu-%d" % (i + 1), 1.0 / workers + (i % 3) * 0.01,
+                    0.02, 198)
+    state.samples = 8
+    return state
+
+
+def goroutines_state_of(ps: int) -> RunState:
+    """The Python M:N runtime with `ps` Ps, each running on an M, and as many Ms again in
+    system calls or idle."""
+    state = FrozenState(experiment="goroutines", python="python",
+                        params={"gs": 100 * ps, "work_ms": 2.0, "runtime": "python"})
+    state.pid = 8000
+    state.frozen_duration = 0.9
+    _hello(state, 8000)
+    ms = [{"id": i, "state": "running", "p": i, "tid": 8001 + i} for i in range(ps)]
+    ms += [{"id": ps + i, "state": ("syscall", "idle")[i % 2], "p": -1, "tid": 8001 + ps + i}
+           for i in range(ps)]
+    state.apply_event({"ev": "mn", "pid": 8000, "ts": 1.9, "runtime": "python", "t_ms": 300,
+                       "gomaxprocs": ps, "threads": len(ms), "idle_threads": ps // 2,
+                       "spinning_threads": 0,
+                       "m_states": {"running": ps, "syscall": ps - ps // 2, "idle": ps // 2},
+                       "global_runq": 12, "runq": [(7 * i) % 60 for i in range(ps)],
+                       "runnext": [i % 2 == 0 for i in range(ps)],
+                       "p_status": ["running"] * ps, "p_m": list(range(ps)), "ms": ms,
+                       "gs": {"runnable": 73, "running": ps, "syscall": ps, "waiting": 0},
+                       "gs_done": 23 * ps, "gs_total": 100 * ps, "steals": 3,
+                       "handoffs": 21, "preemptions": 0})
+    for m in ms:
+        _thread(state, 8000, m["tid"], "M%d" % m["id"],
+                min(1.0, 2.0 / ps) if m["state"] == "running" else 0.0, 0.0, 40)
+    return state

@@ -197,7 +197,7 @@ class CtxSwitchView(LinesView):
         if self.setup.get("vm") and any(k.endswith("/cross-core") for k in self.figures):
             note = ("VM: crossing cores also wakes an idle virtual CPU" if narrow else
                     "In a VM a cross-core wake-up also has to wake an idle virtual CPU.")
-            out.append(Text(note, style="dim"))
+            out += [Text(line, style="dim") for line in wrapped(note, width)]
         for placement, why in self.setup.get("skipped", {}).items():
             out += [Text(line, style="dim")
                     for line in wrapped("%s skipped: %s" % (placement, why), width)]

@@ -20,6 +20,18 @@ SHORT = {"sequential": "seq", "threads": "thr", "processes": "proc", "asyncio": 
          "asyncio+pool": "a+pl"}
 
 
+NARROW_CELL = 5  # a figure of at most 4 cells and its `*`
+
+
+def short_rate(value: float) -> str:
+    """At most 4 cells: 987, 1.2k, 12k, 123k, 1.2M."""
+    if value < 10_000:
+        return fmt_rate(value)
+    if value < 999_500:
+        return "%dk" % round(value / 1000)
+    return "%.1fM" % (value / 1e6) if value < 9.95e6 else "%dM" % round(value / 1e6)
+
+
 class DecisionView(LinesView):
     EXPERIMENTS = ("decision",)
     FROM_RECORD = True  # a finished run draws fully from its result (report screenshots)
@@ -82,7 +94,9 @@ class DecisionView(LinesView):
     # Drawing ------------------------------------------------------------------------------
     def lines(self, state: RunState, width: int, rows: int) -> list[Text]:
         if self.compact or width < 60:
-            out = self.table(state, width, label_w=7, cell_w=6)
+            # Five 5-cell models and the ✓/≠ mark: 34 columns hold it with 8 for the label.
+            label_w = max(4, min(8, width - len(MODELS) * NARROW_CELL - 1))
+            out = self.table(state, width, label_w=label_w, cell_w=NARROW_CELL)
             return out[:rows]
         out = self.table(state, width, label_w=12, cell_w=7, article=True)
         room = rows - len(out) - 1
@@ -127,7 +141,8 @@ class DecisionView(LinesView):
                 line.append(mark.rjust(cell_w - 1) + " ", style="dim")
                 continue
             won = model in winners
-            line.append(fmt_rate(value).rjust(cell_w - 1) + ("*" if won else " "),
+            figure = fmt_rate(value) if cell_w > NARROW_CELL else short_rate(value)
+            line.append(figure.rjust(cell_w - 1) + ("*" if won else " "),
                         style="bold" if won else "")
         verdict = {True: "✓", False: "≠"}.get(row.get("agrees"), " ")
         if row.get("can_tell") is False:  # measured while other programs took the CPUs

@@ -88,12 +88,15 @@ class GilCpuView(LinesView):
             return text
         if mode == self.current and state.running:
             done = (sum(self.progress.values()) / self.tasks) if self.tasks else 0.0
-            bar_w = max(4, min(20, width - LABEL_W - 2 - 16))
+            tail = " %3d%%  %d task%s" % (round(done * 100), self.tasks,
+                                          "" if self.tasks == 1 else "s")
+            if width - 2 - LABEL_W - 2 - len(tail) < 4:  # a narrow pane: the short form
+                tail = " %3d%% ×%d" % (round(done * 100), self.tasks)
+            bar_w = max(4, min(20, width - 2 - LABEL_W - 2 - len(tail)))
             cells = round(min(1.0, done) * bar_w)
             text = Text("▶ " + label, style="bold")
             text.append("▕" + "█" * cells + "·" * (bar_w - cells) + "▏")
-            text.append(" %3d%%  %d task%s" % (round(done * 100), self.tasks,
-                                                "" if self.tasks == 1 else "s"))
+            text.append(tail)
             return text
         if mode == self.current:
             return Text("✗ " + label + "did not finish", style="bold")

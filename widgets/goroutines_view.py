@@ -173,12 +173,21 @@ class GoroutinesView(LinesView):
         status = e.get("p_status") or [None] * len(runq)
         p_m = e.get("p_m") or [None] * len(runq)
         runnext = e.get("runnext") or [None] * len(runq)
-        room = max(1, rows - 5) if self.compact else 16
-        if len(runq) > room:  # too many Ps for a row each: one glyph per P
-            cells = strip([min(1.0, n / LOCAL_RUNQ) for n in runq], len(runq))
+        # Full: leave room for the five lines below the Ps and the first three of the rest.
+        room = max(1, rows - 5) if self.compact else max(1, min(16, rows - 8))
+        if len(runq) > room:  # too many Ps for a row each: one glyph per P (or per group)
             words = ["%s %d" % (P_WORD.get(w, w), status.count(w))
                      for w in ("running", "syscall", "idle") if status.count(w)]
-            return [Text("Ps %s max %d · %s" % (cells, max(runq or [0]), " ".join(words)))]
+            tail = " max %d · %s" % (max(runq or [0]), " ".join(words))
+            room_w = max(4, width - 3 - len(tail))
+            if len(runq) <= room_w:
+                return [Text("Ps %s%s" % (strip([min(1.0, n / LOCAL_RUNQ) for n in runq],
+                                                len(runq)), tail))]
+            per = -(-len(runq) // room_w)  # Ps per glyph: the fullest queue of each group
+            groups = [max(runq[i:i + per]) for i in range(0, len(runq), per)]
+            cells = strip([min(1.0, n / LOCAL_RUNQ) for n in groups], len(groups))
+            return [Text("Ps %s%s" % (cells, tail)),
+                    Text("(one glyph per %d Ps)" % per, style="dim")][:max(1, room)]
         bar_w = max(4, width - 21)
         out = []
         for i, n in enumerate(runq):
@@ -258,9 +267,12 @@ class GoroutinesView(LinesView):
                                                    min(HISTORY, width - 10), top=4.0)))
         by_tid = {t.tid: t for t in state.threads.values()}
         ms = e.get("ms") or []
-        if ms:
+        # Leave a line for the tail (go threads or the explanation's first line).
+        m_room = min(12, room - len(out) - 2)
+        if ms and m_room >= 2:
             out.append(Text("M   state P   cpu", style="bold"))
-            for m in ms[:12]:
+            listed = ms if len(ms) <= m_room - 1 else ms[:m_room - 2]
+            for m in listed:
                 thread = by_tid.get(m.get("tid"))
                 p = m.get("p")
                 line = Text("M%-2d %-5s %-3s " % (
@@ -273,8 +285,15 @@ class GoroutinesView(LinesView):
                 else:
                     line.append("   -")
                 out.append(line)
-            if len(ms) > 12:
-                out.append(Text("… %d more Ms" % (len(ms) - 12), style="dim"))
+            if len(listed) < len(ms):
+                states: dict[str, int] = {}
+                for m in ms[len(listed):]:
+                    word = M_WORD.get(m["state"], m["state"])
+                    states[word] = states.get(word, 0) + 1
+                more = "… %d more Ms" % (len(ms) - len(listed))
+                detail = ": " + " ".join("%s %d" % kv for kv in states.items())
+                out.append(Text(more + detail if len(more + detail) <= width else more,
+                                style="dim"))
         if e.get("runtime") == "go":
             threads = self.m_threads(state, e)
             if threads:

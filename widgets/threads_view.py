@@ -19,7 +19,9 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.geometry import Region
+from textual.containers import ScrollableContainer
 from textual.strip import Strip
+from textual.widget import Widget
 
 from lab.core.formatting import fmt_int  # noqa: F401  (the views import it from here)
 from lab.core.state import RunState, ThreadView
@@ -200,6 +202,23 @@ class LinesView(LiveView):
     def rows_budget(self) -> int:
         if self.compact:
             return max(1, self.size.height)
+        return max(1, min(self.MAX_ROWS, self.room()))
+
+    def room(self) -> int:
+        """Rows a full view may take without running past what its box shows: the rest of
+        a fixed-height parent (a lesson's pane), or the viewport of the scrolling column a
+        growing pane sits in (the experiment screen). Unknown yet: MAX_ROWS."""
+        box = self.parent
+        if not isinstance(box, Widget) or not box.size.height:
+            return self.MAX_ROWS
+        others = sum(w.outer_size.height for w in box.children
+                     if w is not self and w.display)
+        frame = box.outer_size.height - box.content_size.height  # border and padding
+        if box.styles.height is None or not box.styles.height.is_auto:
+            return box.content_size.height - others
+        scroller = box.parent
+        if isinstance(scroller, ScrollableContainer) and scroller.size.height:
+            return scroller.scrollable_content_region.height - frame - others
         return self.MAX_ROWS
 
     def repaint(self, force: bool = False) -> None:
@@ -338,6 +357,31 @@ def process_name(state: RunState, pid: int) -> str:
     return proc.name if proc is not None else "pid %d" % pid
 
 
+def busiest(items: list, rows: int, key=lambda t: t.cpu_share) -> tuple[list, list]:
+    """More items than rows: the busiest rows-1 in their own order, and the rest (one row
+    is left for a line that sums them up)."""
+    if len(items) <= rows:
+        return items, []
+    keep = max(0, rows - 1)
+    chosen = set(sorted(range(len(items)), key=lambda i: -key(items[i]))[:keep])
+    return ([x for i, x in enumerate(items) if i in chosen],
+            [x for i, x in enumerate(items) if i not in chosen])
+
+
+def more_line(threads: list[ThreadView], noun: str, width: int, count: int | None = None) -> Text:
+    """`+12 more threads, together 3.40 cores`: what the rows left out add up to."""
+    count = len(threads) if count is None else count
+    cores = sum(t.cpu_share for t in threads)
+    wait = sum(t.wait_share for t in threads)
+    plural = noun + ("es" if noun.endswith("s") else "s") if count != 1 else noun
+    text = "+%d more %s, together %.2f cores" % (count, plural, cores)
+    if wait >= 0.005:
+        text += ", %.2f waiting" % wait
+    if len(text) > width:
+        text = "+%d more: %.2f cores" % (count, cores)
+    return Text(text, style="dim")
+
+
 HISTORY_MIN_WIDTH = 50  # CPU history strips only where there is room for them
 
 
@@ -361,8 +405,11 @@ def thread_rows(state: RunState, width: int, rows: int, show_ended: bool = True,
     several = len(pids) > 1
     items: list[tuple[Text, int | None]] = []  # (row, tid the row draws)
     if not several:
+        shown, rest = busiest(alive, rows)
         items = [(thread_row(t.name, t.cpu_share, t.wait_share, t.voluntary_rate, width), t.tid)
-                 for t in alive]
+                 for t in shown]
+        if rest:
+            items.append((more_line(rest, "thread", width), None))
     else:
         for pid in pids:
             mine = [t for t in alive if t.pid == pid]
@@ -373,13 +420,15 @@ def thread_rows(state: RunState, width: int, rows: int, show_ended: bool = True,
             items += [(thread_row(t.name, t.cpu_share, t.wait_share, t.voluntary_rate, width, 2),
                        t.tid) for t in mine]
         if len(items) > rows:  # not enough room: one row per process
-            items = []
-            for pid in pids:
-                mine = [t for t in alive if t.pid == pid]
-                items.append((thread_row(
-                    process_name(state, pid), sum(t.cpu_share for t in mine),
-                    sum(t.wait_share for t in mine), sum(t.voluntary_rate for t in mine), width),
-                    None))
+            groups = [[t for t in alive if t.pid == pid] for pid in pids]
+            shown, rest = busiest(groups, rows, key=lambda g: sum(t.cpu_share for t in g))
+            items = [(thread_row(process_name(state, g[0].pid), sum(t.cpu_share for t in g),
+                                 sum(t.wait_share for t in g),
+                                 sum(t.voluntary_rate for t in g), width), None)
+                     for g in shown]
+            if rest:
+                items.append((more_line([t for g in rest for t in g], "process", width,
+                                        len(rest)), None))
     threads_shown = sum(1 for _, tid in items if tid is not None)
     if (history and width >= HISTORY_MIN_WIDTH and threads_shown
             and len(items) + threads_shown <= rows):

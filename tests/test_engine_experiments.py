@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, interpreter, run_json, usable_cpus
+from tests.helpers import ROOT, interpreter, run_json, skip_if_busy, usable_cpus
 from workloads._load import LoadMeter
 
 RECORD_KEYS = {"experiment", "params", "interpreter", "machine", "duration_s", "threads", "result"}
@@ -36,13 +36,6 @@ def gil_cpu():
     # Three interleaved rounds, medians reported: one burst of noise on this shared kind of
     # machine cannot decide a speedup on its own.
     return run_json("gil-cpu", "work=3000000", "tasks=2", "repeat=3")
-
-
-def skip_if_busy(record):
-    load = record["result"]["load"]
-    if load["busy"]:
-        pytest.skip("other programs took %d%% of the CPUs during the run"
-                    % round(100 * load["other_cpu_share"]))
 
 
 def watched_run(*params, python=None, cpus=None):

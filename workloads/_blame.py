@@ -93,35 +93,39 @@ class ThreadMeter:
             self.fd = None
 
 
-def why_late(lateness_s, before, after, blame, gil):
-    """None when code ran on the loop (a real freeze); otherwise why the idle loop's tick
-    was late, with the figures, from ThreadMeter readings at the previous tick (`before`)
-    and at this one (`after`)."""
-    if blame is not None and not blame.get("idle"):
-        return None  # the watchdog saw a line of code holding the loop
+def span_figures(before, after):
+    """What the loop thread did between two ThreadMeter readings, in ms: its own CPU time,
+    its run_delay (None where schedstat is missing) and the other threads' CPU time."""
     loop_cpu = after[0] - before[0]
     waited = None if after[1] is None or before[1] is None else after[1] - before[1]
-    others = max(0.0, (after[2] - before[2]) - loop_cpu)  # the other threads' CPU time
-    if blame is None and loop_cpu >= 0.5 * lateness_s:
+    others = max(0.0, (after[2] - before[2]) - loop_cpu)
+    return {"run_delay_ms": None if waited is None else round(waited * 1000, 3),
+            "loop_cpu_ms": round(loop_cpu * 1000, 3),
+            "other_threads_cpu_ms": round(others * 1000, 3)}
+
+
+def why_late(lateness_ms, figures, blame, gil):
+    """None when code ran on the loop (a real freeze); otherwise why the idle loop's tick
+    was late: {"reason": "cpu" | "gil" | "unexplained", "says": ..., "where": ...}.
+    `figures` are span_figures from the previous tick to this one."""
+    if blame is not None and not blame.get("idle"):
+        return None  # the watchdog saw a line of code holding the loop
+    waited, others = figures["run_delay_ms"], figures["other_threads_cpu_ms"]
+    if blame is None and figures["loop_cpu_ms"] >= 0.5 * lateness_ms:
         return None  # not caught in time, but the loop thread was computing: a freeze
-    figures = {"run_delay_ms": None if waited is None else round(waited * 1000, 3),
-               "loop_cpu_ms": round(loop_cpu * 1000, 3),
-               "other_threads_cpu_ms": round(others * 1000, 3)}
-    if waited is not None and waited >= 0.5 * lateness_s:
-        says = "loop thread waiting for a CPU (run_delay %.1f ms)" % (waited * 1000)
-        reason = "cpu"
-    elif gil and others >= 0.5 * lateness_s:
-        says = ("loop thread waiting for the GIL (other threads ran %.1f ms meanwhile)"
-                % (others * 1000))
-        reason = "gil"
+    if waited is not None and waited >= 0.5 * lateness_ms:
+        reason, says = "cpu", "loop thread waiting for a CPU (run_delay %.1f ms)" % waited
+    elif gil and others >= 0.5 * lateness_ms:
+        reason, says = "gil", ("loop thread waiting for the GIL (other threads ran %.1f ms "
+                               "meanwhile)" % others)
     elif blame is None:
         return None  # no frame seen and no wait measured: keep it a freeze, unblamed
     else:
-        says = "loop thread idle in the loop yet late: not waiting for a CPU (%s)%s" % (
-            "run_delay not measurable" if waited is None else "run_delay %.1f ms" % (
-                waited * 1000), ", nor for the GIL" if gil else ", and there is no GIL")
         reason = "unexplained"
-    return dict(figures, reason=reason, says=says, where=blame and blame.get("blamed"))
+        says = "loop thread idle in the loop yet late: not waiting for a CPU (%s)%s" % (
+            "run_delay not measurable" if waited is None else "run_delay %.1f ms" % waited,
+            ", nor for the GIL" if gil else ", and there is no GIL")
+    return {"reason": reason, "says": says, "where": blame and blame.get("blamed")}
 
 
 class Blamer:

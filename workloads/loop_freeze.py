@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from ._blame import Blamer, ThreadMeter, why_late
+from ._blame import Blamer, ThreadMeter, span_figures, why_late
 from ._loops import loop_description, run_on
 from ._proto import (die_with_parent, events, gil_enabled, name_this_thread, process_context,
                      start_thread, thread_stats)
@@ -126,9 +126,8 @@ class TickClock:
         self.out = out
         self.period = period
         self.threshold = threshold  # a tick this late closes a frozen span
-        self.start = time.perf_counter()
-        self.mono_offset = time.monotonic() - self.start  # perf_counter -> event ts clock
-        self.waiting_for = (1, self.start + period)
+        self.meter = ThreadMeter()  # made on the loop thread: it measures that thread
+        self.begin()
         self.lags = []
         self.tick_times = []  # seconds since start, beside lags
         self.hist = Histogram(0.1)  # 0.1 ms buckets for the live percentiles
@@ -140,11 +139,17 @@ class TickClock:
         self.span_count = 0
         self.late_spans = []  # late ticks while the loop ran no code (waiting for a CPU...)
         self.late_count = 0
-        self.meter = ThreadMeter()  # made on the loop thread: it measures that thread
-        self.mark = self.meter.read()  # the loop thread's figures at the last tick
         self.gil = gil_enabled()
         self.blocks = []
         self.blamer = None
+
+    def begin(self):
+        """Start the schedule now: after the set-up, so the first tick is not late by the
+        time it took to start the watchdog (on a busy machine, many milliseconds)."""
+        self.start = time.perf_counter()
+        self.mono_offset = time.monotonic() - self.start  # perf_counter -> event ts clock
+        self.waiting_for = (1, self.start + self.period)
+        self.mark = self.meter.read()  # the loop thread's figures at the last tick
 
     def rel(self, t):
         return round(t - self.start, 4)
@@ -170,7 +175,8 @@ class TickClock:
         span = {"start_s": self.rel(due), "end_s": self.rel(now),
                 "duration_ms": round(lag_ms, 3),
                 "missed_ticks": int((now - due) / self.period)}
-        late = why_late(now - due, self.mark, self.meter.read(), blame, self.gil)
+        span.update(span_figures(self.mark, self.meter.read()))
+        late = why_late(lag_ms, span, blame, self.gil)
         if late is not None:  # no code held the loop: not a freeze, not blamed on a line
             span.update(late)
             self.late_count += 1
@@ -249,6 +255,7 @@ async def main(params, out, pool):
     kernel_before = thread_stats()
     offsets = [duration * (i + 0.5) / count for i in range(count)]
     work = BLOCKS[params["block"]]
+    clock.begin()
     await asyncio.gather(
         ticker(clock, period, duration),
         blocker(clock, work, params["block_ms"], params["fix"], offsets, pool),

@@ -113,11 +113,19 @@ def why_late(lateness_ms, figures, blame, gil):
     waited, others = figures["run_delay_ms"], figures["other_threads_cpu_ms"]
     if blame is None and figures["loop_cpu_ms"] >= 0.5 * lateness_ms:
         return None  # not caught in time, but the loop thread was computing: a freeze
-    if waited is not None and waited >= 0.5 * lateness_ms:
-        reason, says = "cpu", "loop thread waiting for a CPU (run_delay %.1f ms)" % waited
-    elif gil and others >= 0.5 * lateness_ms:
-        reason, says = "gil", ("loop thread waiting for the GIL (other threads ran %.1f ms "
-                               "meanwhile)" % others)
+    # Waiting for a CPU shows in the thread's run_delay; waiting for the GIL (asleep on it,
+    # no run_delay) as other threads running meanwhile. On one CPU a late tick often
+    # waited for both, one after the other: the larger names it, both figures are given.
+    cpu_wait = waited or 0.0
+    gil_wait = others if gil else 0.0
+    cpu_part = "a CPU (run_delay %.1f ms)" % cpu_wait
+    gil_part = "the GIL (other threads ran %.1f ms meanwhile)" % gil_wait
+    if cpu_wait + gil_wait >= 0.5 * lateness_ms:
+        reason = "cpu" if cpu_wait >= gil_wait else "gil"
+        first, second = (cpu_part, gil_part) if reason == "cpu" else (gil_part, cpu_part)
+        says = "loop thread waiting for " + first
+        if min(cpu_wait, gil_wait) >= 0.25 * lateness_ms:
+            says += ", then for " + second
     elif blame is None:
         return None  # no frame seen and no wait measured: keep it a freeze, unblamed
     else:

@@ -249,7 +249,7 @@ def run_missing(names: list[str]) -> int:
     would contend for the CPUs), saving each record; 0, or the exit code of a Ctrl-C."""
     import asyncio
 
-    from lab.cli.parser import EXIT_INTERRUPTED, _run_until_done
+    from lab.cli.common import EXIT_INTERRUPTED, run_until_done
     from lab.core.record import build_record, save_run_record
     from lab.core.report import contention
     from lab.core.runner import Refused, Run, RunRequest, prepare
@@ -264,7 +264,7 @@ def run_missing(names: list[str]) -> int:
               file=sys.stderr, flush=True)
         signals: list[int] = []
         try:
-            state = asyncio.run(_run_until_done(Run(prepared), signals))
+            state = asyncio.run(run_until_done(Run(prepared), signals))
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED
         record = build_record(prepared, state)

@@ -246,13 +246,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def run_missing(names: list[str]) -> int:
     """Run each experiment headless with its defaults, in turn (never two at once: they
-    would contend for the CPUs), saving each record; 0, or the exit code of a Ctrl-C."""
+    would contend for the CPUs), saving each record; 0, or 130 after a Ctrl-C."""
     import asyncio
 
-    from lab.cli.common import EXIT_INTERRUPTED, run_until_done
+    from lab.core.interp_compare import run_all
     from lab.core.record import build_record, save_run_record
     from lab.core.report import contention
-    from lab.core.runner import Refused, Run, RunRequest, prepare
+    from lab.core.runner import Refused, RunRequest, prepare
 
     for number, name in enumerate(names, 1):
         try:
@@ -262,19 +262,19 @@ def run_missing(names: list[str]) -> int:
             continue
         print("running %s with its defaults (%d of %d)…" % (name, number, len(names)),
               file=sys.stderr, flush=True)
-        signals: list[int] = []
         try:
-            state = asyncio.run(run_until_done(Run(prepared), signals))
-        except KeyboardInterrupt:
-            return EXIT_INTERRUPTED
+            state = asyncio.run(run_all([prepared]))[0]  # SIGTERM/SIGHUP stop the child
+        except KeyboardInterrupt:  # the child was stopped on the way out
+            print("conlab: report: interrupted during %s" % name, file=sys.stderr)
+            return 130
         record = build_record(prepared, state)
         save_run_record(record)
-        if signals:
-            return EXIT_INTERRUPTED
         busy = contention(record)
         if state.status != "done":
             print("conlab: report: %s %s: %s" % (name, state.status, visible(
                 str(state.error or ""))), file=sys.stderr)
+            if state.status == "stopped":
+                return 130
         elif busy:
             print("conlab: report: %s was %s: not used" % (name, busy), file=sys.stderr)
     return 0

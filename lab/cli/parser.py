@@ -17,9 +17,9 @@ from lab.core.formatting import format_record
 from lab.core.runner import Refused, Run, RunRequest, prepare
 from lab.core.catalog import ParamError
 
-from lab.cli.common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, refuse,
-                            run_until_done)
+from lab.cli.common import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, refuse
 from lab.cli.tui import cmd_tui
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
 
 
 class Parser(argparse.ArgumentParser):
@@ -172,7 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signals: list[int] = []
     try:
-        state = asyncio.run(run_until_done(Run(prepared), signals))
+        state = asyncio.run(_run_until_done(Run(prepared), signals))
     except KeyboardInterrupt:  # before the run's own handlers were in place: nothing started
         return EXIT_INTERRUPTED
     record = build_record(prepared, state)
@@ -187,6 +187,26 @@ def cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK if state.status == "done" else EXIT_FAILED
+
+
+async def _run_until_done(run: Run, signals: list[int]):
+    """Run to the end; SIGTERM/SIGHUP/Ctrl-C stop the child (its record says `stopped`)
+    before we leave. The signals received are appended to `signals`."""
+    loop = asyncio.get_running_loop()
+
+    def stop(sig: int) -> None:
+        signals.append(sig)
+        asyncio.ensure_future(run.stop("stopped"))
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop, sig)
+    await run.start()
+    try:
+        return await run.wait()
+    except asyncio.CancelledError:
+        await run.stop("stopped")
+        await run.wait()
+        raise
 
 
 if __name__ == "__main__":

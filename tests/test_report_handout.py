@@ -29,26 +29,26 @@ def data_dir(tmp_path, monkeypatch):
 
 
 def test_the_handout_names_every_experiment_that_has_runs(data_dir, tmp_path):
-    race = run("race", "-p", "increments=2000", "-p", "threads=2")
-    gil = run("gil-cpu", "-p", "work=200000", "-p", "modes=threads")
+    race = run("race")  # the defaults: the only runs the handout quotes
+    deadlock = run("deadlock")
     out = tmp_path / "handout"
     done = conlab("report", "-o", str(out), "--no-svg")
     assert done.returncode == 0, done.stderr
     text = (out / "report.md").read_text()
 
-    assert "## race — " in text and "## gil-cpu — " in text
-    # The figures are the measured ones, read back from history.
-    assert "| variants.call.lost | %s |" % race["result"]["variants"]["call"]["lost"] in text
-    assert "| modes.threads.wall_s | %s |" % report._short(
-        gil["result"]["modes"]["threads"]["wall_s"]) in text
+    assert "## race — " in text and "## deadlock — " in text
+    # The figures are the measured ones, read back from history, and name their run.
+    assert "| variants.call.lost | %s |" % report._short(
+        race["result"]["variants"]["call"]["lost"]) in text
+    race_id = history.list_runs(None, "race")[0]["id"]
+    assert "| measured here | run %d, " % race_id in text
     # The article's claims are there, and labelled as the article's.
     assert text.count("**The article says** (our summary):") == 2
     # Every other experiment is listed as not measured yet, with the command to measure it.
     for name in catalog.all_experiments():
-        if name.name not in ("race", "gil-cpu"):
+        if name.name not in ("race", "deadlock"):
             assert "- %s: `conlab run %s`" % (name.name, name.name) in text
-    # The repeat command brings back the same parameters.
-    assert "`conlab run race -p threads=2 -p increments=2000`" in text
+    assert "`conlab run race`" in text and deadlock["status"] == "done"
 
 
 def test_disagreements_are_called_out_from_the_measured_figures(data_dir, tmp_path):
@@ -76,7 +76,7 @@ def test_an_empty_history_still_writes_a_handout(data_dir, tmp_path):
     done = conlab("report", "-o", str(tmp_path / "r"), "--no-svg")
     assert done.returncode == 0
     text = (tmp_path / "r" / "report.md").read_text()
-    assert "Not measured on this machine yet" in text
+    assert "Not measured here with the defaults yet" in text
     assert "- race: `conlab run race`" in text
 
 
@@ -99,7 +99,11 @@ def test_report_refuses_a_folder_it_cannot_create(data_dir, tmp_path):
 
 
 def test_screenshots_draw_the_newest_decision_run_from_history(data_dir, tmp_path):
-    result = run("decision", "-p", "workload=dial", "-p", "job_ms=5", "-p", "seconds=0.1")["result"]
+    record = run("decision", "-p", "workload=dial", "-p", "job_ms=5", "-p", "seconds=0.1")
+    result = record["result"]
+    # Kept as if run with the defaults (20 s of running): the screenshot draws the run the
+    # handout quotes, and the handout quotes only default runs.
+    history.save(dict(record, params=catalog.get("decision").defaults()))
     paths = pictures.render_svgs(str(tmp_path), dashboard=False)
     assert [p.rsplit("/", 1)[-1] for p in paths] == ["decision.svg"]
     import html
@@ -136,3 +140,80 @@ def test_the_handout_and_the_readme_name_the_article_and_its_subject(data_dir, t
     for text in (handout, readme):
         assert '"%s"' % article.TITLE in text
         assert article.SUBJECT in text
+
+
+# Which runs the handout quotes -----------------------------------------------------------
+def saved(record: dict, **changes) -> int:
+    return history.save(json.loads(json.dumps(dict(record, **changes))))
+
+
+def with_result(record: dict, **fields) -> dict:
+    return dict(record, result=dict(record["result"], **fields))
+
+
+def test_the_report_quotes_only_uncontended_default_runs_measured_here(data_dir, tmp_path,
+                                                                      monkeypatch):
+    clean = run("selftest")  # the defaults, measured here
+    clean_id = history.list_runs(1)[0]["id"]
+    other_params = saved(clean, params=dict(clean["params"], workers=3))
+    busy = saved(with_result(clean, load={"other_cpu_share": 0.4, "steal_share": 0.0,
+                                          "busy": True, "usable_cpus": 2, "threshold": 0.1}))
+    flagged = saved(with_result(clean, contended=["threads"]))  # gil-cpu's flags
+    other_box = saved(clean, machine=dict(clean["machine"], kernel="0.0-elsewhere"))
+    with monkeypatch.context() as patch:  # only this save: the fixture's data dir stays
+        patch.setattr(history, "host_name", lambda: "another-host")
+        other_host = saved(clean)
+    elsewhere = str(tmp_path / "elsewhere.sqlite3")  # an export from another machine
+    history.save(clean, path=elsewhere)
+    history.export_runs(None, str(tmp_path / "e.json"), path=elsewhere)
+    assert history.import_runs(str(tmp_path / "e.json"))[0] == 1
+
+    entries = {e["id"]: e for e in history.load(None).entries}
+    imported = max(entries)
+    reasons = {i: report.why_not_for_report(entries[i]) for i in entries}
+    assert reasons[clean_id] is None and report.usable_for_report(entries[clean_id])
+    assert reasons[other_params] == "other parameters"
+    assert reasons[busy].startswith("contended (other programs took 40%")
+    assert reasons[flagged] == "contended (threads)"
+    assert reasons[other_box] == "measured with other CPUs or kernel"
+    assert reasons[other_host] == "measured on another-host"
+    assert reasons[imported] == "imported"
+
+    selection = report.select_runs()
+    assert [e["id"] for e in selection.chosen["selftest"]] == [clean_id]
+    text = report.build_markdown(selection)
+    section = text.split("## selftest")[1].split("\n## ")[0]
+    assert "| measured here | run %d, " % clean_id in section
+    assert "**This machine, run %d, " % clean_id in section or "explanation" not in clean["result"]
+
+
+def test_an_experiment_with_only_unusable_runs_is_not_measured_here_yet(data_dir):
+    record = run("selftest", "-p", "workers=3")
+    run_id = history.list_runs(1)[0]["id"]
+    busy_id = saved(with_result(dict(record, params=catalog.get("selftest").defaults()),
+                                contended=["processes"]))
+    selection = report.select_runs()
+    assert "selftest" not in selection.chosen
+    assert "selftest" in report.missing_experiments(selection)
+    text = report.build_markdown(selection)
+    assert "## selftest" not in text
+    assert "## Not measured here with the defaults yet" in text
+    assert ("- selftest: `conlab run selftest` (left out: run %d contended (processes); run %d "
+            "other parameters)" % (busy_id, run_id)) in text
+
+
+def test_run_missing_runs_the_experiments_in_turn_with_their_defaults(data_dir, capsys):
+    from lab.cli.history import run_missing
+
+    assert run_missing(["selftest", "deadlock"]) == 0
+    runs = history.list_runs(None)
+    assert sorted(r["experiment"] for r in runs) == ["deadlock", "selftest"]
+    entries = history.load(None).entries
+    assert all(e["record"]["params"] == catalog.get(e["experiment"]).defaults()
+               for e in entries)
+    # In turn: the second started after the first was saved.
+    first, second = sorted(entries, key=lambda e: e["id"])
+    assert second["saved_at"] - second["record"]["duration_s"] >= first["saved_at"] - 0.5
+    chosen = report.select_runs().chosen
+    assert set(chosen) == {e["experiment"] for e in entries if report.usable_for_report(e)}
+    assert "running selftest with its defaults (1 of 2)" in capsys.readouterr().err

@@ -3,7 +3,9 @@
 Compact (a dashboard pane, about 38x9): a text timeline of the whole run, one column
 per slice of time, `┊` where a tick was due, `│` where one arrived, `█` where the loop
 was frozen, labelled `FROZEN 253 ms` underneath, then the blamed line and the lag
-percentiles. The full view adds a lag strip, the 1 ms lag histogram and every span.
+percentiles. A tick that came late while the loop ran no code (its thread waited for a
+CPU or for the GIL inside the selector) is drawn `░` and labelled `late 7 ms`: not a
+freeze, and not blamed on a line. The full view adds a lag strip, the 1 ms lag histogram and every span.
 Nothing is told by colour alone: the glyphs and labels carry it.
 
 Drawn as lines (`LinesView`): each row is a few runs of one style (a timeline is plain
@@ -53,6 +55,7 @@ class FreezeModel:
         self.bin_lag = [0.0] * BINS
         self.hist: dict[int, int] = {}
         self.spans: dict[int, dict] = {}
+        self.late: dict[int, dict] = {}  # late ticks while the loop ran no code
         self.blocks: list[tuple[float, float]] = []
         self.stats: dict = {}
         self.last_t = 0.0
@@ -82,12 +85,14 @@ class FreezeModel:
                 self.last_t = max(self.last_t, t)
             self.stats = {"count": event.get("count", 0), "missed": event.get("missed", 0),
                           "lag_ms": event.get("lag_ms", {}), "spans": event.get("spans", 0)}
-        elif kind == "frozen":
+        elif kind in ("frozen", "late"):
             index = event.get("index", -1)
-            known = self.spans.get(index)
+            mine, other = (self.spans, self.late) if kind == "frozen" else (self.late, self.spans)
+            known = mine.get(index, other.get(index))
             if event.get("ongoing") and known is not None and not known.get("ongoing"):
                 return  # a late report of a span already closed
-            self.spans[index] = event
+            other.pop(index, None)  # the watchdog may change its mind: idle, then code
+            mine[index] = event
             self.known_until = max(self.known_until, event.get("last_tick_s", 0.0))
         elif kind == "block":
             self.blocks.append((event["start_s"], event["end_s"]))
@@ -102,9 +107,9 @@ class FreezeModel:
             return min(self.duration_s, time.monotonic() - self.t0)
         return max(self.last_t, min(self.duration_s, (state.ended_at or time.monotonic()) - self.t0))
 
-    def span_ranges(self, now: float) -> list[tuple[float, float, dict]]:
+    def span_ranges(self, now: float, late: bool = False) -> list[tuple[float, float, dict]]:
         ranges = []
-        for span in self.spans.values():
+        for span in (self.late if late else self.spans).values():
             start = span.get("start_s", 0.0)
             if span.get("ongoing"):
                 end = max(start + span.get("so_far_ms", 0.0) / 1000, now)
@@ -190,6 +195,7 @@ class LoopFreezeView(LinesView):
         width = max(1, width)
         per_col = m.duration_s / width
         ranges = m.span_ranges(now)
+        late = m.span_ranges(now, late=True)
         expected: list[tuple[str, str]] = []
         actual: list[tuple[str, str]] = []
         for col in range(width):
@@ -207,6 +213,8 @@ class LoopFreezeView(LinesView):
             ticked = any(m.bin_count[i] for i in range(lo, min(hi, BINS)))
             if frozen:
                 actual.append(("█", "bold red"))
+            elif any(s < b and e > a for s, e, _ in late):
+                actual.append(("░", "yellow"))
             elif ticked:
                 actual.append(("│", ""))
             elif b <= m.known_until and not (has_due and b <= m.last_t):
@@ -217,17 +225,23 @@ class LoopFreezeView(LinesView):
                 actual.append((" ", ""))
         labels = [(" ", "")] * width
         taken = -1
-        for start, end, span in ranges:
+        marked = sorted([(s, e, span, "FROZEN ", "bold red") for s, e, span in ranges]
+                        + [(s, e, span, "late ", "yellow") for s, e, span in late],
+                        key=lambda r: r[0])
+        for start, end, span, word, style in marked:
             ms = span.get("duration_ms") if not span.get("ongoing") else (end - start) * 1000
             tail = "…" if span.get("ongoing") else ""
             start_col = max(min(int(start / per_col), width - 1), taken + 2 if taken >= 0 else 0)
-            for label in ("FROZEN %s ms%s" % (_ms(ms), tail), "%s ms%s" % (_ms(ms), tail)):
+            # A freeze keeps its word when short of room; a late tick gives it up first.
+            shorter = "%s ms%s" % (_ms(ms), tail)
+            for label in ("%s%s ms%s" % (word, _ms(ms), tail),
+                          shorter if word.startswith("F") else "~" + shorter):
                 col = min(start_col, width - len(label))
                 if col >= 0 and (taken < 0 or col > taken + 1):
                     break
             else:
                 continue  # no room left on this row: the full view lists every span
-            labels[col:col + len(label)] = [(c, "bold red") for c in label]
+            labels[col:col + len(label)] = [(c, style) for c in label]
             taken = col + len(label) - 1
         return runs(expected), runs(actual), runs(labels)
 
@@ -254,6 +268,11 @@ class LoopFreezeView(LinesView):
 
     def blame_lines(self, width: int) -> list[Text]:
         span = self.worst_span()
+        if span is None and self.model.late:
+            worst = max(self.model.late.values(), key=lambda s: s.get("duration_ms", 0.0))
+            return [Text(("no freeze; %d late tick(s), loop idle" % len(self.model.late))[:width]),
+                    Text(("  " + (worst.get("says") or "late while in the selector"))[:width],
+                         style="italic")]
         if span is None:
             return [Text("no frozen span yet", style="dim"), Text("")]
         if not span.get("blamed"):
@@ -326,6 +345,17 @@ class LoopFreezeView(LinesView):
                                  style="dim"))
         if len(spans) > 6:
             rows.append(Text("  … %d more (see the result)" % (len(spans) - 6), style="dim"))
+        late = m.span_ranges(now, late=True)
+        if late:
+            rows.append(Text("late, no code on the loop: %d tick(s)" % len(late), style="bold"))
+        for start, end, span in late[-4:]:
+            ongoing = span.get("ongoing")
+            ms = (end - start) * 1000 if ongoing else span.get("duration_ms")
+            says = span.get("says") or "loop idle in %s" % (span.get("blamed") or "the loop")
+            rows.append(Text("%5.2f s  late %s ms%s: %s" % (start, _ms(ms), "…" if ongoing else "",
+                                                            says)))
+        if len(late) > 4:
+            rows.append(Text("  … %d more (see the result)" % (len(late) - 4), style="dim"))
         rows.append(Text(""))
         rows.append(Text("lag histogram, 1 ms buckets", style="bold"))
         rows.extend(self.histogram_rows(width))

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from ._blame import Blamer
+from ._blame import Blamer, ThreadMeter, span_figures, why_late
 from ._loops import loop_description, run_on
 from ._proto import (die_with_parent, events, free_threaded, gil_enabled, name_this_thread,
                      process_context, start_thread, thread_stats)
@@ -66,7 +66,7 @@ def check_limits(params, timeout_s):
 
 
 WINDOW_S = 0.2  # ticks are sent to the lab in batches, one per window
-MAX_SPANS = 200  # frozen spans kept in the result (the count is exact)
+MAX_SPANS = 200  # frozen (and late) spans kept in the result (the counts are exact)
 
 
 # The blocking work: the article's cpu_heavy, bounded by time instead of a count. --------
@@ -130,9 +130,8 @@ class TickClock:
         self.out = out
         self.period = period
         self.threshold = threshold  # a tick this late closes a frozen span
-        self.start = time.perf_counter()
-        self.mono_offset = time.monotonic() - self.start  # perf_counter -> event ts clock
-        self.waiting_for = (1, self.start + period)
+        self.meter = ThreadMeter()  # made on the loop thread: it measures that thread
+        self.begin()
         self.lags = []
         self.tick_times = []  # seconds since start, beside lags
         self.hist = Histogram(0.1)  # 0.1 ms buckets for the live percentiles
@@ -142,8 +141,19 @@ class TickClock:
         self.window_start = 0.0
         self.spans = []
         self.span_count = 0
+        self.late_spans = []  # late ticks while the loop ran no code (waiting for a CPU...)
+        self.late_count = 0
+        self.gil = gil_enabled()
         self.blocks = []
         self.blamer = None
+
+    def begin(self):
+        """Start the schedule now: after the set-up, so the first tick is not late by the
+        time it took to start the watchdog (on a busy machine, many milliseconds)."""
+        self.start = time.perf_counter()
+        self.mono_offset = time.monotonic() - self.start  # perf_counter -> event ts clock
+        self.waiting_for = (1, self.start + self.period)
+        self.mark = self.meter.read()  # the loop thread's figures at the last tick
 
     def rel(self, t):
         return round(t - self.start, 4)
@@ -160,6 +170,7 @@ class TickClock:
         self.window.append([self.rel(now), round(lag_ms, 3)])
         if now - due >= self.threshold:
             self.close_span(n, due, now, lag_ms)
+        self.mark = self.meter.read()  # after `now`: the reading is not in the lateness
         if now - self.start - self.window_start >= WINDOW_S:
             self.send_window(now)
 
@@ -168,7 +179,16 @@ class TickClock:
         span = {"start_s": self.rel(due), "end_s": self.rel(now),
                 "duration_ms": round(lag_ms, 3),
                 "missed_ticks": int((now - due) / self.period)}
-        span.update(blame or {"blamed": None})
+        span.update(span_figures(self.mark, self.meter.read()))
+        late = why_late(lag_ms, span, blame, self.gil)
+        if late is not None:  # no code held the loop: not a freeze, not blamed on a line
+            span.update(late)
+            self.late_count += 1
+            if len(self.late_spans) < MAX_SPANS:
+                self.late_spans.append(span)
+            self.out.emit("late", index=n, ongoing=False, **span)
+            return
+        span.update({k: v for k, v in (blame or {"blamed": None}).items() if k != "idle"})
         self.span_count += 1
         if len(self.spans) < MAX_SPANS:
             self.spans.append(span)
@@ -227,7 +247,8 @@ async def main(params, out, pool):
 
         loop.set_default_executor(ThreadPoolExecutor(1, initializer=_to_thread_init))
     clock = TickClock(out, period, threshold)
-    clock.blamer = Blamer(clock, threading.get_ident(), threshold, out)
+    clock.blamer = Blamer(clock, threading.get_ident(), threshold, out,
+                          loop_codes=(run_on.__code__,))  # uvloop's idle frame
     watchdog = start_thread(clock.blamer.watch, "watchdog", "watchdog")
     out.emit("start", t0=time.monotonic(), period_ms=params["period_ms"],
              duration_s=params["duration_s"], threshold_ms=threshold * 1000,
@@ -238,6 +259,7 @@ async def main(params, out, pool):
     kernel_before = thread_stats()
     offsets = [duration * (i + 0.5) / count for i in range(count)]
     work = BLOCKS[params["block"]]
+    clock.begin()
     await asyncio.gather(
         ticker(clock, period, duration),
         blocker(clock, work, params["block_ms"], params["fix"], offsets, pool),
@@ -251,6 +273,7 @@ async def main(params, out, pool):
                          if k in kernel_after and k in kernel_before}
     clock.blamer.stop()
     watchdog.join()
+    clock.meter.close()
     return clock
 
 
@@ -287,6 +310,8 @@ def summarise(params, clock):
         "frozen_threshold_ms": round(clock.threshold * 1000, 3),
         "frozen_spans": clock.spans,
         "frozen_count": clock.span_count,
+        "late_spans": clock.late_spans,
+        "late_count": clock.late_count,
         "blocks": clock.blocks,
         "loop_thread": clock.loop_thread,
         "gil_enabled": gil_enabled(),

@@ -53,6 +53,9 @@ def add_commands(sub: Any) -> None:
     report.add_argument("-o", "--output", default="conlab-report", metavar="DIR",
                         help="folder for report.md and screenshots (default ./conlab-report)")
     report.add_argument("--no-svg", action="store_true", help="skip the screenshots")
+    report.add_argument("--run-missing", action="store_true",
+                        help="first run, one after another and with their defaults, the "
+                             "experiments this machine has no usable run of")
 
 
 def _positive(text: str) -> int:
@@ -247,8 +250,12 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 # report --------------------------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
-    from lab.core.report import write_report
+    from lab.core.report import missing_experiments, select_runs, write_report
 
+    if args.run_missing:
+        interrupted = run_missing(missing_experiments(select_runs()))
+        if interrupted:
+            return interrupted
     pictures = None
     if not args.no_svg:
         try:
@@ -263,3 +270,39 @@ def cmd_report(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     print("wrote %s" % path)
     return EXIT_OK
+
+
+def run_missing(names: list[str]) -> int:
+    """Run each experiment headless with its defaults, in turn (never two at once: they
+    would contend for the CPUs), saving each record; 0, or 130 after a Ctrl-C."""
+    import asyncio
+
+    from lab.core.interp_compare import run_all
+    from lab.core.record import build_record, save_run_record
+    from lab.core.report import contention
+    from lab.core.runner import Refused, RunRequest, prepare
+
+    for number, name in enumerate(names, 1):
+        try:
+            prepared = prepare(RunRequest(name))
+        except Refused as exc:
+            print("conlab: report: %s not run: %s" % (name, exc), file=sys.stderr)
+            continue
+        print("running %s with its defaults (%d of %d)…" % (name, number, len(names)),
+              file=sys.stderr, flush=True)
+        try:
+            state = asyncio.run(run_all([prepared]))[0]  # SIGTERM/SIGHUP stop the child
+        except KeyboardInterrupt:  # the child was stopped on the way out
+            print("conlab: report: interrupted during %s" % name, file=sys.stderr)
+            return 130
+        record = build_record(prepared, state)
+        save_run_record(record)
+        busy = contention(record)
+        if state.status != "done":
+            print("conlab: report: %s %s: %s" % (name, state.status, visible(
+                str(state.error or ""))), file=sys.stderr)
+            if state.status == "stopped":
+                return 130
+        elif busy:
+            print("conlab: report: %s was %s: not used" % (name, busy), file=sys.stderr)
+    return 0

@@ -214,8 +214,10 @@ def _disk_nearly_full(path: str) -> bool:
 
 
 # Saving --------------------------------------------------------------------------------
-def _host() -> str:
+def host_name() -> str:
+    """The name runs saved here carry in the `host` column."""
     return socket.gethostname() or "unknown"
+
 
 
 def _python_label(record: dict) -> str:
@@ -255,7 +257,7 @@ def save(record: dict, path: str | None = None) -> int:
             conn.execute("BEGIN IMMEDIATE")  # take the write lock up front: no upgrade deadlock
             try:
                 run_id = _insert(conn, record, uid=uuid.uuid4().hex, saved_at=time.time(),
-                                 host=_host(), imported=False)
+                                 host=host_name(), imported=False)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -534,7 +536,7 @@ def export_runs(ids: Iterable[int] | None, out_path: str, path: str | None = Non
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
         "exported_at": time.time(),
-        "exported_by": _host(),
+        "exported_by": host_name(),
         "runs": [{"uid": e["uid"], "saved_at": e["saved_at"], "host": e["host"],
                   "record": e["record"]} for e in entries],
     }

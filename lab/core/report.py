@@ -1,7 +1,9 @@
 """`conlab report`: a Markdown handout of this machine's latest figures, experiment by
 experiment, beside what the article claims, with the disagreements called out.
 
-Every number comes from run history (runs measured here, not imported ones). The
+Every number comes from run history: for each experiment and interpreter, the newest run
+that `usable_for_report` accepts (finished, measured on this machine with the
+experiment's defaults, not contended by other programs, never imported). The
 article's claims are summarised in our own words and always labelled as the article's;
 where a result can be checked against a claim automatically, the check uses the figures
 just read, never a stored answer.
@@ -340,7 +342,94 @@ CLAIMS: dict[str, Claim] = {
 }
 
 
+# Which runs the handout may quote --------------------------------------------------------
+def this_machine() -> dict:
+    """The machine block a record made here now would carry (lab.core.record)."""
+    host = machine()
+    return {"cpus": host.cpus, "usable_cpus": host.usable_cpus, "hypervisor": host.hypervisor,
+            "cpu_model": host.cpu_model, "kernel": host.kernel}
+
+
+def why_not_for_report(entry: dict) -> str | None:
+    """None when the handout may quote this run; otherwise why not, in a few words."""
+    record = entry.get("record") or {}
+    if entry.get("imported"):
+        return "imported"
+    if entry.get("status") != "done":
+        return str(entry.get("status"))
+    if entry.get("host") != history.host_name():
+        return "measured on %s" % entry.get("host")
+    block = record.get("machine") or {}
+    if any(block.get(key) != value for key, value in this_machine().items()):
+        return "measured with other CPUs or kernel"  # e.g. under taskset, or before an upgrade
+    try:
+        defaults = catalog.get(str(record.get("experiment"))).defaults()
+    except catalog.UnknownExperiment:
+        return "no longer in the catalogue"
+    if (record.get("params") or {}) != defaults:
+        return "other parameters"
+    return contention(record)
+
+
+def contention(record: dict) -> str | None:
+    """Why a run's figures were contended by other programs, if they were: the result's
+    `load` block (other programs' CPU share) or gil-cpu's per-mode flags."""
+    result = result_of(record)
+    load = result.get("load")
+    if isinstance(load, dict) and load.get("busy"):
+        share = _num(load.get("other_cpu_share"))
+        return "contended (other programs took %s of the CPUs)" % (
+            "%.0f%%" % (100 * share) if share is not None else "a share")
+    flagged = result.get("contended")
+    if flagged:
+        return "contended (%s)" % (", ".join(map(str, flagged)) if isinstance(flagged, list)
+                                   else "flagged by the run")
+    return None
+
+
+def usable_for_report(entry: dict) -> bool:
+    """May the handout quote this history entry? (why_not_for_report says why not.)"""
+    return why_not_for_report(entry) is None
+
+
+@dataclass
+class Selection:
+    chosen: dict  # experiment -> entries (one per interpreter), as latest_per_interpreter
+    passed_over: dict  # experiment -> [(entry, reason)] of newer runs left out, newest first
+
+
+def select_runs(path: str | None = None) -> Selection:
+    """For each experiment and interpreter, the newest run usable for the report."""
+    chosen: dict[tuple, dict] = {}
+    passed: dict[str, list] = {}
+    for entry in history.load(None, path=path).entries:  # newest first, readable
+        key = (entry["experiment"], entry["python"], entry["gil_enabled"])
+        if key in chosen:
+            continue
+        reason = why_not_for_report(entry)
+        if reason is None:
+            chosen[key] = entry
+        else:
+            passed.setdefault(entry["experiment"], []).append((entry, reason))
+    by_experiment: dict[str, list] = {}
+    for (experiment, _python, _gil), entry in sorted(chosen.items(), key=lambda kv: (
+            kv[0][0], kv[0][1], str(kv[0][2]))):
+        by_experiment.setdefault(experiment, []).append(entry)
+    return Selection(by_experiment, passed)
+
+
+def missing_experiments(selection: Selection) -> list[str]:
+    """Catalogue experiments with no run the handout may quote."""
+    return [e.name for e in catalog.all_experiments() if e.name not in selection.chosen]
+
+
 # Building the handout ------------------------------------------------------------------
+def run_label(entry: dict) -> str:
+    """Where a figure came from: the run's id, date and interpreter."""
+    return "run %d, %s, %s" % (entry["id"], time.strftime(
+        "%Y-%m-%d", time.localtime(entry["saved_at"])), python_label(entry))
+
+
 def python_label(entry: dict) -> str:
     interp = entry["record"].get("interpreter") or {}
     gil = "" if interp.get("gil_enabled", True) else " (no GIL)"
@@ -382,9 +471,7 @@ def experiment_section(name: str, title: str, entries: list[dict]) -> list[str]:
     keys: list[str] = []
     for figures in per_run:
         keys += [k for k in figures if k not in keys]
-    headers = ["%s, run %d (%s)" % (python_label(e), e["id"],
-                                    time.strftime("%Y-%m-%d", time.localtime(e["saved_at"])))
-               for e in entries]
+    headers = [run_label(e) for e in entries]
     lines.append("| measured here | " + " | ".join(headers) + " |")
     lines.append("|---|" + "---:|" * len(entries))
     for key in keys[:MAX_FIGURES]:
@@ -398,11 +485,11 @@ def experiment_section(name: str, title: str, entries: list[dict]) -> list[str]:
     for entry in entries:
         explanation = result_of(entry["record"]).get("explanation")
         if explanation and "\n" in explanation:  # one point per line (decision: per row)
-            lines += ["**This machine, %s:**" % python_label(entry), ""]
+            lines += ["**This machine, %s:**" % run_label(entry), ""]
             lines += ["- " + part for part in explanation.split("\n") if part.strip()]
             lines.append("")
         elif explanation:
-            lines += ["**This machine, %s:** %s" % (python_label(entry), explanation), ""]
+            lines += ["**This machine, %s:** %s" % (run_label(entry), explanation), ""]
     if claim is None:
         return lines
     if claim.check is None:
@@ -415,7 +502,7 @@ def experiment_section(name: str, title: str, entries: list[dict]) -> list[str]:
         if found is None:
             unchecked.append(python_label(entry))
         for item in found or ():
-            disagreements.append("%s: %s" % (python_label(entry), item))
+            disagreements.append("%s: %s" % (run_label(entry), item))
     if disagreements:
         lines.append("**Where this machine disagrees with the article:**")
         lines += ["- " + item for item in disagreements]
@@ -428,8 +515,10 @@ def experiment_section(name: str, title: str, entries: list[dict]) -> list[str]:
     return lines
 
 
-def build_markdown(latest: dict[str, list[dict]], svgs: list[str] | None = None,
+def build_markdown(latest: dict[str, list[dict]] | Selection, svgs: list[str] | None = None,
                    svg_base: str = "") -> str:
+    passed_over = latest.passed_over if isinstance(latest, Selection) else {}
+    latest = latest.chosen if isinstance(latest, Selection) else latest
     host = machine()
     now = time.strftime("%Y-%m-%d %H:%M")
     interpreters = sorted({python_label(e) for runs in latest.values() for e in runs})
@@ -441,11 +530,14 @@ def build_markdown(latest: dict[str, list[dict]], svgs: list[str] | None = None,
            ", a virtual machine" if host.hypervisor else "", host.kernel),
         "Interpreters: %s." % (", ".join(interpreters) if interpreters else "none yet"),
         "",
-        "Every figure below was measured by conlab on this machine and read from its run "
-        "history (the newest finished run of each experiment under each interpreter). "
+        "Every figure below was measured by conlab on this machine (%s) and read from its "
+        "run history: for each experiment and interpreter, the newest finished run with the "
+        "experiment's default parameters that other programs did not contend; each table "
+        "names its runs (id, date, interpreter). Runs with other parameters, contended runs, "
+        "imported runs and runs from another machine sharing the history are left out. "
         "Paragraphs marked **The article says** summarise, in our own words, claims from the "
         "article \"%s\" (%s); they are there to be checked, not trusted."
-        % (ARTICLE, article.SUBJECT),
+        % (history.host_name(), ARTICLE, article.SUBJECT),
         "",
     ]
     missing = []
@@ -458,8 +550,16 @@ def build_markdown(latest: dict[str, list[dict]], svgs: list[str] | None = None,
     for name in sorted(set(latest) - {e.name for e in catalog.all_experiments()}):
         lines += experiment_section(name, "(no longer in this lab's catalogue)", latest[name])
     if missing:
-        lines += ["## Not measured on this machine yet", ""]
-        lines += ["- %s: `conlab run %s`" % (name, name) for name in missing]
+        lines += ["## Not measured here with the defaults yet", "",
+                  "Run these (or `conlab report --run-missing`) and make the report again:", ""]
+        for name in missing:
+            line = "- %s: `conlab run %s`" % (name, name)
+            skipped = passed_over.get(name)
+            if skipped:
+                line += " (left out: %s)" % "; ".join(
+                    "run %d %s" % (entry["id"], reason) for entry, reason in skipped[:3])
+                line += " …" if len(skipped) > 3 else ""
+            lines.append(line)
         lines.append("")
     if svgs:
         lines += ["## Screens", ""]
@@ -493,7 +593,7 @@ def write_report(directory: str, pictures: Optional[Pictures] = None) -> str:
     (the TUI's lab.tui.pictures.render_svgs; none without it); returns the file's path."""
     os.makedirs(directory, exist_ok=True)
     svgs = pictures(directory) if pictures else []
-    latest = history.latest_per_interpreter()  # after the screenshots: their runs count too
+    latest = select_runs()  # after the screenshots: their runs count too
     path = os.path.join(directory, "report.md")
     with open(path, "w", encoding="utf-8") as f:
         f.write(build_markdown(latest, svgs, svg_base=directory))

@@ -13,8 +13,7 @@ import time
 from textual.app import App, ComposeResult
 from textual.widgets import Static
 
-from lab.core import history
-from lab.core.report import python_label, version_key, state_from_record
+from lab.core.report import python_label, select_runs, version_key, state_from_record
 from lab.tui.app import LabApp
 from lab.tui.screens.dashboard import PANES, pane_key
 from lab.tui.views import view_class
@@ -28,7 +27,7 @@ def render_svgs(directory: str, latest: dict[str, list[dict]] | None = None,
     newest run: a picture of real figures, never of an empty pane.
     """
     try:
-        latest = history.latest_per_interpreter() if latest is None else latest
+        latest = select_runs().chosen if latest is None else latest  # the handout's runs
         paths = asyncio.run(_view_screenshots(directory, latest))
         if dashboard:
             paths += asyncio.run(_dashboard_screenshot(directory))

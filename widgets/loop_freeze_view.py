@@ -158,7 +158,7 @@ class LoopFreezeView(LinesView):
             self.model.fold(event)
 
     def idle_lines(self) -> list[Text]:
-        return [Text("waiting for the loop-freeze run…", style="dim")]
+        return [Text("waiting for its run…", style="dim")]  # fits the narrowest pane
 
     def lines(self, state: RunState, width: int, rows: int) -> list[Text]:
         width = max(20, width)
@@ -169,7 +169,7 @@ class LoopFreezeView(LinesView):
     # For tests and text output: the same lines as one Text
     def render_width(self, width: int) -> Text:
         if self._state is None:
-            return Text("\n").join(self.idle_lines())
+            return Text("\n").join(fit(line, width) for line in self.idle_lines())
         rows = COMPACT_ROWS if self.compact else self.MAX_ROWS
         return Text("\n").join(fit(line, width) for line in self.lines(self._state, width, rows))
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -68,30 +69,56 @@ def run(name: str, args: list[str], python: str | None, condition: str) -> dict:
         return {"status": "failed", "error": (done.stderr.strip().splitlines() or ["?"])[-1]}
 
 
-def summary(record: dict) -> tuple[str, str, str]:
+def verdicts_of(result: dict) -> list[tuple[str, dict]]:
+    """The run's verdicts: one for most experiments, one per row for decision."""
+    if isinstance(result.get("verdict"), dict):
+        return [("", result["verdict"])]
+    rows = result.get("rows") if isinstance(result.get("rows"), list) else []
+    return [("%s: " % row.get("id", i), row["verdict"]) for i, row in enumerate(rows)
+            if isinstance(row, dict) and isinstance(row.get("verdict"), dict)]
+
+
+def told(verdict: dict) -> bool:
+    return verdict.get("can_tell") is not False
+
+
+def summary(record: dict) -> tuple[str, str, str, list[str]]:
+    """(what it says, the figures it rests on, other programs' load, comparable keys)."""
     result = record.get("result") if isinstance(record.get("result"), dict) else {}
-    verdict = result.get("verdict") if isinstance(result, dict) else None
     load = (result or {}).get("load") or {}
     share = load.get("other_cpu_share")
     load_text = "-" if share is None else "%.0f%%%s" % (100 * share, " busy" if load.get("busy") else "")
     if record.get("status") != "done":
-        return "run %s: %s" % (record.get("status"), record.get("error")), "-", load_text
-    if not isinstance(verdict, dict):
-        return "(no verdict block)", "-", load_text
-    says = verdict.get("says", "?")
-    if verdict.get("can_tell") is False:
-        says = "can't tell: " + says
-    value = verdict.get("value")
-    figure = "%s = %s" % (verdict.get("figure", "?"),
-                          "%.3g" % value if isinstance(value, (int, float)) else value)
-    return says, figure, load_text
+        return "run %s: %s" % (record.get("status"), record.get("error")), "-", load_text, ["?"]
+    found = verdicts_of(result)
+    if not found:
+        return "(no verdict block)", "-", load_text, ["?"]
+    says, figures, keys = [], [], []
+    for label, verdict in found:
+        text = verdict.get("says", "?")
+        if not told(verdict):
+            text = "can't tell: " + text
+        says.append(label + text)
+        value = verdict.get("value")
+        figures.append("%s = %s" % (verdict.get("figure", "?"), "%.3g" % value
+                                     if isinstance(value, (int, float)) else value))
+        # Figures and their context (in brackets) change from run to run; the verdict is
+        # the sentence without them.
+        sentence = verdict.get("says", "?").split(" (")[0]
+        keys.append(label + ("can't tell" if not told(verdict) else
+                             re.sub(r"[0-9][0-9.,  ]*", "#", sentence)))
+    return "; ".join(says), "; ".join(figures), load_text, keys
 
 
-def agree(verdicts: list[str]) -> str:
-    told = {v for v in verdicts if not v.startswith("can't tell")}
-    if any(v.startswith("run ") or v.startswith("(no") for v in verdicts):
+def agree(keys: list[list[str]]) -> str:
+    """`same` when every condition that could tell said the same thing, row by row."""
+    if any(k == ["?"] for k in keys):
         return "n/a"
-    return "same" if len(told) <= 1 else "DIFFERENT"
+    for row in zip(*keys):
+        told_here = {k for k in row if not k.split(": ")[-1].startswith("can't tell")}
+        if len(told_here) > 1:
+            return "DIFFERENT"
+    return "same"
 
 
 def main() -> None:
@@ -107,19 +134,19 @@ def main() -> None:
         for condition in CONDITIONS:
             record = run(name, EXPERIMENTS.get(name, []), args.python, condition)
             cells.append(summary(record))
-            print("%-12s %-8s %s | %s | others %s" % (name, condition, *cells[-1]),
+            print("%-12s %-8s %s | %s | others %s" % (name, condition, *cells[-1][:3]),
                   file=sys.stderr, flush=True)
-        rows.append((name, cells, agree([c[0] for c in cells])))
+        rows.append((name, cells, agree([c[3] for c in cells])))
     if args.markdown:
         print("| experiment | " + " | ".join(CONDITIONS) + " | verdicts |")
         print("|---|" + "---|" * len(CONDITIONS) + "---|")
         for name, cells, verdict in rows:
             print("| %s | %s | %s |" % (name, " | ".join(
-                "%s (%s; others %s)" % c for c in cells), verdict))
+                "%s (%s; others %s)" % c[:3] for c in cells), verdict))
     else:
         for name, cells, verdict in rows:
             print("%s: %s" % (name, verdict))
-            for condition, (says, figure, load) in zip(CONDITIONS, cells):
+            for condition, (says, figure, load, _keys) in zip(CONDITIONS, cells):
                 print("  %-8s %s — %s — others %s" % (condition, says, figure, load))
 
 

@@ -545,7 +545,8 @@ def row_verdict(row, index):
     if not winners:
         return dict(verdict, says="no model finished a job", can_tell=False,
                     why="no model finished a job")
-    says = ("%s won" % best if len(winners) == 1 else "%s tied" % _names(winners))
+    says = ("%s won" % best if len(winners) == 1  # a tie in a fixed order: comparable
+            else "%s tied" % _names(sorted(winners, key=MODELS.index)))
     says += ", as the article says" if row["agrees"] else ", not the article's %s" % \
         row["article_pick"]
     busy = [name for name in MODELS if models[name].get("busy")]

@@ -225,7 +225,10 @@ def verdict(results, facts):
     if lanes < 2:
         what = "%d task%s" % (facts["tasks"], "" if facts["tasks"] == 1 else "s") \
             if facts["tasks"] < 2 else "1 usable CPU"
-        return dict(judged, says="threads cannot use more than one core here (%s)" % what)
+        # Nothing to tell apart here: with one lane a GIL build and a free-threaded one
+        # both take turns, and the sentence says why.
+        return dict(judged, says="threads took turns on one core (%.2f cores; %s, so with or "
+                                 "without a GIL)" % (cores, what))
     if cores >= PARALLEL:
         return dict(judged, says="threads ran in parallel on %.2f cores" % cores)
     if cores <= ONE_CORE:

@@ -105,6 +105,8 @@ def summary(record: dict) -> tuple[str, str, str, list[str]]:
         # Figures and their context (in brackets) change from run to run; the verdict is
         # the sentence without them.
         sentence = verdict.get("says", "?").split(" (")[0]
+        if isinstance(verdict.get("agrees"), bool):  # a verdict about the article's claim
+            sentence = "agrees with the article" if verdict["agrees"] else "disagrees"
         keys.append(label + ("can't tell" if not told(verdict) else
                              re.sub(r"[0-9][0-9.,  ]*", "#", sentence)))
     return "; ".join(says), "; ".join(figures), load_text, keys

@@ -541,6 +541,7 @@ def row_verdict(row, index):
                "value": models[best]["jobs_per_s"],
                "runner_up": {"model": runner, "jobs_per_s": models[runner]["jobs_per_s"]}
                if runner else None,
+               "agrees": row["agrees"],  # the row's verdict: the article's pick won or not
                "can_tell": True}
     if not winners:
         return dict(verdict, says="no model finished a job", can_tell=False,

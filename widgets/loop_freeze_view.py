@@ -158,7 +158,7 @@ class LoopFreezeView(LinesView):
             self.model.fold(event)
 
     def idle_lines(self) -> list[Text]:
-        return [Text("waiting for its run…", style="dim")]  # fits the narrowest pane
+        return [Text("no run yet", style="dim")]  # fits the narrowest pane
 
     def lines(self, state: RunState, width: int, rows: int) -> list[Text]:
         width = max(20, width)

@@ -417,6 +417,11 @@ def compare_table(rows: list[tuple[str, list[Any]]], title: str = "",
                  note="highlighted: the runs differ on this row")
 
 
+def count_of(number: int, noun: str) -> str:
+    """`1 CPU`, `2 CPUs`: a count with its noun in the right number."""
+    return "%s %s%s" % (fmt_int(number), noun, "" if number == 1 else "s")
+
+
 def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 

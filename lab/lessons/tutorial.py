@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from lab.core.formatting import count_of
 from workloads import times
 
 # Outcomes ------------------------------------------------------------------------------
@@ -497,8 +498,8 @@ def judge_switches(record: dict, ctx: dict) -> Outcome:
         note = ("Both counters climbed about as much (%s): the preemptions are there, "
                 "beside waits on the lab's own pipes." % figure)
     elif answers == (2,):
-        note = ("Hardly any switches (%s): %d processes on %d CPUs did not have to "
-                "compete." % (figure, len(procs), cpus))
+        note = ("Hardly any switches (%s): %d processes on %s did not have to "
+                "compete." % (figure, len(procs), count_of(cpus, "CPU")))
     else:
         note = ("Voluntary switches dominated here (%s): the workers blocked on "
                 "something, perhaps memory or the lab's own pipes." % figure)

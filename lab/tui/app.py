@@ -27,6 +27,7 @@ from textual.screen import Screen
 
 from lab.tui.exit_guard import ExitGuard, restore_terminal
 from lab.tui.live import RunController
+from lab.core.formatting import count_of
 from lab.core.runner import Refused
 from lab.tui.screens.dashboard import DashboardScreen
 from lab.tui.screens.too_small import TooSmallScreen, too_small
@@ -211,7 +212,7 @@ class LabApp(App[int]):
                     interp.version_text, "on" if interp.gil_enabled else "off")
             except Exception as exc:
                 name = "interpreter? %s" % exc
-            self._machine_line = "%s · %d CPUs" % (name, machine().usable_cpus)
+            self._machine_line = "%s · %s" % (name, count_of(machine().usable_cpus, "CPU"))
         return self._machine_line
 
     # The frame clock -------------------------------------------------------------------

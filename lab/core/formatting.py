@@ -64,10 +64,12 @@ def record_blocks(record: dict) -> list[Block]:
     tables, the explanation, then the threads."""
     interp = record.get("interpreter") or {}
     host = record.get("machine") or {}
-    blocks: list[Block] = [Para("%s: %s in %.2f s  (%s %s, GIL %s, %s CPUs%s)" % (
+    cpus = host.get("usable_cpus")
+    blocks: list[Block] = [Para("%s: %s in %.2f s  (%s %s, GIL %s, %s%s)" % (
         record.get("experiment", "?"), record.get("status", "?"), record.get("duration_s") or 0,
         interp.get("implementation", "?"), interp.get("version", "?"),
-        "on" if interp.get("gil_enabled") else "off", host.get("usable_cpus", "?"),
+        "on" if interp.get("gil_enabled") else "off",
+        count_of(cpus, "CPU") if isinstance(cpus, int) else "? CPUs",
         ", VM" if host.get("hypervisor") else ""), "title")]
     if record.get("error"):
         blocks.append(Para("error: %s" % record["error"], "error"))
@@ -94,8 +96,10 @@ def verdict_blocks(result: dict) -> list[Para]:
                 ": %s" % verdict["why"] if verdict.get("why") else ""), "warn"))
     load = result.get("load")
     if isinstance(load, dict) and isinstance(load.get("other_cpu_share"), (int, float)):
-        text = "load: other programs took %s%% of the %s usable CPUs" % (
-            fmt_value(round(load["other_cpu_share"] * 100, 1)), load.get("usable_cpus", "?"))
+        usable = load.get("usable_cpus")
+        text = "load: other programs took %s%% of the %s" % (
+            fmt_value(round(load["other_cpu_share"] * 100, 1)),
+            count_of(usable, "usable CPU") if isinstance(usable, int) else "usable CPUs")
         if load.get("steal_share"):
             text += ", the hypervisor stole %s%%" % fmt_value(round(load["steal_share"] * 100, 1))
         if load.get("busy"):

@@ -883,6 +883,12 @@ def judge_choice(record: dict, ctx: dict) -> Outcome:
 # The path ------------------------------------------------------------------------------
 SPEEDUP = ("about twice as fast", "somewhat faster", "about the same speed", "slower")
 
+
+def two_tasks_every_mode(judge) -> Plan:
+    """gil-cpu with two tasks in every mode, sized to this machine's speed."""
+    return Plan("gil-cpu", lambda c: {"work": sized_work(c, 2, min(2, c["cpus"])), "tasks": 2,
+                                      "modes": "all"}, judge)
+
 LESSONS: tuple[Lesson, ...] = (
     Lesson(
         "parallel", "Concurrency vs parallelism",
@@ -928,8 +934,7 @@ LESSONS: tuple[Lesson, ...] = (
         "the other, the threads are",
         SPEEDUP,
         "two threads on CPU-bound work are slower than one, not merely equal.",
-        (Plan("gil-cpu", lambda c: {"work": sized_work(c, 2, min(2, c["cpus"])), "tasks": 2,
-                                    "modes": "all"}, judge_gil_cpu),),
+        (two_tasks_every_mode(judge_gil_cpu),),
         article_choices=(3,),
     ),
     Lesson(
@@ -959,8 +964,7 @@ LESSONS: tuple[Lesson, ...] = (
         "are",
         SPEEDUP,
         "two processes give nearly 2x, each with its own GIL on its own core.",
-        (Plan("gil-cpu", lambda c: {"work": sized_work(c, 2, min(2, c["cpus"])), "tasks": 2,
-                                    "modes": "all"}, judge_processes),),
+        (two_tasks_every_mode(judge_processes),),
         article_choices=(0,),
     ),
     Lesson(

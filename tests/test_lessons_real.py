@@ -184,6 +184,8 @@ async def test_run_and_answer_steps_fit_with_real_figures(measured, lesson_id, s
         assert "Measured" in verdict and "You predicted" in verdict
         assert screen.outcome.text in str(screen.query_one("#answer").render())
         assert screen.region == Region(0, 0, *size)
+        # From 36 rows the finished run's picture stays under the answer, whole.
+        assert screen.query_one("#run").display == (size[1] >= 36)
 
 
 async def test_the_gil_cpu_lesson_run_for_real_at_80x24_never_contradicts_itself(

@@ -338,3 +338,81 @@ def test_the_gil_cpu_view_shows_both_switch_counters_of_the_workers(width):
     assert "12" in counters[0] and "5 000" in counters[0]  # the workers' sums, not main's
     assert "vol" in counters[0].replace("invol", "")
     assert all(len(line) <= width for line in lines)
+
+
+# The picture stays on screen after the run ------------------------------------------------
+DEADLOCK = {
+    "deadlocked": True, "completed": False, "detected_at_ms": 64.0, "detected_after_ms": 10.0,
+    "rounds": {"worker-1": 0, "worker-2": 0},
+    "cycle": [{"thread": "worker-1", "holds": ["lock-A"], "waits_for": "lock-B"},
+              {"thread": "worker-2", "holds": ["lock-B"], "waits_for": "lock-A"}]}
+
+
+async def answered_deadlock(pilot) -> LessonScreen:
+    """The deadlock lesson predicted, its (fake) run finished, the answer shown."""
+    screen = await lesson_screen(pilot)
+    await pilot.press("3")
+    await until(pilot, lambda: FakeRun.instances, what="the run")
+    FakeRun.instances[0].finish(DEADLOCK)
+    await until(pilot, lambda: screen.step == "answer", what="the answer")
+    await until_shown(pilot, "Measured ")
+    return screen
+
+
+def view_lines(screen) -> list[str]:
+    """The finished run's picture as its view draws it at its width: non-blank lines."""
+    view = screen.query_one("#run > Pane").view
+    if hasattr(view, "render_width"):  # a FoldingView: one Text for its width
+        drawn = list(view.render_width(view.content_size.width).split())
+    else:  # a LinesView: the lines it fitted to its box
+        drawn = view._lines
+    return [line.plain.rstrip() for line in drawn if line.plain.strip()]
+
+
+async def test_a_tall_screen_keeps_the_finished_runs_picture_beside_the_answer():
+    app = lesson_app("deadlock")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await answered_deadlock(pilot)
+        await pilot.pause()
+        text = lessons_text(app)
+        assert "Measured       3 neither finishes: deadlock" in text
+        assert "This machine agrees with the article." in text
+        assert "You predicted: " not in text  # said once, in the verdict
+        lines = view_lines(screen)
+        assert len(lines) >= 3, lines
+        for line in lines:  # the whole finished picture, the same pane that drew it live
+            assert line.strip() in text, "%r not on screen:\n%s" % (line, text)
+        assert cut_off(screen) == []
+        assert all(len(row) <= 120 for row in text.splitlines())
+        footer = text.splitlines()[-1]
+        assert "v: the run" not in text and "v run only" in footer, footer
+        await pilot.press("v")  # the picture alone, then both again
+        await pilot.pause()
+        assert not screen.query_one("#body").display and screen.query_one("#run").display
+        assert "v the answer" in lessons_text(app).splitlines()[-1]
+        await pilot.press("v")
+        await pilot.pause()
+        assert screen.query_one("#body").display and screen.query_one("#run").display
+        assert cut_off(screen) == []
+
+
+async def test_at_80x24_the_answer_fits_and_v_shows_the_picture():
+    app = lesson_app("deadlock")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await answered_deadlock(pilot)
+        await pilot.pause()
+        text = lessons_text(app)
+        assert not screen.query_one("#run").display  # the answer has the room
+        assert cut_off(screen) == []
+        assert "v the run" in text.splitlines()[-1]
+        await pilot.press("v")
+        await pilot.pause()
+        text = lessons_text(app)
+        assert screen.query_one("#run").display and not screen.query_one("#body").display
+        assert "v the answer" in text.splitlines()[-1]
+        assert cut_off(screen) == []
+        lines = view_lines(screen)
+        assert lines and all(line.strip() in text for line in lines[:3]), text
+        await pilot.press("v")
+        await pilot.pause()
+        assert screen.query_one("#body").display and not screen.query_one("#run").display

@@ -21,11 +21,10 @@ from textual.widgets.option_list import Option
 from lab.lessons import tutorial as L
 from lab.core import article
 from lab.core.progress import Progress
+from lab.tui.screens.experiment import TALL
 from lab.tui.views import view_class
 from widgets.lab_footer import LabFooter
 from widgets.pane import Pane
-
-TALL_VIEW = 36  # rows from which the live view is drawn in full rather than compact
 
 MARKS = {
     "right": ("✓", "predicted right"),
@@ -38,7 +37,7 @@ UNAVAILABLE = ("–", "not available yet")
 LIST_KEYS = "↑↓ move  ⏎ open  esc back  q quit"
 PREDICT_KEYS = "1-%d or ↑↓ ⏎ predict  esc lessons  q quit"  # the question's own range
 RUN_KEYS = "x stop  esc lessons  q quit"
-ANSWER_KEYS = "n next  r again  v run/answer  esc lessons  q quit"
+ANSWER_KEYS = "n next  r again  v %s  esc lessons  q quit"  # what v shows next
 
 
 def open_lessons(app, lesson_id: str | None = None) -> None:
@@ -186,6 +185,11 @@ class LessonScreen(Screen):
     LessonScreen #run > Pane {
         height: 1fr;
     }
+    /* From TALL rows the answer sits above the finished run's picture. */
+    LessonScreen.-both #body {
+        height: auto;
+        max-height: 50%;
+    }
     """
 
     def __init__(self, lesson_id: str, progress: Progress | None = None, **kwargs) -> None:
@@ -203,6 +207,7 @@ class LessonScreen(Screen):
         self.outcome: L.Outcome | None = None
         self.failure: str | None = None  # the run could not be read: why
         self._before = None  # the slot's state before our run: not ours to judge
+        self.run_only = False  # answer step: v shows the finished run alone
         self._state = None
 
     # Layout ----------------------------------------------------------------------------
@@ -240,6 +245,7 @@ class LessonScreen(Screen):
 
     def show_predict(self) -> None:
         self.step = "predict"
+        self.remove_class("-both")
         self.query_one("#body").display = True
         self.query_one("#run").display = False
         self._set("explain", self.lesson.text(self.lesson.explain, self.ctx))
@@ -282,6 +288,7 @@ class LessonScreen(Screen):
 
     def show_run(self) -> None:
         self.step = "run"
+        self.remove_class("-both")
         self.query_one("#body").display = False
         self.query_one("#run").display = True
         self._set("predicted", Text.assemble(
@@ -292,8 +299,8 @@ class LessonScreen(Screen):
 
     def show_answer(self) -> None:
         self.step = "answer"
-        self.query_one("#body").display = True
-        self.query_one("#run").display = False
+        self.run_only = False
+        self._arrange_answer()
         for hidden in ("explain", "question", "choices"):
             self._set(hidden, visible=False)  # 80x24: the answer needs the room
         predicted = Text.assemble(("You predicted  ", "bold"), self._choice(self.prediction))
@@ -316,7 +323,43 @@ class LessonScreen(Screen):
         busy = outcome is not None and outcome.busy
         self._set("status", Text.assemble(("! ", "bold"), (outcome.busy, "bold"))
                   if busy else "", visible=bool(busy))
-        self._keys(ANSWER_KEYS)
+
+    def _tall(self, height: int | None = None) -> bool:
+        return (height or self.app.size.height) >= TALL
+
+    def _arrange_answer(self, height: int | None = None) -> None:
+        """Tall screens show the answer above the finished run's picture (the pane that
+        drew it live, still holding its last frame); at 80x24 `v` swaps the two."""
+        both = self._tall(height) and self.plan is not None and not self.run_only
+        self.set_class(both, "-both")
+        self.query_one("#body").display = not self.run_only
+        self.query_one("#run").display = both or self.run_only
+        self.query_one("#predicted").display = not both  # the verdict says it already
+        for pane in self.query("#run > Pane"):
+            if pane.view is not None:  # under the answer, the view's own text is a repeat
+                pane.view.explains = not both
+        self.call_after_refresh(self._refit_picture)
+        if self.plan is None:
+            shows = "the run"  # nothing to show: v does nothing
+        elif self.run_only:
+            shows = "the answer"
+        else:
+            shows = "run only" if both else "the run"
+        self._keys(ANSWER_KEYS % shows)
+
+    def _refit_picture(self) -> None:
+        """A full view fits the rows its box had when it drew; the box has just changed
+        (the answer took half of it, or gave it back), so it draws again for the new box."""
+        for pane in self.query("#run > Pane"):
+            repaint = getattr(pane.view, "repaint", None)
+            if repaint is not None:
+                repaint(force=True)
+            elif pane.view is not None:
+                pane.view.refresh(layout=True)
+
+    def on_resize(self, event) -> None:
+        if self.step == "answer":
+            self._arrange_answer(event.size.height)  # app.size lags the event
 
     def _choice(self, index: int | None) -> str:
         if index is None or not 0 <= index < len(self.choices):
@@ -339,9 +382,8 @@ class LessonScreen(Screen):
         if state is None or self.plan is None:
             return ""
         python = ((state.hello or {}).get("python") or {}).get("version", "")
-        return "%s%s, %.1f s · v: the run" % (self.plan.experiment,
-                                              " on " + python if python else "",
-                                              state.duration_s)
+        return "%s%s, %.1f s%s" % (self.plan.experiment, " on " + python if python else "",
+                                   state.duration_s, "" if self._tall() else " · v: the run")
 
     # Runs ------------------------------------------------------------------------------
     def start(self) -> bool:
@@ -375,7 +417,7 @@ class LessonScreen(Screen):
                 old.remove()
         if self.query("#" + pane_id):
             return
-        compact = self.app.size.height < TALL_VIEW
+        compact = not self._tall()
         view = view_class(plan.experiment)(compact=compact)
         self.query_one("#run").mount(Pane("Live · %s" % plan.experiment, plan.experiment,
                                           view=view, id=pane_id))
@@ -444,9 +486,8 @@ class LessonScreen(Screen):
     def action_toggle_view(self) -> None:
         if self.step != "answer" or self.plan is None:
             return
-        run = self.query_one("#run")
-        run.display = not run.display
-        self.query_one("#body").display = not run.display
+        self.run_only = not self.run_only
+        self._arrange_answer()
 
     def action_next(self) -> None:
         if self.step != "answer":

@@ -289,6 +289,9 @@ class LessonScreen(Screen):
     def show_run(self) -> None:
         self.step = "run"
         self.remove_class("-both")
+        for pane in self.query("#run > Pane"):
+            if pane.view is not None:
+                pane.view.explains = True  # the answer that made it a repeat is gone
         self.query_one("#body").display = False
         self.query_one("#run").display = True
         self._set("predicted", Text.assemble(

@@ -70,6 +70,7 @@ def test_exploring_a_racy_program_finds_failing_schedules(program, preemptions, 
     report = result["explore"]
     assert report["finished"] and report["tried"] > report["failing"] > 0
     assert report["by_outcome"] == {outcome: report["failing"]}
+    assert report["schedules_with_threads_left"] == 0
     shortest = report["shortest_failing"]
     assert shortest["outcome"] == outcome and shortest["preemptions"] <= preemptions
     assert result["verdict"]["figure"] == "explore.failing"

@@ -432,7 +432,7 @@ def explore(program, threads, by_line, bound, limit_s, out):
     rest run without preemption, then branch at every later step to every other thread."""
     started = time.monotonic()
     pending = [[]]
-    tried, failing, by_outcome, shortest, last = 0, 0, {}, None, None
+    tried, failing, by_outcome, shortest, last, stuck = 0, 0, {}, None, None, 0
     finished = True
     while pending:
         if time.monotonic() - started > limit_s:
@@ -442,6 +442,7 @@ def explore(program, threads, by_line, bound, limit_s, out):
         facts = run_schedule(program, threads, by_line, prefix, "stay")
         last = prefix
         tried += 1
+        stuck += 0 if facts["threads_ended"] else 1
         if facts["wrong"]:
             failing += 1
             by_outcome[facts["outcome"]] = by_outcome.get(facts["outcome"], 0) + 1
@@ -466,7 +467,8 @@ def explore(program, threads, by_line, bound, limit_s, out):
     elapsed = time.monotonic() - started
     report = {"preemptions": bound, "tried": tried, "failing": failing,
               "by_outcome": by_outcome, "shortest_failing": shortest,
-              "finished": finished, "left_untried": len(pending), "elapsed_s": round(elapsed, 3),
+              "finished": finished, "left_untried": len(pending),
+              "schedules_with_threads_left": stuck, "elapsed_s": round(elapsed, 3),
               "schedules_per_s": round(tried / elapsed, 1) if elapsed > 0 else None,
               "time_limit_s": limit_s}
     out.latest("explore", final=True, tried=tried, failing=failing, pending=len(pending),
@@ -514,6 +516,7 @@ def run(params, out):
         # The trace shown is the shortest failing schedule's, else the last one tried.
         shown = report["shortest_failing"]
         given = parse_schedule(shown["schedule"]) if shown else (last or [])
+        result["trace_of"] = "the shortest failing schedule" if shown else "the last schedule tried"
         continuation = "stay"
     else:
         continuation = "round-robin"

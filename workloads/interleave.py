@@ -457,9 +457,9 @@ def explore(program, threads, by_line, bound, limit_s, out):
             for other in reversed(runnable):
                 if other == chosen:
                     continue
-                cost = 1 if index and could_stay and other != choices[index - 1][0] else 0
-                # Switching back to the previous thread where the default switched away
-                # costs nothing; the count is recomputed from the choices either way.
+                # The default kept the previous thread whenever it could, so choosing
+                # another one here is a preemption exactly when that thread could go on.
+                cost = 1 if could_stay else 0
                 if used + cost <= bound:
                     pending.append([c[0] for c in choices[:index]] + [other])
         out.latest("explore", tried=tried, failing=failing, pending=len(pending),
@@ -490,6 +490,8 @@ def _monitoring_tool():
     if monitoring is None:
         return None, None
     for tool in (monitoring.DEBUGGER_ID, 3, 4):
+        if monitoring.get_tool(tool) == "conlab interleave":
+            return monitoring, tool  # a second run in the same process
         try:
             monitoring.use_tool_id(tool, "conlab interleave")
         except ValueError:

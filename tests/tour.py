@@ -36,6 +36,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "epoll": {"connections": 10, "duration_s": 0.2},
     "gil-cpu": {"work": 200_000, "tasks": 2},
     "goroutines": {"gs": 100, "work_ms": 0.5, "block_ms": 5.0},
+    "interleave": {"program": "counter", "explore": True, "preemptions": 1},
     "io-bound": {"requests": 4, "delay": 0.05},
     "loop-freeze": {"duration_s": 0.5, "block_ms": 50},
     "race": {"increments": 2000},

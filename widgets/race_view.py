@@ -97,13 +97,17 @@ class RaceView(LinesView):
         num = fmt_int
         if 2 + name_w + 3 * (max(8, len(fmt_int(biggest))) + 1) > width:  # 64 000 000 in a 38-column pane
             num = lambda n: "%d" % n  # noqa: E731
+        heads = ("expected", "actual")
         num_w = max(len("expected"), len(num(biggest)))
+        if 2 + name_w + 3 * (num_w + 1) > width:  # 34 columns (80x24): shorter headings
+            heads = ("want", "got")
+            num_w = max(len("lost"), len(num(biggest)))
         fixed = 2 + name_w + 1 + num_w + 1 + num_w + 1
         worded = width - fixed >= 5 + num_w  # room for "lost 12 345" rather than a column
         lost_w = (5 + num_w) if worded else num_w
         strip_w = 0 if self.low_bandwidth else min(16, width - fixed - lost_w - 1)
-        head = Text("  %s %s %s %s" % (label.ljust(name_w), "expected".rjust(num_w),
-                                       "actual".rjust(num_w),
+        head = Text("  %s %s %s %s" % (label.ljust(name_w), heads[0].rjust(num_w),
+                                       heads[1].rjust(num_w),
                                        "lost".ljust(lost_w) if worded else "lost".rjust(lost_w)),
                     style="bold")
         if strip_w >= 6:

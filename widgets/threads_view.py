@@ -502,7 +502,7 @@ class ThreadsView(LinesView):
         out += body
         room = rows - len(out)
         for kind, event in extra[:max(0, room)]:
-            out.append(event_line(kind, event))
+            out.append(fit(event_line(kind, event), width))  # an event's fields can be long
         return out
 
 

@@ -40,9 +40,10 @@ class ParamError(ValueError):
 class Param:
     """One typed parameter: int, float, choice or bool, with a default and bounds."""
 
-    KINDS = ("int", "float", "choice", "bool")
+    KINDS = ("int", "float", "choice", "bool", "text")
 
-    def __init__(self, name, kind, default, help, minimum=None, maximum=None, choices=None):
+    def __init__(self, name, kind, default, help, minimum=None, maximum=None, choices=None,
+                 pattern=None, described=None):
         if kind not in self.KINDS:
             raise ValueError("unknown parameter kind %r" % kind)
         self.name = name
@@ -52,6 +53,8 @@ class Param:
         self.minimum = minimum
         self.maximum = maximum
         self.choices = tuple(choices) if choices else None
+        self.pattern = re.compile(pattern) if pattern else None
+        self.described = described
 
     # Constructors that read like the catalogue -------------------------------------------
     @classmethod
@@ -70,6 +73,11 @@ class Param:
     def bool(cls, name, default, help):
         return cls(name, "bool", default, help)
 
+    @classmethod
+    def text(cls, name, default, pattern, max_chars, described, help):
+        """A short string matching `pattern` (a full match), at most `max_chars` long."""
+        return cls(name, "text", default, help, 0, max_chars, pattern=pattern, described=described)
+
     # Description ------------------------------------------------------------------------
     def allowed(self):
         """The allowed values, in words: used in every refusal."""
@@ -79,6 +87,8 @@ class Param:
             return "a number from %s to %s" % (_num(self.minimum), _num(self.maximum))
         if self.kind == "choice":
             return "one of " + ", ".join(self.choices)
+        if self.kind == "text":
+            return "%s, at most %d characters" % (self.described, self.maximum)
         return "true or false"
 
     def to_json(self):
@@ -141,6 +151,11 @@ class Param:
                 raise self._refuse(value)
         elif self.kind == "bool":
             if not isinstance(value, bool):
+                raise self._refuse(value)
+            return value
+        elif self.kind == "text":
+            if (not isinstance(value, str) or len(value) > self.maximum
+                    or not self.pattern.fullmatch(value)):
                 raise self._refuse(value)
             return value
         else:

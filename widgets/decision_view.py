@@ -13,7 +13,7 @@ import textwrap
 from rich.text import Text
 
 from lab.core.state import RunState
-from widgets.threads_view import LinesView, fmt_rate
+from widgets.threads_view import LinesView, fit, fmt_rate
 
 MODELS = ("sequential", "threads", "processes", "asyncio", "asyncio+pool")
 SHORT = {"sequential": "seq", "threads": "thr", "processes": "proc", "asyncio": "aio",
@@ -124,8 +124,8 @@ class DecisionView(LinesView):
         if not self.order:
             out.append(Text("waiting for the first row…" if state.running else "no rows",
                             style="dim"))
-        for rid in self.order:
-            out.append(self.row_line(rid, label_w, cell_w, article))
+        for rid in self.order:  # the article's pick is last: it gives way first
+            out.append(fit(self.row_line(rid, label_w, cell_w, article), width))
         out.append(self.status_line(state, width))
         out.append(Text("jobs/s · * won · ✓/≠/? vs article"[:width], style="dim"))
         return out
@@ -142,6 +142,8 @@ class DecisionView(LinesView):
                 continue
             won = model in winners
             figure = fmt_rate(value) if cell_w > NARROW_CELL else short_rate(value)
+            if len(figure) > cell_w - 1:  # a figure larger than this run's column allows
+                figure = short_rate(value)
             line.append(figure.rjust(cell_w - 1) + ("*" if won else " "),
                         style="bold" if won else "")
         verdict = {True: "✓", False: "≠"}.get(row.get("agrees"), " ")

@@ -96,6 +96,7 @@ SMALL = {
     "epoll": ["connections=20", "duration_s=0.2", "warmup_s=0"],
     "gil-cpu": ["work=1000000", "tasks=4"],
     "goroutines": ["gs=300", "ps=2", "work_ms=1.5", "block_fraction=0.25", "block_ms=60"],
+    "interleave": ["program=counter", "explore=true", "preemptions=1"],
     "io-bound": ["requests=4", "delay=0.05"],
     "loop-freeze cpu to_thread": ["fix=to_thread", "block_ms=100", "blocks=1", "duration_s=0.5"],
     "loop-freeze sleep to_thread": ["fix=to_thread", "block=sleep", "block_ms=100", "blocks=1",

@@ -148,7 +148,10 @@ def test_page_tables_are_this_runs_own_and_never_negative(monkeypatch, kind):
 
 def test_the_scale_threads_are_named_for_what_they_are(small_run):
     names = [t["name"] for t in small_run["threads"]]
-    assert names.count("main") <= 1, names[:10]
+    # The run's own main thread, and at most a unit or two caught by a sample in the
+    # microseconds between its fork and its rename: never the hundreds of "main" rows.
+    assert names.count("main") <= 3, names[:10]
+    assert names.count("unit") >= len(names) - 3, names[:10]
 
 
 def test_the_cli_table_folds_the_spawned_units_into_one_row(small_run):

@@ -223,8 +223,8 @@ def private_memory(pid):
 def child(gate_r, gate_w, ready_w, parent):
     """The unit: a forked copy of this interpreter that waits for the gate, then leaves."""
     try:
+        name_this_thread("unit")  # first: a sample between fork and here still says "main"
         die_with_parent(parent)
-        name_this_thread("unit")
         os.close(gate_w)
         os.write(ready_w, b"x")
         os.read(gate_r, 1)  # returns at EOF, when the parent closes its end

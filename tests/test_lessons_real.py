@@ -17,7 +17,7 @@ from lab.lessons import tutorial as L
 from lab.core.record import build_record
 from lab.core.runner import Run, prepare, RunRequest
 from tests.helpers import interpreter
-from tests.test_lessons_tui import cut_off, lesson_app, lesson_screen
+from tests.test_lessons_tui import cut_off, lesson_app, lesson_screen, run_step_showing
 
 CTX = dict(L.facts(), rate=L.loop_rate() / 8)
 
@@ -165,14 +165,7 @@ async def test_run_and_answer_steps_fit_with_real_figures(measured, lesson_id, s
     plan, _record, state = one(measured, lesson_id)
     app = lesson_app(lesson_id)
     async with app.run_test(size=size) as pilot:
-        screen = await lesson_screen(pilot)
-        screen.prediction, screen.plan = 0, plan
-        screen._mount_pane(plan)
-        screen.show_run()
-        await pilot.pause()
-        pane = screen.query_one("#run > Pane")
-        pane.show(state)  # the finished run, drawn as the live step draws it
-        await pilot.pause()
+        screen, pane = await run_step_showing(pilot, plan, state)  # the finished run
         assert cut_off(screen) == []
         assert pane.view_error is None
         app.controller.states[screen.key] = state  # the frame clock judges it

@@ -51,6 +51,19 @@ async def lesson_screen(pilot) -> LessonScreen:
     return app.screen
 
 
+async def run_step_showing(pilot, plan, state):
+    """The lesson's run step with `state` drawn in its pane, as the live step draws it."""
+    screen = await lesson_screen(pilot)
+    screen.prediction, screen.plan = 0, plan
+    screen._mount_pane(plan)
+    screen.show_run()
+    await pilot.pause()
+    pane = screen.query_one("#run > Pane")
+    pane.show(state)
+    await pilot.pause()
+    return screen, pane
+
+
 def cut_off(screen) -> list[str]:
     """Widgets that do not fit: outside the screen, outside a non-scrolling parent, or
     inside a scrolling one that would need scrolling."""

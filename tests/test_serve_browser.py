@@ -16,14 +16,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 
-import psutil
 import pytest
 
 from tests.helpers import ROOT, alive, new_tag, wait_for, wait_until, workload_processes
+from tests.serve_clients import free_port
+from tests.serve_clients import sessions as lab_sessions
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium here (Debian: apt-get "
@@ -41,29 +41,6 @@ CHROMIUM_FLAGS = [
     "--window-size=1100,700",
 ]
 ESCAPE = re.compile(r"\x1b(\[[0-9;?<>=]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][0-9A-Za-z]|.)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def lab_sessions(tag: str) -> list[psutil.Process]:
-    """Live `python -m lab` processes started by the server with our tag."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        try:
-            cmd = proc.info["cmdline"] or []
-            if proc.info["status"] == psutil.STATUS_ZOMBIE or "-m" not in cmd:
-                continue
-            if cmd[cmd.index("-m") + 1] != "lab" or "serve" in cmd:
-                continue
-            if proc.environ().get("CONLAB_TEST_TAG") == tag:
-                found.append(proc)
-        except (psutil.Error, IndexError):
-            continue
-    return found
 
 
 class DevTools:

@@ -12,7 +12,7 @@ from lab.lessons import tutorial as L
 from lab.tui.screens.dashboard import DashboardScreen
 from lab.tui.screens.experiment import ExperimentScreen
 from tests.helpers import until
-from tests.test_lessons_tui import cut_off, lesson_app, lesson_screen, make_app
+from tests.test_lessons_tui import cut_off, lesson_app, make_app, run_step_showing
 from tests.tui_fakes import WORKER_COUNTS, gil_state_of, goroutines_state_of
 from widgets.threads_view import LinesView, summary_line, thread_header, thread_rows
 
@@ -63,14 +63,7 @@ async def test_a_lesson_shows_any_number_of_workers_without_cutting(kind, worker
     assert plan.experiment == experiment
     app = lesson_app(lesson_id)
     async with app.run_test(size=size) as pilot:
-        screen = await lesson_screen(pilot)
-        screen.prediction, screen.plan = 0, plan
-        screen._mount_pane(plan)
-        screen.show_run()
-        await pilot.pause()
-        pane = screen.query_one("#run > Pane")
-        pane.show(make(workers))
-        await pilot.pause()
+        screen, pane = await run_step_showing(pilot, plan, make(workers))
         assert pane.view_error is None
         assert cut_off(screen) == []
         assert views_fit(screen) == []

@@ -63,6 +63,8 @@ class RunController:
         self._cpu: set[str] = set()  # CPU-bound (or in-turn) runs given the CPUs now
         self._active: dict[str, str] = {}  # slots with a child, and the name each goes by
         self._closing = False  # shutting down: nothing more starts
+        # Other children the screens own (a stepper session): closed with the runs.
+        self._sessions: set[Any] = set()
 
     # Reading ---------------------------------------------------------------------------
     def state(self, key: str) -> RunState | None:
@@ -232,6 +234,26 @@ class RunController:
         except Exception:  # history is a bonus; a run never fails because of it
             pass
 
+    # Sessions (children driven step by step, not runs) ---------------------------------
+    def adopt(self, session: Any) -> bool:
+        """Keep `session` (anything with `async close()` and `pid`) to close on shutdown;
+        False if the lab is already shutting down (then start nothing)."""
+        if self._closing:
+            return False
+        self._sessions.add(session)
+        return True
+
+    def release(self, session: Any) -> None:
+        self._sessions.discard(session)
+
+    async def close_sessions(self) -> None:
+        sessions, self._sessions = list(self._sessions), set()
+        for session in sessions:
+            try:
+                await asyncio.wait_for(session.close(), SHUTDOWN_WAIT_S)
+            except Exception:  # the sweep below still kills its group
+                self._sessions.add(session)
+
     # Stopping --------------------------------------------------------------------------
     async def stop(self, key: str) -> None:
         """Stop the run in `key` and wait until its whole process group is reaped."""
@@ -262,8 +284,9 @@ class RunController:
         self._closing = True
         self.drop_waiting()
         keys = self.running_keys()
-        if keys:
-            await asyncio.gather(*(self.stop(k) for k in keys), return_exceptions=True)
+        if keys or self._sessions:
+            await asyncio.gather(self.close_sessions(), *(self.stop(k) for k in keys),
+                                 return_exceptions=True)
         self.kill_leftovers()
 
     def kill_leftovers(self, reap_s: float = 0.0) -> None:
@@ -274,6 +297,9 @@ class RunController:
             if (isinstance(slot.run, Run) and not slot.done.is_set()
                     and slot.run.state.pid):
                 pids.add(slot.run.state.pid)
+        for session in list(self._sessions):
+            if getattr(session, "pid", None):
+                pids.add(session.pid)
         for pid in pids:
             try:
                 os.killpg(pid, signal.SIGKILL)

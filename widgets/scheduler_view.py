@@ -1,0 +1,254 @@
+"""Be the scheduler: one column per thread (its line, its bytecode with a cursor on the next
+instruction, what it has loaded but not stored, its status), and above them the goal, the
+shared state, the locks and the schedule so far.
+
+Drawn only from two dicts the stepper sends (`step_state` and `step_program`, see
+lab/core/stepper.py), so an injected state draws the same picture as a live one. Every
+state is said in a glyph or a word (▶ next, ✓ finished, ⊘ blocked, ● held); colour only
+repeats it, and every segment carries a style (NO_COLOR's filter reads each one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.segment import Segment
+from rich.text import Text
+from textual.reactive import reactive
+from textual.strip import Strip
+from textual.widget import Widget
+
+CURSOR = "▶"
+STATUS_GLYPH = {"ready": "•", "blocked": "⊘", "finished": "✓"}
+HEADER_MIN_ROWS = 5  # columns' own rows above the bytecode: title, line, loaded, locks, rule
+
+
+def _short(text: Any, width: int) -> Text:
+    line = text if isinstance(text, Text) else Text(str(text))
+    if line.cell_len > width:
+        line = line.copy()
+        line.truncate(max(0, width), overflow="ellipsis")
+    return line
+
+
+def _pad(line: Text, width: int) -> Text:
+    line = _short(line, width)
+    if line.cell_len < width:
+        line = line.copy()
+        line.append(" " * (width - line.cell_len))
+    return line
+
+
+def goal_line(state: dict) -> Text:
+    goal = state.get("goal") or {}
+    text = Text("goal ", style="bold")
+    text.append(str(goal.get("text") or "-"))
+    if goal.get("reached"):
+        text.append("  ✓ REACHED", style="bold reverse")
+    else:
+        text.append("  ○ not yet")
+    return text
+
+
+def shared_line(state: dict) -> Text:
+    shared = state.get("shared") or {}
+    text = Text("shared ", style="bold")
+    parts = ["%s = %s" % (name, value if isinstance(value, str) else repr(value))
+             for name, value in shared.items() if name != "locks"]
+    text.append(" · ".join(parts) or "-")
+    return text
+
+
+def locks_line(state: dict) -> Text:
+    """`locks A ● held by 1, wanted by 2 · B ○ free`."""
+    locks = state.get("locks") or {}
+    wanted: dict[str, list[int]] = {}
+    for thread in state.get("threads") or []:
+        if thread.get("wants"):
+            wanted.setdefault(thread["wants"], []).append(thread.get("id"))
+    text = Text("locks ", style="bold")
+    if not locks:
+        text.append("none")
+    for index, (name, holder) in enumerate(locks.items()):
+        if index:
+            text.append(" · ")
+        if holder is None:
+            text.append("%s ○ free" % name)
+        else:
+            text.append("%s ● held by %s" % (name, holder))
+        if wanted.get(name):
+            text.append(", wanted by %s" % ", ".join(str(t) for t in wanted[name]))
+    return text
+
+
+def schedule_line(state: dict) -> Text:
+    text = Text("schedule ", style="bold")
+    schedule = state.get("schedule_text")
+    if schedule is None:
+        schedule = " ".join(str(n) for n in state.get("schedule") or [])
+    text.append(schedule or "(no step yet)")
+    outcome = state.get("outcome")
+    if outcome:
+        text.append("  → ")
+        text.append(str(outcome.get("text") or outcome.get("kind") or ""), style="bold")
+    return text
+
+
+def deadlock_line(state: dict) -> Text | None:
+    deadlock = state.get("deadlock")
+    if not deadlock:
+        return None
+    cycle = deadlock.get("cycle") or []
+    words = []
+    for link in cycle:
+        if isinstance(link, dict):
+            words.append("%s wants %s held by %s" % (link.get("thread"), link.get("wants"),
+                                                      link.get("held_by")))
+        else:
+            words.append(str(link))
+    return Text.assemble(("✗ DEADLOCK ", "bold reverse"), " " + ("; ".join(words) or
+                                                                "every thread is blocked"))
+
+
+def status_text(thread: dict) -> Text:
+    status = thread.get("status") or "?"
+    glyph = STATUS_GLYPH.get(status, "?")
+    text = Text("%s thread %s " % (glyph, thread.get("id")), style="bold")
+    if status == "blocked":
+        what = "blocked on %s" % (thread.get("wants") or "?")
+        if thread.get("blocked_by") is not None:
+            what += " held by %s" % thread["blocked_by"]
+        text.append(what, style="reverse")
+    else:
+        text.append(status)
+    return text
+
+
+def listing_rows(listing: list[dict], offset: Any, rows: int, width: int) -> list[Text]:
+    """The thread's bytecode, `rows` of it around the cursor (▶ before the next one)."""
+    if rows <= 0:
+        return []
+    at = next((i for i, ins in enumerate(listing) if ins.get("offset") == offset), None)
+    start = 0
+    if at is not None and len(listing) > rows:
+        start = max(0, min(at - rows // 3, len(listing) - rows))
+    out = []
+    for i in range(start, min(len(listing), start + rows)):
+        ins = listing[i]
+        mark = CURSOR if i == at else " "
+        line = Text("%s%4s %s %s" % (mark, ins.get("offset", ""), ins.get("opname", ""),
+                                     ins.get("argrepr") or ""),
+                    style="bold reverse" if i == at else "")
+        out.append(_short(line, width))
+    return out
+
+
+def column(thread: dict, listing: list[dict], width: int, rows: int) -> list[Text]:
+    """One thread's column, `rows` tall at most."""
+    nxt = thread.get("next") or {}
+    finished = thread.get("status") == "finished"
+    lines = [status_text(thread)]
+    source = str(thread.get("source") or "").strip()
+    if finished:
+        lines.append(Text("line -  (done)"))
+    else:
+        lines.append(Text.assemble(("line %s " % (thread.get("line") or "-"), "bold"), source))
+    loaded = thread.get("loaded") or []
+    lines.append(Text.assemble(("loaded ", "bold"), ", ".join(str(v) for v in loaded) or "-"))
+    holds = ", ".join(thread.get("holds") or []) or "-"
+    lock_text = Text.assemble(("holds ", "bold"), holds)
+    if thread.get("wants"):
+        lock_text.append(" · wants %s" % thread["wants"])
+    lines.append(lock_text)
+    lines.append(Text("─" * width))
+    room = rows - len(lines)
+    if listing:
+        lines += listing_rows(listing, None if finished else nxt.get("offset"), room, width)
+    elif nxt and not finished:
+        lines.append(Text("%s%4s %s %s" % (CURSOR, nxt.get("offset", ""), nxt.get("opname", ""),
+                                           nxt.get("argrepr") or ""), style="bold reverse"))
+    return [_short(line, width) for line in lines[:rows]]
+
+
+def draw(state: dict | None, program: dict | None, width: int, height: int) -> list[Text]:
+    """The whole picture as lines no wider than `width`, at most `height` of them."""
+    if width <= 0 or height <= 0:
+        return []
+    if not state:
+        return [Text("starting the stepper…")]
+    top = [goal_line(state), shared_line(state), locks_line(state), schedule_line(state)]
+    deadlock = deadlock_line(state)
+    if deadlock is not None:
+        top.append(deadlock)
+    top = [_short(line, width) for line in top]
+    threads = state.get("threads") or []
+    bytecode = (program or {}).get("bytecode") or {}
+    rows = max(HEADER_MIN_ROWS, height - len(top) - 1)
+    lines = top + [Text("═" * width)]
+    if threads:
+        count = len(threads)
+        col_w = max(8, (width - (count - 1)) // count)
+        columns = [column(t, bytecode.get(str(t.get("id"))) or bytecode.get(t.get("id")) or [],
+                          col_w, rows) for t in threads]
+        depth = max(len(c) for c in columns)
+        for y in range(depth):
+            line = Text()
+            for index, col in enumerate(columns):
+                if index:
+                    line.append("│")
+                cell = col[y] if y < len(col) else Text("")
+                line.append_text(_pad(cell, col_w) if index < count - 1 else cell)
+            lines.append(_short(line, width))
+    return lines[:height]
+
+
+class SchedulerView(Widget):
+    """Set `program` once and `state` after every step; the view redraws itself."""
+
+    DEFAULT_CSS = """
+    SchedulerView {
+        height: 1fr;
+    }
+    """
+
+    state: reactive[dict | None] = reactive(None, always_update=True)
+    program: reactive[dict | None] = reactive(None, always_update=True)
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._lines: list[Text] | None = None
+        self._key: tuple[int, int] = (0, 0)
+
+    def watch_state(self) -> None:
+        self._lines = None
+
+    def watch_program(self) -> None:
+        self._lines = None
+
+    def lines(self) -> list[Text]:
+        size = (self.content_size.width, self.content_size.height)
+        if self._lines is None or size != self._key:
+            self._key = size
+            self._lines = draw(self.state, self.program, *size)
+        return self._lines
+
+    def plain(self) -> list[str]:
+        """The picture as plain text (tests, and reading it over a slow link)."""
+        return [line.plain for line in self.lines()]
+
+    def render_line(self, y: int) -> Strip:
+        width = self.content_size.width
+        base = self.rich_style
+        lines = self.lines()
+        if y >= len(lines):
+            return Strip.blank(width, base)
+        line = lines[y].copy()
+        line.stylize_before(base)
+        line.no_wrap = True
+        strip = Strip(list(line.render(self.app.console)), line.cell_len)
+        strip = strip.crop_extend(0, width, base)
+        # Padding cells and empty lines come back without a style: give them the base one,
+        # since Textual's NO_COLOR filter reads every segment's style.
+        segments = [Segment(text, base if style is None else style, control)
+                    for text, style, control in strip]
+        return Strip(segments, width).simplify()

@@ -228,3 +228,84 @@ async def test_by_hand_on_the_real_child_the_counter_loses_an_update(monkeypatch
         await until(pilot, lambda: not workload_processes(tag), timeout=10,
                     what="the child gone after leaving")
     assert workload_processes(tag) == []
+
+
+# The ways in ------------------------------------------------------------------------------
+@pytest.fixture
+def fake_sessions(monkeypatch) -> list[FakeStepperSession]:
+    """Every session the screen opens by itself is a fake one (no child)."""
+    import lab.tui.screens.scheduler as module
+
+    made: list[FakeStepperSession] = []
+
+    def factory():
+        made.append(FakeStepperSession())
+        return made[-1]
+
+    monkeypatch.setattr(module, "real_session", factory)
+    return made
+
+
+async def scheduler_open(pilot, program: str) -> SchedulerScreen:
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, SchedulerScreen) and app.screen.is_mounted
+                and app.screen.view.state is not None, what="the scheduler screen")
+    assert app.screen.view.state["program"] == program
+    return app.screen
+
+
+@pytest.mark.parametrize("lesson_id,program", [("race", "counter"), ("deadlock", "two-locks")])
+async def test_the_race_and_deadlock_lessons_end_with_now_be_the_scheduler(
+        fake_sessions, lesson_id, program):
+    from tests.test_lessons_tui import lesson_app, lesson_screen, until_shown
+    from tests.tui_fakes import FakeRun
+
+    app = lesson_app(lesson_id)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await lesson_screen(pilot)
+        await pilot.press("b")  # before the run: not yet
+        await pilot.press("1")
+        await until(pilot, lambda: FakeRun.instances, what="the run")
+        FakeRun.instances[0].finish({})  # no figures: the answer says so, the step stays
+        await until(pilot, lambda: screen.step == "answer", what="the answer")
+        assert not isinstance(app.screen, SchedulerScreen)
+        text = await until_shown(pilot, "Now be the scheduler")
+        assert "b be the scheduler" in text.splitlines()[-1]
+        await pilot.press("b")
+        scheduler = await scheduler_open(pilot, program)
+        assert scheduler.note and scheduler.note.startswith("Now be the scheduler")
+        assert scheduler.query_one("#note").display
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen, what="back to the lesson")
+        await until(pilot, lambda: fake_sessions[-1].closed, what="the session closed")
+
+
+async def test_a_lesson_without_a_scheduler_step_has_no_b(fake_sessions):
+    from lab.lessons import tutorial as L
+
+    assert L.get("race").scheduler and L.get("deadlock").scheduler
+    assert L.get("gil-cpu").scheduler is None
+
+
+async def test_the_experiment_list_palette_and_interleave_screen_open_the_scheduler(
+        fake_sessions):
+    from lab.tui.screens.experiment import ExperimentScreen
+    from lab.tui.screens.experiments import SCHEDULER, ExperimentListScreen
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, ExperimentListScreen),
+                    what="the list")
+        app.screen.dismiss(SCHEDULER)
+        await scheduler_open(pilot, "counter")
+        await pilot.press("escape")
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        commands["Be the scheduler"].callback()
+        await scheduler_open(pilot, "counter")
+        await pilot.press("escape")
+        app.open_experiment("interleave", {"program": "two-locks"})
+        await until(pilot, lambda: isinstance(app.screen, ExperimentScreen)
+                    and app.screen.is_mounted, what="interleave's screen")
+        await pilot.press("b")
+        await scheduler_open(pilot, "two-locks")

@@ -83,6 +83,14 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class SchedulerStep:
+    """After the live run: "now be the scheduler" on one of interleave's programs."""
+
+    program: str
+    text: str  # what to try, in a few lines; the goal itself comes from the child
+
+
+@dataclass(frozen=True)
 class Lesson:
     id: str
     title: str
@@ -92,6 +100,7 @@ class Lesson:
     article: str  # the article's claim, in our words (shown labelled "the article says")
     plans: tuple[Plan, ...] = field(default=())
     article_choices: tuple[int, ...] = ()  # the choice(s) the article's claim amounts to
+    scheduler: SchedulerStep | None = None  # a step after the run: make it happen by hand
 
     def text(self, template: str, ctx: dict) -> str:
         return " ".join(template.split()).format(**ctx)
@@ -1044,6 +1053,12 @@ LESSONS: tuple[Lesson, ...] = (
         "updates are lost, because the GIL can change hands between any two bytecodes.",
         (Plan("race", {"variant": "all", "increments": 300_000, "threads": 4}, judge_race),),
         article_choices=(1, 2),
+        scheduler=SchedulerStep(
+            "counter",
+            """Now be the scheduler: you pick which thread moves next, one instruction at a
+            time. Let thread 1 load the counter, run thread 2 to its end, then let thread 1
+            store. One thread moves at a time, so this schedule loses an update on every
+            CPython from 3.9 to 3.13, with a GIL or without."""),
     ),
     Lesson(
         "deadlock", "Deadlocks",
@@ -1060,6 +1075,12 @@ LESSONS: tuple[Lesson, ...] = (
         (Plan("deadlock", {"threads": 2, "fix": "none", "hold_ms": 50.0, "rounds": 10},
               judge_deadlock),),
         article_choices=(2,),
+        scheduler=SchedulerStep(
+            "two-locks",
+            """Now be the scheduler: thread 1 takes A then B, thread 2 takes B then A. Let
+            each take its first lock before either takes its second, and both block on a
+            lock the other holds. p switches to the fixed program (one lock order), where
+            no schedule gets stuck."""),
     ),
     Lesson(
         "choosing", "Choosing a model",

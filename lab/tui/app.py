@@ -317,11 +317,20 @@ class LabApp(App[int]):
 
         open_side_by_side(self)
 
+    def action_scheduler(self, program: str = "counter", threads: int = 2,
+                         note: str | None = None) -> None:
+        """Be the scheduler: step a program's threads by hand (issue 14)."""
+        from lab.tui.screens.scheduler import open_scheduler
+
+        open_scheduler(self, program, threads, note=note)
+
     def action_experiments(self) -> None:
-        from lab.tui.screens.experiments import ExperimentListScreen
+        from lab.tui.screens.experiments import SCHEDULER, ExperimentListScreen
 
         def chosen(name: str | None) -> None:
-            if name:
+            if name == SCHEDULER:
+                self.action_scheduler()
+            elif name:
                 self.open_experiment(name)
 
         self.push_screen(ExperimentListScreen(), chosen)
@@ -345,6 +354,9 @@ class LabApp(App[int]):
         for exp in _experiments(catalog):
             yield SystemCommand("Experiment: %s" % exp.name, exp.title,
                                 lambda name=exp.name: self.open_experiment(name))
+        yield SystemCommand("Be the scheduler",
+                            "interleave: step the threads yourself, lose an update on purpose",
+                            self.action_scheduler)
         yield SystemCommand("Experiments list", "e: every experiment", self.action_experiments)
         yield SystemCommand("History", "h: kept runs; mark two or more to compare",
                             self.action_history)

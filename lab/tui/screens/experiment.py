@@ -23,6 +23,7 @@ from widgets.result_table import ResultTable
 from lab.core.catalog import ParamError
 
 KEYS = "r run  x stop  esc back  ? help  q quit"
+SCHEDULER_KEYS = "r run  x stop  b be the scheduler  esc back  q quit"  # interleave's screen
 TALL = 36  # rows from which the lesson starts unfolded
 
 
@@ -46,6 +47,7 @@ class ExperimentScreen(Screen):
         Binding("r", "run", "run"),
         Binding("x", "stop", "stop"),
         Binding("escape", "back", "back"),
+        Binding("b", "scheduler", "be the scheduler", show=False),
     ]
     AUTO_FOCUS = None  # focus goes to Run without scrolling the lesson away (on_mount)
     DEFAULT_CSS = """
@@ -136,7 +138,7 @@ class ExperimentScreen(Screen):
                 yield Static(id="explanation")
                 yield Static("Result", classes="heading")
                 yield ResultTable(id="result")
-        yield LabFooter(KEYS)
+        yield LabFooter(SCHEDULER_KEYS if exp.name == "interleave" else KEYS)
 
     def on_mount(self) -> None:
         self.update_command()
@@ -210,6 +212,13 @@ class ExperimentScreen(Screen):
 
     def action_stop(self) -> None:
         self.app.stop_runs([self.key])
+
+    def action_scheduler(self) -> None:
+        """interleave only: step the form's program by hand."""
+        if self.experiment.name != "interleave":
+            return
+        values = self.form.read() or {}
+        self.app.action_scheduler(values.get("program", "counter"), values.get("threads", 2))
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -12,6 +12,7 @@ from textual.widgets.option_list import Option
 from lab.core import catalog
 
 LINE_W = 68
+SCHEDULER = "interleave:scheduler"  # the option under interleave that opens the stepper
 
 
 class ExperimentListScreen(ModalScreen[str]):
@@ -52,6 +53,9 @@ class ExperimentListScreen(ModalScreen[str]):
             if len(line) > LINE_W:  # one line each: the list stays scannable at 80x24
                 line = line[:LINE_W - 1] + "…"
             options.append(Option(line, id=exp.name))
+            if exp.name == "interleave":
+                options.append(Option("%-12s └ be the scheduler: step its threads yourself"
+                                      % "", id=SCHEDULER))
         with Vertical():
             yield Static(" Experiments (enter opens, escape closes)", classes="title")
             yield OptionList(*options)

@@ -38,6 +38,7 @@ LIST_KEYS = "↑↓ move  ⏎ open  esc back  q quit"
 PREDICT_KEYS = "1-%d or ↑↓ ⏎ predict  esc lessons  q quit"  # the question's own range
 RUN_KEYS = "x stop  esc lessons  q quit"
 ANSWER_KEYS = "n next  r again  v %s  esc lessons  q quit"  # what v shows next
+SCHEDULER_KEYS = "n next  r again  v %s  b be the scheduler  esc lessons  q quit"
 
 
 def open_lessons(app, lesson_id: str | None = None) -> None:
@@ -147,6 +148,7 @@ class LessonScreen(Screen):
         Binding("r", "again", "run again"),
         Binding("n", "next", "next lesson"),
         Binding("v", "toggle_view", "run / answer"),
+        Binding("b", "scheduler", "be the scheduler", show=False),
         Binding("escape", "back", "lessons"),
     ]
     AUTO_FOCUS = None  # keys go to the screen's bindings, never to a scrolling container
@@ -168,7 +170,8 @@ class LessonScreen(Screen):
         text-style: bold;
         margin-top: 1;
     }
-    LessonScreen #choices, LessonScreen #answer, LessonScreen #article {
+    LessonScreen #choices, LessonScreen #answer, LessonScreen #article,
+    LessonScreen #scheduler {
         margin-top: 1;
     }
     LessonScreen #status {
@@ -221,6 +224,7 @@ class LessonScreen(Screen):
             yield Static(id="verdict")
             yield Static(id="answer")
             yield Static(id="article")
+            yield Static(id="scheduler")
             yield Static(id="status")
         with Vertical(id="run"):
             yield Static(id="predicted")
@@ -252,7 +256,7 @@ class LessonScreen(Screen):
         question = self.lesson.text(self.lesson.question, self.ctx)
         self._set("question", question if question.endswith("?") else question + ":")
         self._draw_choices()
-        for hidden in ("verdict", "answer", "article"):
+        for hidden in ("verdict", "answer", "article", "scheduler"):
             self._set(hidden, visible=False)
         plan = self.lesson.plan()
         if plan is None:
@@ -323,6 +327,11 @@ class LessonScreen(Screen):
                                                " · ", self._run_line()))
             self._set("answer", outcome.text)
             self._set("article", self._article(outcome))
+        if self.lesson.scheduler is not None:
+            self._set("scheduler", Text.assemble(
+                ("▶ Now be the scheduler", "bold"),
+                " (b): make it happen by hand, one step at a time, on the %s program."
+                % self.lesson.scheduler.program))
         busy = outcome is not None and outcome.busy
         self._set("status", Text.assemble(("! ", "bold"), (outcome.busy, "bold"))
                   if busy else "", visible=bool(busy))
@@ -348,7 +357,8 @@ class LessonScreen(Screen):
             shows = "the answer"
         else:
             shows = "run only" if both else "the run"
-        self._keys(ANSWER_KEYS % shows)
+        keys = SCHEDULER_KEYS if self.lesson.scheduler is not None else ANSWER_KEYS
+        self._keys(keys % shows)
 
     def _refit_picture(self) -> None:
         """A full view fits the rows its box had when it drew; the box has just changed
@@ -491,6 +501,13 @@ class LessonScreen(Screen):
             return
         self.run_only = not self.run_only
         self._arrange_answer()
+
+    def action_scheduler(self) -> None:
+        """After the run: "now be the scheduler" on the lesson's program, with its goal."""
+        step = self.lesson.scheduler
+        if self.step != "answer" or step is None:
+            return
+        self.app.action_scheduler(step.program, 2, " ".join(step.text.split()))
 
     def action_next(self) -> None:
         if self.step != "answer":

@@ -58,7 +58,7 @@ class SchedulerScreen(Screen):
     }
     SchedulerScreen #note {
         height: auto;
-        max-height: 2;
+        max-height: 4;
         padding: 0 1;
     }
     SchedulerScreen SchedulerView {

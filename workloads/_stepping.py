@@ -20,9 +20,10 @@ from ._proto import CommandRefused, command_lines, parse_command
 COMMANDS = {"step": ("thread",), "undo": (), "reset": (), "unit": ("unit",), "quit": ()}
 UNITS = ("instruction", "line")
 LOADS = ("LOAD_GLOBAL", "LOAD_NAME")
+STORES = ("STORE_GLOBAL", "STORE_NAME", "STORE_SUBSCR", "STORE_ATTR")  # not STORE_FAST: local
 LOADED_FROM = ("instrumented reads: when a thread's step runs a load of a shared name, the "
                "controller notes that name's value (only one thread moves, so it is the value "
-               "read); a step that changes the shared state counts as the store")
+               "read); a store instruction or a step that changes the shared state ends them")
 
 
 def shared_names(program):
@@ -88,7 +89,8 @@ class Session:
         before = self._shared()
         self.controller.step(number)
         after = self._shared()
-        if after != before or self.controller.threads[number - 1].state == "done":
+        stored = after != before or (instruction is not None and instruction.opname in STORES)
+        if stored or self.controller.threads[number - 1].state == "done":
             self.loaded[number], self.loaded_names[number] = [], []
         elif (instruction is not None and instruction.opname in LOADS
               and instruction.argval in after):

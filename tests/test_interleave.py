@@ -138,3 +138,28 @@ def test_no_process_is_left_behind():
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["result"]["run"]["outcome"] == "deadlock"
     assert workload_processes(tag) == []
+
+
+@pytest.mark.parametrize("program", ["counter", "two-locks-ordered"])
+def test_exploring_also_runs_the_program_free_and_the_verdict_says_both(program):
+    result = result_of("program=" + program, "explore=true", "preemptions=1",
+                       "free_iterations=2000")
+    free = result["free_running"]
+    assert free["measured"] and free["threads"] == 2 and free["iterations_each"] == 2000
+    assert free["increments"] == 4000 and free["counter"] + free["lost"] == free["increments"]
+    assert not free["deadlocked"] and free["gil_enabled"] == result["gil_enabled"]
+    says = result["verdict"]["says"]
+    assert "free-running here (GIL %s) lost %d of 4000 updates" % (
+        "on" if free["gil_enabled"] else "off", free["lost"]) in says
+    if program == "two-locks-ordered":
+        assert free["lost"] == 0  # its locks guard the increment
+
+
+def test_the_plain_text_shows_one_row_per_step_and_leaves_the_full_trace_to_json():
+    done = conlab("run", "interleave", "-p", "program=counter", "-p", "explore=true",
+                  "-p", "preemptions=1", "-p", "free_iterations=1000", timeout=60)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert "run · trace ·" not in text and "in --json only: run.trace" in text
+    assert "STORE_GLOBAL counter" in text and "free-running here" in text
+    assert len(text.splitlines()) < 90

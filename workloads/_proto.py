@@ -22,6 +22,8 @@ PROTOCOL_VERSION = 1
 ENV_EVENT_FD = "CONLAB_EVENT_FD"  # where to write events (else: the original stdout)
 ENV_PARENT_PID = "CONLAB_PARENT_PID"  # die if this process is no longer our parent
 ENV_CPU_CLOCKS = "CONLAB_CPU_CLOCKS"  # seconds between thread CPU clock reports (off if unset)
+ENV_COMMAND_FD = "CONLAB_COMMAND_FD"  # the parent's commands come in on this fd (else stdin)
+COMMAND_LINE_MAX = 4096  # a longer command line is refused, not read on and on
 
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
@@ -286,3 +288,67 @@ def start_cpu_clock_reporter(interval):
             time.sleep(interval)
 
     threading.Thread(target=report, name="cpu-clocks", daemon=True).start()
+
+
+# Commands: the parent -> child direction ---------------------------------------------------
+
+
+class CommandRefused(ValueError):
+    """A command line the child cannot follow; str() is the one-line reason."""
+
+    def __init__(self, reason, cmd=None, ident=None):
+        super().__init__(reason)
+        self.cmd = cmd
+        self.ident = ident
+
+
+def parse_command(line, known):
+    """One command line -> its dict, checked against `known` ({name: required fields}).
+
+    Raises CommandRefused with a one-line reason for anything else: not JSON, not an
+    object, a version this child does not speak, an unknown command, a missing field.
+    """
+    if len(line) > COMMAND_LINE_MAX:
+        raise CommandRefused("command longer than %d bytes" % COMMAND_LINE_MAX)
+    try:
+        command = json.loads(line.decode("utf-8", "replace") if isinstance(line, bytes) else line)
+    except ValueError:
+        raise CommandRefused("not a JSON command: %s" % _clip(line)) from None
+    if not isinstance(command, dict):
+        raise CommandRefused("a command is a JSON object, got %s" % _clip(line))
+    cmd, ident = command.get("cmd"), command.get("id")
+    if command.get("v") != PROTOCOL_VERSION:
+        raise CommandRefused("protocol version %r not understood (this child speaks v=%d)"
+                             % (command.get("v"), PROTOCOL_VERSION), cmd, ident)
+    if cmd not in known:
+        raise CommandRefused("unknown command %r (known: %s)" % (cmd, ", ".join(sorted(known))),
+                             cmd, ident)
+    for name in known[cmd]:
+        if name not in command:
+            raise CommandRefused("command %r needs the field %r" % (cmd, name), cmd, ident)
+    return command
+
+
+def _clip(line, width=60):
+    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else str(line)
+    text = text.strip()
+    return text if len(text) <= width else text[:width] + "..."
+
+
+def command_lines():
+    """The parent's command lines, one bytes line at a time, until EOF (the parent closed
+    its end or died). Blocking reads: the caller has nothing else to do meanwhile."""
+    fd = os.environ.get(ENV_COMMAND_FD)
+    stream = os.fdopen(int(fd) if fd else os.dup(0), "rb", 0)
+    with stream:
+        while True:
+            line = stream.readline(COMMAND_LINE_MAX + 1)
+            if not line:
+                return
+            if len(line) > COMMAND_LINE_MAX and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n"):  # drop the rest of the long line
+                    line = stream.readline(COMMAND_LINE_MAX + 1)
+                yield b"x" * (COMMAND_LINE_MAX + 1)
+                continue
+            if line.strip():
+                yield line

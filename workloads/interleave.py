@@ -46,7 +46,13 @@ PARAMS = (
     Param.bool("explore", False, "try every schedule with at most `preemptions` preemptions"),
     Param.int("preemptions", 1, 0, 3, "explore: most preemptions per schedule (K)"),
     Param.float("explore_s", 20.0, 0.1, 100.0, "explore: time limit of the search"),
+    Param.int("free_iterations", 100_000, 0, 1_000_000,
+              "explore: then each thread runs the program this many times freely, no controller "
+              "(0: not at all)"),
+    Param.bool("interactive", False, "wait for step commands from the lab (be the scheduler)"),
 )
+FREE_S = 5.0  # the free-running part stops after this long, whatever its iterations
+FREE_WAIT_S = 0.5  # a free-running lock wait this long is taken as a deadlock
 
 
 def tasks_needed(params):
@@ -68,6 +74,9 @@ def check_limits(params, timeout_s):
     if params["explore"] and params["schedule"]:
         raise ParamError("schedule", "parameter 'schedule' replays one schedule; it cannot be "
                          "given with explore=true")
+    if params["interactive"] and (params["explore"] or params["schedule"]):
+        raise ParamError("interactive", "parameter 'interactive' takes its steps from the lab; "
+                         "it cannot be given with explore=true or a schedule")
     if params["explore"] and params["explore_s"] > timeout_s / 2:
         raise ParamError("explore_s", "parameter 'explore_s' must be at most half the run's "
                          "%g s limit (got %g)" % (timeout_s, params["explore_s"]))
@@ -506,6 +515,10 @@ MONITORING = TOOL_ID = None
 def run(params, out):
     global MONITORING, TOOL_ID
     MONITORING, TOOL_ID = _monitoring_tool()
+    if params["interactive"]:
+        from . import _stepping
+
+        return _stepping.run(params, out)
     program, threads = params["program"], params["threads"]
     by_line = params["step"] == "line"
     result = {"program": program, "threads": threads, "step": params["step"],
@@ -537,9 +550,100 @@ def run(params, out):
                                  else "without preemption"))
     facts["schedule"] = schedule_text(facts["schedule"])
     facts["expected"] = 1 if program == "check-then-act" else threads
+    facts["steps"] = short_trace(facts["trace"])
     result["run"] = facts
+    result["json_only"] = ["run.trace"]  # every thread at every step: the text shows `steps`
+    if params["explore"] and params["free_iterations"]:
+        _unwatch(program)
+        result["free_running"] = free_run(program, threads, params["free_iterations"])
     result["verdict"] = verdict(result)
     return result
+
+
+def short_trace(trace):
+    """One row per step: who moved, the instruction it ran, and the shared state after."""
+    rows, before = [], {t["thread"]: t for t in trace[0]["threads"]} if trace else {}
+    for record in trace[1:]:
+        ran = before.get(record["thread"], {})
+        shared = {k: v for k, v in record["shared"].items() if k != "locks"}
+        held = ["%s:%s" % (name, lock["held_by"]) for name, lock in record["shared"]["locks"].items()
+                if lock["held_by"] is not None]
+        rows.append({"thread": record["thread"],  # the row's number is the step
+                     "ran": ("%s %s" % (ran.get("opname", "?"), ran.get("argrepr", ""))).strip(),
+                     "line": ran.get("line"),
+                     "shared": " ".join("%s=%s" % kv for kv in shared.items()),
+                     "locks held": " ".join(held) or "-"})
+        before = {t["thread"]: t for t in record["threads"]}
+    return rows
+
+
+# Free-running: the same program, no controller, on this interpreter. -----------------
+
+
+class Stuck(Exception):
+    pass
+
+
+class FreeLock:
+    """A real lock; a wait past FREE_WAIT_S is taken as a deadlock and unwinds the thread."""
+
+    def __init__(self, name):
+        self.name = name
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        if not self._lock.acquire(timeout=FREE_WAIT_S):
+            raise Stuck(self.name)
+
+    def __exit__(self, *exc):
+        self._lock.release()
+
+
+def _unwatch(program):
+    """Switch the controller's monitoring off the program's code (free running is plain)."""
+    if MONITORING is not None:
+        MONITORING.set_local_events(TOOL_ID, BODIES[program].__code__, 0)
+
+
+def free_run(program, threads, iterations):
+    """Every thread calls the program `iterations` times at once (capped at FREE_S): how
+    many increments this interpreter lost, and whether the locks deadlocked."""
+    global counter, lock_a, lock_b
+    if program == "check-then-act":
+        return {"measured": False, "why": "the key is created once; a free run shows no count"}
+    counter = 0
+    lock_a, lock_b = FreeLock("A"), FreeLock("B")
+    body = BODIES[program]
+    made = [0] * threads
+    stop = threading.Event()
+    start = threading.Barrier(threads)
+    deadline = time.monotonic() + FREE_S
+
+    def work(index):
+        start.wait()
+        done = 0
+        try:
+            while done < iterations:
+                body(index + 1)
+                done += 1
+                if not done % 512 and (stop.is_set() or time.monotonic() > deadline):
+                    break
+        except Stuck:
+            stop.set()
+        made[index] = done
+
+    began = time.monotonic()
+    workers = [threading.Thread(target=work, args=(i,), name="free-%d" % (i + 1), daemon=True)
+               for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    increments = sum(made)
+    return {"measured": True, "threads": threads, "iterations_each": iterations,
+            "increments": increments, "counter": counter, "lost": increments - counter,
+            "deadlocked": stop.is_set(), "stopped_early": increments < threads * iterations,
+            "elapsed_s": round(time.monotonic() - began, 3), "gil_enabled": _gil_enabled()}
 
 
 def _gil_enabled():
@@ -555,6 +659,12 @@ def verdict(result):
             "" if report["finished"] else " (stopped at the time limit)")
         says = ("the program goes wrong in %d of %s" % (report["failing"], scope)
                 if report["failing"] else "no schedule went wrong among %s" % scope)
+        free = result.get("free_running") or {}
+        if free.get("measured"):
+            says += "; free-running here (GIL %s) %s" % (
+                "on" if free["gil_enabled"] else "off",
+                "deadlocked after %s increments" % free["increments"] if free["deadlocked"]
+                else "lost %d of %d updates" % (free["lost"], free["increments"]))
         return {"says": says, "figure": "explore.failing", "value": report["failing"],
                 "expected": {"gil": "the same", "free_threaded": "the same"}, "can_tell": True}
     facts = result["run"]

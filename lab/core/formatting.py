@@ -53,7 +53,7 @@ class Table:
 
 
 Block = Union[Para, Table]
-SKIP_KEYS = ("explanation", "verdict", "load")  # said in prose, not in a table
+SKIP_KEYS = ("explanation", "verdict", "load", "json_only")  # said in prose, not in a table
 MAX_ROWS = 24  # rows of one table; the rest is in --json
 CELL = 26  # widest cell before it is clipped
 LIST_CELL = 16
@@ -75,12 +75,37 @@ def record_blocks(record: dict) -> list[Block]:
         blocks.append(Para("error: %s" % record["error"], "error"))
     result = record.get("result") if isinstance(record.get("result"), dict) else {}
     blocks += verdict_blocks(result)
+    result, left_out = without_json_only(result)
     blocks += result_tables(result)
+    if left_out:
+        blocks.append(Para("in --json only: %s" % ", ".join(left_out), "note"))
     if isinstance(result.get("explanation"), str) and result["explanation"]:
         blocks.append(Para(result["explanation"]))
     if record.get("threads"):
         blocks.append(threads_table(record["threads"]))
     return blocks
+
+
+def without_json_only(result: dict) -> tuple[dict, list[str]]:
+    """The result without the dotted paths it lists in `json_only` (detail too long for
+    text, e.g. every thread at every step), and the paths left out."""
+    paths = result.get("json_only")
+    if not isinstance(paths, list):
+        return result, []
+    trimmed, left_out = dict(result), []
+    for path in paths:
+        keys = str(path).split(".")
+        parent = trimmed
+        for key in keys[:-1]:
+            if not isinstance(parent.get(key), dict):
+                parent = None
+                break
+            parent[key] = dict(parent[key])  # copy on the way down: the record stays whole
+            parent = parent[key]
+        if parent is not None and keys[-1] in parent:
+            del parent[keys[-1]]
+            left_out.append(str(path))
+    return trimmed, left_out
 
 
 def verdict_blocks(result: dict) -> list[Para]:

@@ -127,41 +127,16 @@ class Run:
         return await self.wait()
 
     async def start(self) -> None:
-        become_subreaper()
-        read_fd, write_fd = os.pipe()
-        env = dict(os.environ)
-        env.update({
-            ENV_EVENT_FD: str(write_fd),
-            ENV_PARENT_PID: str(os.getpid()),
-            "PYTHONPATH": workloads_path(),
-            "PYTHONUNBUFFERED": "1",
-        })
-        env.pop("PYTHONHOME", None)
+        extra = {}
         if self.prepared.request.cpu_clocks_s:
-            env[ENV_CPU_CLOCKS] = str(self.prepared.request.cpu_clocks_s)
-        try:
-            self._process = await asyncio.create_subprocess_exec(
-                *self.prepared.command(),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                pass_fds=(write_fd,),
-                start_new_session=True,
-                env=env,
-                cwd=workloads_path(),
-            )
-        finally:
-            os.close(write_fd)
-        _log_spawn(self._process.pid, self.prepared.command())
+            extra[ENV_CPU_CLOCKS] = str(self.prepared.request.cpu_clocks_s)
+        self._process, read_fd = await spawn(self.prepared, extra)
         state = self.state
         state.pid = self._process.pid
         state.started_at = time.monotonic()
         state.status = "running"
         state.sampler_source = ""
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=MAX_EVENT_LINE)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
-                                     os.fdopen(read_fd, "rb", 0))
+        reader = await event_reader(read_fd)
         self._tasks = [
             asyncio.create_task(self._read_events(reader)),
             asyncio.create_task(self._read_output()),
@@ -220,21 +195,11 @@ class Run:
         state.version += 1
 
     async def _kill_group(self, sig: int) -> None:
-        if self._process is None:
-            return
-        try:
-            os.killpg(self._process.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+        if self._process is not None:
+            kill_group(self._process.pid, sig)
 
     async def _reap_group(self) -> None:
-        """Collect workers re-parented to us, until the group is empty (at most 2 s)."""
-        pgid = self._process.pid
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            if reap_group(pgid, gone_if_not_ours=True):
-                return
-            await asyncio.sleep(0.01)
+        await reap_group_soon(self._process.pid)
 
     async def _read_events(self, reader: asyncio.StreamReader) -> None:
         state = self.state
@@ -276,6 +241,68 @@ class Run:
     async def _watchdog(self) -> None:
         await asyncio.sleep(self.prepared.timeout_s)
         await self.stop("timeout")
+
+
+async def spawn(prepared: PreparedRun, extra_env: dict[str, str] | None = None,
+                pass_fds: tuple[int, ...] = ()) -> tuple[asyncio.subprocess.Process, int]:
+    """Start a prepared run's child the lab's way: from the calling loop's thread (the
+    death signal follows that thread), its own process group, stdin /dev/null, output
+    piped, an event pipe. Returns the process and the read end of its event pipe; the
+    caller closes any `pass_fds` of its own after this returns."""
+    become_subreaper()
+    read_fd, write_fd = os.pipe()
+    env = dict(os.environ)
+    env.update({
+        ENV_EVENT_FD: str(write_fd),
+        ENV_PARENT_PID: str(os.getpid()),
+        "PYTHONPATH": workloads_path(),
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.pop("PYTHONHOME", None)
+    env.update(extra_env or {})
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *prepared.command(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            pass_fds=(write_fd, *pass_fds),
+            start_new_session=True,
+            env=env,
+            cwd=workloads_path(),
+        )
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    _log_spawn(process.pid, prepared.command())
+    return process, read_fd
+
+
+async def event_reader(read_fd: int) -> asyncio.StreamReader:
+    """The child's event pipe as a stream of lines on the running loop."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_EVENT_LINE)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                 os.fdopen(read_fd, "rb", 0))
+    return reader
+
+
+def kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+async def reap_group_soon(pgid: int, within_s: float = 2.0) -> None:
+    """Collect workers re-parented to us, until the group is empty (at most `within_s`)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if reap_group(pgid, gone_if_not_ours=True):
+            return
+        await asyncio.sleep(0.01)
 
 
 async def run_experiment(request: RunRequest) -> RunState:

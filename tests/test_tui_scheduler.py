@@ -49,12 +49,12 @@ async def test_keys_step_undo_reset_and_toggle_call_the_session_and_the_view_red
         screen, session = await open_fake(app, pilot)
         assert session.calls[0] == ("start", "counter", 2, "instruction")
         assert "(no step yet)" in drawn(screen)
-        assert "▶   0 LOAD_GLOBAL counter" in drawn(screen)
+        assert "▶  86    0 LOAD_GLOBAL counter" in drawn(screen)  # line, offset, dis's words
 
         await pilot.press("1")
         await wait_drawn(pilot, screen, "schedule 1")
         assert "loaded 0" in drawn(screen)  # thread 1 read the counter, stored nothing
-        assert "▶   2 LOAD_CONST 1" in drawn(screen)
+        assert "▶        2 LOAD_CONST 1" in drawn(screen)
         await pilot.press("2", "2")
         await wait_drawn(pilot, screen, "schedule 1 2 2")
         await pilot.press("u")
@@ -200,6 +200,7 @@ async def test_by_hand_on_the_real_child_the_counter_loses_an_update(monkeypatch
         app.push_screen(screen)
         await until(pilot, lambda: screen.is_mounted and screen.view.state is not None,
                     timeout=20, what="the child's first state")
+        assert workload_processes(tag), "the test should see the stepper's child"
 
         def thread(n):
             return screen.view.state["threads"][n - 1]
@@ -309,3 +310,64 @@ async def test_the_experiment_list_palette_and_interleave_screen_open_the_schedu
                     and app.screen.is_mounted, what="interleave's screen")
         await pilot.press("b")
         await scheduler_open(pilot, "two-locks")
+
+
+async def test_by_hand_on_the_real_child_two_locks_deadlock_and_the_cycle_is_shown(monkeypatch):
+    real_stepper()
+    tag = new_tag()
+    monkeypatch.setenv("CONLAB_TEST_TAG", tag)
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = SchedulerScreen("two-locks", 2)
+        app.push_screen(screen)
+        await until(pilot, lambda: screen.is_mounted and screen.view.state is not None,
+                    timeout=20, what="the child's first state")
+
+        def thread(n):
+            return screen.view.state["threads"][n - 1]
+
+        async def step(n):
+            before = screen.view.state
+            await pilot.press(str(n))
+            await until(pilot, lambda: screen.view.state is not before, timeout=10,
+                        what="the state after stepping %d" % n)
+
+        # Each thread takes its first lock, then each reaches for its second.
+        while not thread(1)["holds"]:
+            await step(1)
+        while not thread(2)["holds"]:
+            await step(2)
+        while thread(1)["status"] != "blocked":
+            await step(1)
+        while thread(2)["status"] != "blocked":
+            await step(2)
+        assert screen.view.state["goal"]["reached"] is True
+        text = drawn(screen)
+        assert "✓ REACHED" in text and "✗ DEADLOCK" in text
+        assert "1 wants %s held by 2" % thread(1)["wants"] in text
+        await pilot.press("1")  # nobody can move now: the child refuses, in one line
+        await until(pilot, lambda: "refused" in str(screen.query_one("#said").render()),
+                    timeout=10, what="the refusal")
+        session = screen.session
+        await pilot.press("q")  # quitting from the screen: the app's exit path closes it
+        await until(pilot, lambda: not session.running, timeout=10, what="the child ended")
+    assert workload_processes(tag) == []
+
+
+async def test_the_exit_guards_sweep_kills_an_adopted_sessions_child(monkeypatch):
+    """SIGHUP with a stuck driver ends in RunController.kill_leftovers (the exit guard's
+    sweep), not in close(): the sweep must know the stepper's child too."""
+    real_stepper()
+    from lab.core.stepper import StepperSession
+
+    tag = new_tag()
+    monkeypatch.setenv("CONLAB_TEST_TAG", tag)
+    controller = RunController(save_records=False)
+    session = StepperSession()
+    assert controller.adopt(session)
+    await session.start("counter", threads=2)
+    assert workload_processes(tag)
+    controller.kill_leftovers(reap_s=3.0)
+    assert workload_processes(tag) == []
+    await session.close()  # reaps nothing more, raises nothing
+    controller.release(session)

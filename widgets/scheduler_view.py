@@ -124,6 +124,15 @@ def status_text(thread: dict) -> Text:
     return text
 
 
+def loaded_text(thread: dict) -> str:
+    """`counter = 0`: what the thread read and has not stored yet, named where known."""
+    values = [str(v) for v in thread.get("loaded") or []]
+    names = thread.get("loaded_names") or []
+    if len(names) == len(values):
+        values = ["%s = %s" % (name, value) for name, value in zip(names, values)]
+    return ", ".join(values) or "-"
+
+
 def listing_rows(listing: list[dict], offset: Any, rows: int, width: int) -> list[Text]:
     """The thread's bytecode, `rows` of it around the cursor (▶ before the next one)."""
     if rows <= 0:
@@ -136,8 +145,11 @@ def listing_rows(listing: list[dict], offset: Any, rows: int, width: int) -> lis
     for i in range(start, min(len(listing), start + rows)):
         ins = listing[i]
         mark = CURSOR if i == at else " "
-        line = Text("%s%4s %s %s" % (mark, ins.get("offset", ""), ins.get("opname", ""),
-                                     ins.get("argrepr") or ""),
+        # The source line where an instruction starts one, as dis prints it.
+        first = ins.get("starts_line") or (i == 0 and ins.get("line") is not None)
+        line_no = ins.get("line") if first and ins.get("line") is not None else ""
+        line = Text("%s%4s %4s %s %s" % (mark, line_no, ins.get("offset", ""),
+                                         ins.get("opname", ""), ins.get("argrepr") or ""),
                     style="bold reverse" if i == at else "")
         out.append(_short(line, width))
     return out
@@ -153,8 +165,7 @@ def column(thread: dict, listing: list[dict], width: int, rows: int) -> list[Tex
         lines.append(Text("line -  (done)"))
     else:
         lines.append(Text.assemble(("line %s " % (thread.get("line") or "-"), "bold"), source))
-    loaded = thread.get("loaded") or []
-    lines.append(Text.assemble(("loaded ", "bold"), ", ".join(str(v) for v in loaded) or "-"))
+    lines.append(Text.assemble(("loaded ", "bold"), loaded_text(thread)))
     holds = ", ".join(thread.get("holds") or []) or "-"
     lock_text = Text.assemble(("holds ", "bold"), holds)
     if thread.get("wants"):

@@ -247,12 +247,10 @@ class RunController:
         self._sessions.discard(session)
 
     async def close_sessions(self) -> None:
-        sessions, self._sessions = list(self._sessions), set()
-        for session in sessions:
-            try:
-                await asyncio.wait_for(session.close(), SHUTDOWN_WAIT_S)
-            except Exception:  # the sweep below still kills its group
-                self._sessions.add(session)
+        """Close every adopted session; each stays known (its pid swept by kill_leftovers)
+        until its owner releases it, in case one was still starting its child."""
+        await asyncio.gather(*(asyncio.wait_for(session.close(), SHUTDOWN_WAIT_S)
+                               for session in list(self._sessions)), return_exceptions=True)
 
     # Stopping --------------------------------------------------------------------------
     async def stop(self, key: str) -> None:
@@ -298,7 +296,8 @@ class RunController:
                     and slot.run.state.pid):
                 pids.add(slot.run.state.pid)
         for session in list(self._sessions):
-            if getattr(session, "pid", None):
+            # A closed session's group is reaped: its number may belong to another now.
+            if getattr(session, "pid", None) and getattr(session, "running", True):
                 pids.add(session.pid)
         for pid in pids:
             try:

@@ -20,6 +20,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Static
 
+from lab.core.runner import Refused
 from widgets.lab_footer import LabFooter
 from widgets.scheduler_view import SchedulerView
 
@@ -141,9 +142,12 @@ class SchedulerScreen(Screen):
         async with self._lock:
             try:
                 await command(*args)
+            except Refused as exc:  # a value out of range: nothing started
+                self._post(self.Failed("✗ refused: %s" % exc))
             except Exception as exc:  # one line on screen, never a traceback
-                self._post(self.Failed("✗ the stepper failed: %s: %s"
-                                       % (type(exc).__name__, exc)))
+                self._post(self.Failed("✗ the stepper failed: %s" % (
+                    exc if isinstance(exc, RuntimeError) else "%s: %s" % (type(exc).__name__,
+                                                                          exc))))
 
     def _post(self, message: Message) -> None:
         if not self.left:

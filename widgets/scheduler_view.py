@@ -181,6 +181,28 @@ def column(thread: dict, listing: list[dict], width: int, rows: int) -> list[Tex
     return [_short(line, width) for line in lines[:rows]]
 
 
+def source_rows(state: dict, program: dict | None, width: int) -> list[Text]:
+    """The program's source with the threads now on each line named at its left."""
+    source = (program or {}).get("source") or []
+    first = (program or {}).get("first_line")
+    if not source or not isinstance(first, int):
+        return []
+    at: dict[int, list[str]] = {}
+    for thread in state.get("threads") or []:
+        if thread.get("status") != "finished" and thread.get("line") is not None:
+            at.setdefault(thread["line"], []).append(str(thread.get("id")))
+    marks_w = max([len(" ".join(m)) for m in at.values()] + [1])
+    title = "── source · threads at their line "
+    rows = [_short(Text(title + "─" * max(0, width - len(title)), style="bold"), width)]
+    for index, code in enumerate(source):
+        number = first + index
+        marks = " ".join(at.get(number, []))
+        line = Text("%*s %4d  %s" % (marks_w, marks, number, code.rstrip()),
+                    style="bold" if marks else "")
+        rows.append(_short(line, width))
+    return rows
+
+
 def draw(state: dict | None, program: dict | None, width: int, height: int) -> list[Text]:
     """The whole picture as lines no wider than `width`, at most `height` of them."""
     if width <= 0 or height <= 0:
@@ -199,8 +221,16 @@ def draw(state: dict | None, program: dict | None, width: int, height: int) -> l
     if threads:
         count = len(threads)
         col_w = max(8, (width - (count - 1)) // count)
-        columns = [column(t, bytecode.get(str(t.get("id"))) or bytecode.get(t.get("id")) or [],
-                          col_w, rows) for t in threads]
+        listings = [bytecode.get(str(t.get("id"))) or bytecode.get(t.get("id")) or []
+                    for t in threads]
+        # Below the columns, the whole source when the longest listing leaves room for it.
+        source = source_rows(state, program, width)
+        longest = HEADER_MIN_ROWS + max(len(listing) for listing in listings)
+        if source and longest + len(source) <= rows:
+            rows -= len(source)
+        else:
+            source = []
+        columns = [column(t, listing, col_w, rows) for t, listing in zip(threads, listings)]
         depth = max(len(c) for c in columns)
         for y in range(depth):
             line = Text()
@@ -210,6 +240,7 @@ def draw(state: dict | None, program: dict | None, width: int, height: int) -> l
                 cell = col[y] if y < len(col) else Text("")
                 line.append_text(_pad(cell, col_w) if index < count - 1 else cell)
             lines.append(_short(line, width))
+        lines += source
     return lines[:height]
 
 

@@ -156,6 +156,15 @@ def test_the_view_fits_its_box(threads, size):
         assert "thread %d" % n in text
 
 
+def test_the_source_under_the_columns_names_the_threads_on_each_line():
+    state, program = fake_state(2)
+    program = dict(program, source=["def body(me):", "    counter += 1"], first_line=85)
+    state["threads"][1].update(status="finished", line=None)
+    text = [line.plain for line in draw(state, program, 78, 21)]
+    assert any(line.startswith("1   86  ") and "counter += 1" in line for line in text), text
+    assert any(line.strip().startswith("85  def body(me):") for line in text), text
+
+
 def test_blocked_threads_locks_and_a_deadlock_are_said_in_words():
     state, program = fake_state(2)
     state["threads"][0].update(status="blocked", holds=["A"], wants="B", blocked_by=2)

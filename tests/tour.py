@@ -75,6 +75,13 @@ def drawn_too_wide(app) -> list[str]:
     for pane in app.screen.query(Pane):
         if pane.view_error:
             found.append("%s: %s view failed: %s" % (screen, pane.experiment, pane.view_error))
+    from widgets.scheduler_view import SchedulerView
+
+    for view in app.screen.query(SchedulerView):
+        for line in view.plain():
+            if cell_len(line.rstrip()) > view.content_size.width:
+                found.append("%s: SchedulerView drew %d cells in %d: %r" % (
+                    screen, cell_len(line.rstrip()), view.content_size.width, line[:100]))
     for view in app.screen.query(LiveView):
         width = view.content_size.width
         if width <= 0:
@@ -122,6 +129,7 @@ async def tour(colour: str, size: tuple[int, int], experiments: list[str],
     from lab.tui.screens.dashboard import DashboardScreen
     from lab.tui.screens.experiment import ExperimentScreen
     from lab.tui.screens.history import HistoryScreen
+    from lab.tui.screens.scheduler import SchedulerScreen
     from lab.tui.screens.too_small import TooSmallScreen
 
     problems: list[str] = []
@@ -172,6 +180,15 @@ async def tour(colour: str, size: tuple[int, int], experiments: list[str],
                     await settle(pilot, 3)
                     check(name)
                     await back_to_dashboard(pilot)
+                # Be the scheduler, on a real stepper child: one step, then back.
+                app.action_scheduler("two-locks", 2)
+                await until(pilot, lambda: isinstance(app.screen, SchedulerScreen)
+                            and app.screen.is_mounted and app.screen.view.state is not None,
+                            timeout=timeout, what="the scheduler's first state")
+                await pilot.press("1")
+                await settle(pilot)
+                check("scheduler")
+                await back_to_dashboard(pilot)
                 await pilot.press("h")
                 await until(pilot, lambda: isinstance(app.screen, HistoryScreen)
                             and app.screen.loaded, what="the history")

@@ -380,3 +380,25 @@ async def test_the_exit_guards_sweep_kills_an_adopted_sessions_child(monkeypatch
     assert workload_processes(tag) == []
     await session.close()  # reaps nothing more, raises nothing
     controller.release(session)
+
+
+# One snapshot: 80x24, NO_COLOR, the goal reached (fake session: the same on every Python) --
+def test_snapshot_goal_reached_80x24_no_color(snap_compare, monkeypatch):
+    from tests.tui_fakes import MACHINE, fake_controller
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = LabApp(controller=fake_controller(), live_gauge=False, machine_line=MACHINE)
+
+    async def reach_the_goal(pilot):
+        screen = SchedulerScreen(session_factory=FakeStepperSession)
+        app.push_screen(screen)
+        await until(pilot, lambda: screen.is_mounted and screen.view.state is not None,
+                    what="the first state")
+        for key in "1 1 1 2 2 2 2 2 1 1".split():
+            before = screen.view.state
+            await pilot.press(key)
+            await until(pilot, lambda: screen.view.state is not before, what="a step")
+        assert screen.view.state["goal"]["reached"]
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=reach_the_goal)

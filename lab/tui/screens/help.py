@@ -33,6 +33,12 @@ Keys (experiment screen)
   r        run with the form's values  x      stop
   enter    in a field: run             escape back to the dashboard
 
+Keys (be the scheduler: e, then interleave's second line; b on interleave)
+  1-4      let that thread run to its next instruction (or line)
+  u        undo the last step     r      start again     l  line / instruction
+  p        next program           t      2, 3 or 4 threads
+  ▶ the next instruction   ⊘ blocked on a lock   ● held   ○ free   ✓ finished
+
 Thread rows
   █ on a CPU    ▒ runnable, waiting for a CPU (run_delay)    · off-CPU
   cpu, wait     share of one CPU over the last sample (4 a second)

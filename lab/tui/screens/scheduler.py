@@ -202,6 +202,9 @@ class SchedulerScreen(Screen):
             return
         if message.state is not None:
             self.view.state = message.state
+            if message.state.get("unit") in UNITS:  # the child's word, if it refused l
+                self.unit = message.state["unit"]
+            self._topbar(message.state.get("mechanism"))
         self.say("✗ refused: %s" % message.refused if message.refused else "")
 
     def on_scheduler_screen_failed(self, message: Failed) -> None:

@@ -78,6 +78,7 @@ def test_both_threads_load_before_either_stores_and_one_update_is_lost(name, fin
     assert state["outcome"]["kind"] == "lost-update"
     assert state["goal"] == {"text": "end with counter = 1 after two increments", "reached": True}
     assert state["schedule_text"] == " ".join(map(str, state["schedule"]))
+    assert state["loaded_from"] == "instrumented reads"
     assert state["mechanism"] == ("settrace" if name in ("3.9", "3.11") else "sys.monitoring")
     assert not alive([session.pid])
 

@@ -196,7 +196,8 @@ class Session:
                  "schedule": [n for n, _ in self.steps],
                  "schedule_text": " ".join(str(n) for n, _ in self.steps),
                  "threads": threads, "shared": self._shared(), "locks": locks,
-                 "deadlock": self.deadlock, "mechanism": _mechanism()}
+                 "deadlock": self.deadlock, "mechanism": _mechanism(),
+                 "loaded_from": "instrumented reads"}  # not the frame's value stack
         state["outcome"] = self._outcome(state)
         state["goal"] = {"text": self.goal_text, "reached": bool(self.reached(state))}
         return state

@@ -102,3 +102,15 @@ def test_sentences_group_digits_like_the_tables():
     text = race.explain({"call": {"lost": 60_000}, "locked": {"lost": 0}})
     assert "call lost 60 000" in text and "locked lost 0" in text
     assert _limits._num(5005) == fmt_value(5005) == "5 005"
+
+
+def test_paths_a_result_keeps_for_json_are_left_out_of_the_text_and_named():
+    from lab.core.formatting import format_record
+
+    result = {"run": {"trace": [{"step": n, "detail": "x" * 30} for n in range(50)],
+                      "outcome": "lost update"}, "json_only": ["run.trace", "run.missing"]}
+    record = {"experiment": "interleave", "status": "done", "result": result}
+    text = format_record(record)
+    assert "lost update" in text and "in --json only: run.trace" in text
+    assert "xxxxxxxx" not in text and "json only" not in text.replace("--json only", "")
+    assert len(result["run"]["trace"]) == 50  # the record itself stays whole

@@ -15,8 +15,8 @@ import pytest
 from lab.core.stepper import StepperSession
 from tests.helpers import ROOT, alive, free_threaded_python, interpreter, wait_for
 
-INTERPRETERS = [("3.9", lambda: interpreter("3.9")), ("3.11", lambda: interpreter("3.11")),
-                ("3.13", lambda: interpreter("3.13")), ("3.13t", free_threaded_python)]
+INTERPRETERS = [("3.%d" % minor, lambda minor=minor: interpreter("3.%d" % minor))
+                for minor in range(9, 14)] + [("3.13t", free_threaded_python)]
 STEPS_CAP = 200  # no thread of these programs takes this many instructions
 
 
@@ -78,7 +78,9 @@ def test_both_threads_load_before_either_stores_and_one_update_is_lost(name, fin
     assert state["outcome"]["kind"] == "lost-update"
     assert state["goal"] == {"text": "end with counter = 1 after two increments", "reached": True}
     assert state["schedule_text"] == " ".join(map(str, state["schedule"]))
-    assert state["mechanism"] == ("settrace" if name in ("3.9", "3.11") else "sys.monitoring")
+    assert state["loaded_from"] == "instrumented reads"
+    assert state["mechanism"] == ("settrace" if name in ("3.9", "3.10", "3.11") else
+                                  "sys.monitoring")
     assert not alive([session.pid])
 
 

@@ -155,14 +155,17 @@ class Session:
 
     # What the parent sees ----------------------------------------------------------
     def program_facts(self):
-        lines, first = inspect.getsourcelines(self.body)
+        try:
+            lines, first = inspect.getsourcelines(self.body)
+        except OSError:  # installed without its .py files: the bytecode still steps
+            lines, first = [], self.code.co_firstlineno
         listing = [{"offset": i.offset, "opname": i.opname, "argrepr": i.argrepr,
                     "line": line, "starts_line": i.offset in _listing(self.code)[2]}
                    for i, line in _listing(self.code)[0]]
         return {"program": self.program, "threads": self.threads, "unit": self.unit,
                 "source": [line.rstrip("\n") for line in lines], "first_line": first,
                 "functions": {self.body.__name__: {"first_line": first,
-                                                   "last_line": first + len(lines) - 1}},
+                                                   "last_line": first + max(len(lines), 1) - 1}},
                 "bytecode": {str(n): listing for n in range(1, self.threads + 1)},
                 "goal": self.goal_text, "mechanism": _mechanism(),
                 "mechanism_detail": lab.mechanism(False), "loaded_from": LOADED_FROM,
@@ -196,7 +199,8 @@ class Session:
                  "schedule": [n for n, _ in self.steps],
                  "schedule_text": " ".join(str(n) for n, _ in self.steps),
                  "threads": threads, "shared": self._shared(), "locks": locks,
-                 "deadlock": self.deadlock, "mechanism": _mechanism()}
+                 "deadlock": self.deadlock, "mechanism": _mechanism(),
+                 "loaded_from": "instrumented reads"}  # not the frame's value stack
         state["outcome"] = self._outcome(state)
         state["goal"] = {"text": self.goal_text, "reached": bool(self.reached(state))}
         return state

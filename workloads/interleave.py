@@ -23,7 +23,9 @@ waiting for a lock another one holds) is seen and ended. Exploring tries every
 schedule with at most K preemptions (switching away from a thread that could go on)
 and counts the ones that end wrong; the fixed programs have none. Since only one
 thread runs at a time by construction, the same schedule gives the same result on
-every CPython from 3.9 to 3.13, with a GIL or without one.
+every CPython from 3.9 to 3.13, with a GIL or without one. Beside the search, the
+same program runs freely many times: whether this interpreter's own scheduler ever
+picks a losing interleaving is a different question from whether one exists.
 """
 REQUIRES = ()
 TIMEOUT_S = 120

@@ -64,7 +64,7 @@ async def test_keys_step_undo_reset_and_toggle_call_the_session_and_the_view_red
         await pilot.press("r")
         await wait_drawn(pilot, screen, "(no step yet)")
         await pilot.press("l")
-        assert "line steps" in str(screen.query_one("#topbar").render())
+        assert "by line" in str(screen.query_one("#topbar").render())
         await until(pilot, lambda: screen.view.state["unit"] == "line", what="line steps")
         await pilot.press("1")  # a line is the whole increment
         await until(pilot, lambda: screen.view.state["shared"] == {"counter": 1},

@@ -39,15 +39,18 @@ def _pad(line: Text, width: int) -> Text:
     return line
 
 
-def goal_line(state: dict) -> Text:
+def goal_lines(state: dict, width: int) -> list[Text]:
+    """`goal ✓ REACHED end with …`, the mark first so a long goal never hides it;
+    wrapped to two lines at most."""
+    import textwrap
+
     goal = state.get("goal") or {}
-    text = Text("goal ", style="bold")
-    text.append(str(goal.get("text") or "-"))
-    if goal.get("reached"):
-        text.append("  ✓ REACHED", style="bold reverse")
-    else:
-        text.append("  ○ not yet")
-    return text
+    mark, style = ("✓ REACHED", "bold reverse") if goal.get("reached") else ("○ not yet", "")
+    head = len("goal ") + len(mark) + 3
+    words = textwrap.wrap(str(goal.get("text") or "-"), max(8, width - head)) or ["-"]
+    first = Text.assemble(("goal ", "bold"), (mark, style), " · " + words[0])
+    rest = " ".join(words[1:])
+    return [first] + ([Text(" " * head + rest)] if rest else [])
 
 
 def shared_line(state: dict) -> Text:
@@ -209,7 +212,8 @@ def draw(state: dict | None, program: dict | None, width: int, height: int) -> l
         return []
     if not state:
         return [Text("starting the stepper…")]
-    top = [goal_line(state), shared_line(state), locks_line(state), schedule_line(state)]
+    top = goal_lines(state, width) + [shared_line(state), locks_line(state),
+                                      schedule_line(state)]
     deadlock = deadlock_line(state)
     if deadlock is not None:
         top.append(deadlock)

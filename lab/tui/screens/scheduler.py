@@ -122,7 +122,7 @@ class SchedulerScreen(Screen):
         return self.query_one(SchedulerView)
 
     def _topbar(self, mechanism: str | None = None) -> None:
-        text = "Be the scheduler · %s · %d threads · %s steps" % (
+        text = "Be the scheduler · %s, %d threads · by %s" % (
             self.program_name, self.threads, self.unit)
         if mechanism:
             text += " · " + mechanism

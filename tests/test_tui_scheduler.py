@@ -402,3 +402,14 @@ def test_snapshot_goal_reached_80x24_no_color(snap_compare, monkeypatch):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=reach_the_goal)
+
+
+def test_a_long_schedule_is_said_in_runs_and_never_outgrows_its_line():
+    from widgets.scheduler_view import schedule_line
+
+    schedule = [1] * 13 + [2] * 12 + [1] * 3 + [2] * 3
+    state = {"schedule": schedule, "schedule_text": " ".join(map(str, schedule))}
+    assert schedule_line(state, 40).plain == "schedule 1×13 2×12 1×3 2×3"
+    assert schedule_line(state, 78).plain == "schedule " + state["schedule_text"]
+    for width in (20, 38, 78):
+        assert len(schedule_line(state, width).plain) <= width

@@ -84,17 +84,37 @@ def locks_line(state: dict) -> Text:
     return text
 
 
-def schedule_line(state: dict) -> Text:
-    text = Text("schedule ", style="bold")
+def runs_of(schedule: list) -> str:
+    """`1×13 2×12 1` for a schedule too long to spell out."""
+    runs: list[list] = []
+    for thread in schedule:
+        if runs and runs[-1][0] == thread:
+            runs[-1][1] += 1
+        else:
+            runs.append([thread, 1])
+    return " ".join("%s×%d" % (t, n) if n > 1 else str(t) for t, n in runs)
+
+
+def schedule_line(state: dict, width: int) -> Text:
+    """`schedule 1 1 2 2 2 1`; a long schedule in runs (`1×13 2×12`), then its tail."""
+    room = width - len("schedule ")
     schedule = state.get("schedule_text")
     if schedule is None:
         schedule = " ".join(str(n) for n in state.get("schedule") or [])
-    text.append(schedule or "(no step yet)")
+    if len(schedule) > room:
+        schedule = runs_of(state.get("schedule") or schedule.split())
+    if len(schedule) > room:
+        schedule = "…" + schedule[len(schedule) - room + 1:]
+    return Text.assemble(("schedule ", "bold"), schedule or "(no step yet)")
+
+
+def outcome_line(state: dict) -> Text | None:
+    """How the program ended (a deadlock has a line of its own)."""
     outcome = state.get("outcome")
-    if outcome:
-        text.append("  → ")
-        text.append(str(outcome.get("text") or outcome.get("kind") or ""), style="bold")
-    return text
+    if not outcome or state.get("deadlock"):
+        return None
+    return Text.assemble(("→ ", "bold"), (str(outcome.get("text") or outcome.get("kind")),
+                                          "bold"))
 
 
 def deadlock_line(state: dict) -> Text | None:
@@ -213,10 +233,8 @@ def draw(state: dict | None, program: dict | None, width: int, height: int) -> l
     if not state:
         return [Text("starting the stepper…")]
     top = goal_lines(state, width) + [shared_line(state), locks_line(state),
-                                      schedule_line(state)]
-    deadlock = deadlock_line(state)
-    if deadlock is not None:
-        top.append(deadlock)
+                                      schedule_line(state, width)]
+    top += [line for line in (outcome_line(state), deadlock_line(state)) if line is not None]
     top = [_short(line, width) for line in top]
     threads = state.get("threads") or []
     bytecode = (program or {}).get("bytecode") or {}

@@ -35,7 +35,6 @@ def build_watch_record(watch: Any) -> dict[str, Any]:
         "explanation": "\n".join("%s: %s%s" % (d["process"], d["says"],
                                                " (see `%s`)" % d["lesson"] if d["lesson"] else "")
                                  for d in found),
-        "thresholds": dict(diagnosis.THRESHOLDS),
         "load": load,
         "probe": {"status": watch.probe.status, "events": watch.probe.events},
         "log": watch.log_path,
@@ -65,6 +64,7 @@ def build_watch_record(watch: Any) -> dict[str, Any]:
         "ended": watch.ended,
         "processes": processes,
         "diagnosis": found,
+        "thresholds": dict(diagnosis.THRESHOLDS),  # what each kind of diagnosis needs
     }
 
 

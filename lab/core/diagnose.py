@@ -121,14 +121,15 @@ def diagnose_figures(figures: dict[str, Any], probe: Any = None,
         figs = process_figures(by_pid[pid], wall)
         if pid != root and not facts.get("alive", True) and figs["cores"] < THRESHOLDS["idle_cores"]:
             continue  # a short-lived helper (a shell, a shim): nothing to say about it
-        out += diagnose_process(pid, facts, figs, probe, load)
+        out += diagnose_process(pid, facts, figs, probe, load, figures.get("since"))
     out += _tree_findings(figures, by_pid, out)
     out.sort(key=lambda d: ORDER.index(d["kind"]))
     return out
 
 
 def diagnose_process(pid: int, facts: dict, figs: dict, probe: Any = None,
-                     load: dict | None = None) -> list[dict[str, Any]]:
+                     load: dict | None = None, since: float | None = None
+                     ) -> list[dict[str, Any]]:
     name = "%s %d" % (facts.get("name") or "pid", pid)
     found: list[dict[str, Any]] = []
 
@@ -139,7 +140,7 @@ def diagnose_process(pid: int, facts: dict, figs: dict, probe: Any = None,
                       "figures": shown, "lesson": LESSONS[kind]})
 
     if probe is not None:
-        _probe_findings(pid, probe, say)
+        _probe_findings(pid, probe, say, since)
     t = THRESHOLDS
     cores, delay_share = figs["cores"], figs["run_delay_share"]
     python = facts.get("python")
@@ -216,8 +217,8 @@ def _tree_findings(figures: dict, by_pid: dict, found: list) -> list[dict[str, A
              "lesson": LESSONS["parallel"]}]
 
 
-def _probe_findings(pid: int, probe: Any, say: Any) -> None:
-    block = probe.worst_block.get(pid)
+def _probe_findings(pid: int, probe: Any, say: Any, since: float | None) -> None:
+    block = probe.worst_block_since(pid, since)
     if block:
         lag = _num(block.get("lag_ms"))
         say("loop-blocked", "event loop blocked %.0f ms at %s" % (lag, block.get("where", "?")),

@@ -188,6 +188,7 @@ class ProbeFacts:
     loop_blocked: dict[int, dict] = field(default_factory=dict)  # the newest
     worst_block: dict[int, dict] = field(default_factory=dict)
     locks: dict[int, dict] = field(default_factory=dict)
+    blocks: deque = field(default_factory=lambda: deque(maxlen=256))  # (monotonic, event)
     bye: set = field(default_factory=set)
     events: int = 0
 
@@ -205,6 +206,7 @@ class ProbeFacts:
             self.loop_lag[pid] = event
         elif kind == "loop_blocked":
             self.loop_blocked[pid] = event
+            self.blocks.append((time.monotonic(), event))
             worst = self.worst_block.get(pid)
             if worst is None or _num(event.get("lag_ms")) >= _num(worst.get("lag_ms")):
                 self.worst_block[pid] = event
@@ -212,6 +214,13 @@ class ProbeFacts:
             self.locks[pid] = event
         elif kind == "probe_bye":
             self.bye.add(pid)
+
+    def worst_block_since(self, pid: int, since: float | None) -> dict | None:
+        """The longest loop stall of `pid` reported after `since` (None: ever)."""
+        if since is None:
+            return self.worst_block.get(pid)
+        recent = [e for at, e in self.blocks if at >= since and e.get("pid") == pid]
+        return max(recent, key=lambda e: _num(e.get("lag_ms")), default=None)
 
     def gil_enabled(self, pid: int) -> bool | None:
         value = (self.hello.get(pid) or {}).get("gil_enabled")
@@ -506,7 +515,7 @@ class Watch:
                 "python": self._python_facts(pid),
             }
         return {"wall_s": max(0.0, end - start), "threads": threads, "processes": processes,
-                "root": state.pid}
+                "root": state.pid, "since": None if window_s is None else start}
 
     def _python_facts(self, pid: int) -> dict[str, Any] | None:
         """Is this process Python, and does it have a GIL? From the probe when it spoke,

@@ -14,6 +14,7 @@ child subreaper, so orphaned grandchildren come back to it to be reaped.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ from lab.core import catalog
 from lab.core.interpreters import Interpreter, InterpreterError, probe, workloads_path
 from lab.core.sampler import make_sampler
 from lab.core.state import RunState
-from workloads import ENV_CPU_CLOCKS, ENV_EVENT_FD, ENV_PARENT_PID, ParamError
+from workloads import ENV_CPU_CLOCKS, ENV_EVENT_FD, ENV_PARENT_PID, ParamError, die_with_parent
 
 PR_SET_CHILD_SUBREAPER = 36
 STOP_GRACE_S = 1.0  # between SIGTERM and SIGKILL
@@ -140,19 +141,11 @@ class Run:
         if self.prepared.request.cpu_clocks_s:
             env[ENV_CPU_CLOCKS] = str(self.prepared.request.cpu_clocks_s)
         try:
-            self._process = await asyncio.create_subprocess_exec(
-                *self.prepared.command(),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                pass_fds=(write_fd,),
-                start_new_session=True,
-                env=env,
-                cwd=workloads_path(),
-            )
+            self._process = await start_child(
+                self.prepared.command(), env, pass_fds=(write_fd,), cwd=workloads_path(),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         finally:
             os.close(write_fd)
-        _log_spawn(self._process.pid, self.prepared.command())
         state = self.state
         state.pid = self._process.pid
         state.started_at = time.monotonic()
@@ -172,8 +165,7 @@ class Run:
     async def wait(self) -> RunState:
         assert self._process is not None, "start() first"
         code = await self._process.wait()
-        await self._kill_group(signal.SIGKILL)  # workers the child left behind
-        await self._reap_group()
+        await clear_group(self._process.pid)  # workers the child left behind
         readers = self._tasks[:2]
         done, pending = await asyncio.wait(readers, timeout=2.0)
         for task in self._tasks:
@@ -189,11 +181,7 @@ class Run:
         if self._process is None or self._process.returncode is not None:
             return
         self._stop_reason = self._stop_reason or reason
-        await self._kill_group(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(asyncio.shield(self._process.wait()), STOP_GRACE_S)
-        except asyncio.TimeoutError:
-            await self._kill_group(signal.SIGKILL)
+        await stop_child(self._process)
 
     @property
     def finished(self) -> bool:
@@ -219,41 +207,8 @@ class Run:
                 state.error = "child exited with code %s: %s" % (code, why)
         state.version += 1
 
-    async def _kill_group(self, sig: int) -> None:
-        if self._process is None:
-            return
-        try:
-            os.killpg(self._process.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    async def _reap_group(self) -> None:
-        """Collect workers re-parented to us, until the group is empty (at most 2 s)."""
-        pgid = self._process.pid
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            if reap_group(pgid, gone_if_not_ours=True):
-                return
-            await asyncio.sleep(0.01)
-
     async def _read_events(self, reader: asyncio.StreamReader) -> None:
-        state = self.state
-        while True:
-            try:
-                line = await reader.readline()
-            except ValueError:  # a line over MAX_EVENT_LINE: protocol broken
-                state.garbage_lines += 1
-                continue
-            if not line:
-                return
-            try:
-                event = json.loads(line)
-                if not isinstance(event, dict) or "ev" not in event:
-                    raise ValueError
-            except ValueError:
-                state.garbage_lines += 1
-                continue
-            state.apply_event(event)
+        await read_json_lines(reader, self.state)
 
     async def _read_output(self) -> None:
         """The child's stdout and stderr: kept for error reports, never shown raw."""
@@ -277,6 +232,74 @@ class Run:
         await asyncio.sleep(self.prepared.timeout_s)
         await self.stop("timeout")
 
+
+
+# The child's guarantees, shared by experiments and `conlab watch` -------------------------
+async def start_child(argv: list[str], env: dict[str, str], *, stdout: Any, stderr: Any,
+                      pass_fds: tuple[int, ...] = (), cwd: str | None = None,
+                      die_with_lab: bool = False) -> asyncio.subprocess.Process:
+    """Start `argv` with stdin /dev/null, leading its own process group, the lab its
+    subreaper. `die_with_lab` asks the kernel to SIGKILL it if the lab dies (even by
+    kill -9): experiments do that themselves, a program the user gave us cannot."""
+    become_subreaper()
+    preexec = functools.partial(die_with_parent, os.getpid()) if die_with_lab else None
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+        pass_fds=pass_fds, start_new_session=True, env=env, cwd=cwd, preexec_fn=preexec)
+    _log_spawn(process.pid, argv)
+    return process
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+async def stop_child(process: asyncio.subprocess.Process, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM the child's whole group, then SIGKILL what is left after the grace period."""
+    if process.returncode is not None:
+        return
+    signal_group(process.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(asyncio.shield(process.wait()), grace_s)
+    except asyncio.TimeoutError:
+        signal_group(process.pid, signal.SIGKILL)
+
+
+async def clear_group(pgid: int) -> None:
+    """After the child's exit: kill what its group left behind and reap it (at most 2 s)."""
+    signal_group(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        if reap_group(pgid, gone_if_not_ours=True):
+            return
+        await asyncio.sleep(0.01)
+
+
+async def read_json_lines(reader: asyncio.StreamReader, state: RunState,
+                          on_event: Any = None) -> None:
+    """JSON object lines with an "ev" key into `state` (and `on_event`) until EOF; anything
+    else is counted as garbage, never raised."""
+    while True:
+        try:
+            line = await reader.readline()
+        except ValueError:  # a line over MAX_EVENT_LINE: protocol broken
+            state.garbage_lines += 1
+            continue
+        if not line:
+            return
+        try:
+            event = json.loads(line)
+            if not isinstance(event, dict) or "ev" not in event:
+                raise ValueError
+        except ValueError:
+            state.garbage_lines += 1
+            continue
+        state.apply_event(event)
+        if on_event is not None:
+            on_event(event)
 
 async def run_experiment(request: RunRequest) -> RunState:
     """Prepare, run to the end, return the final state (Refused before anything starts)."""

@@ -1,0 +1,191 @@
+"""`conlab watch -- CMD` and `conlab attach PID`: real programs, real diagnoses, refusals,
+nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from lab.core.record_check import RECORD_VERSION, check_record
+from tests.helpers import ROOT, alive, busy_reason, conlab, usable_cpus, wait_for
+
+PROGRAMS = ROOT / "tests" / "programs"
+
+
+def watch_json(*args: str, seconds: str = "1.5") -> dict:
+    done = conlab("watch", "--json", "--duration", seconds, "--", *args, timeout=60)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    check_record(record, RECORD_VERSION)  # history, show and compare accept it
+    return record
+
+
+def program(name: str, *args: str) -> list[str]:
+    return [sys.executable, str(PROGRAMS / name), *args]
+
+
+def kinds(record: dict, pid: int | None = None) -> list[str]:
+    return [d["kind"] for d in record["diagnosis"] if pid is None or d["pid"] == pid]
+
+
+def gil_build() -> bool:
+    check = getattr(sys, "_is_gil_enabled", None)
+    return check() if check is not None else True
+
+
+@pytest.mark.timing
+def test_json_threads_are_gil_bound():
+    if usable_cpus() < 2:
+        pytest.skip("one usable CPU: two threads cannot use more than one core anyway")
+    if not gil_build():
+        pytest.skip("a free-threaded interpreter with its GIL off: nothing is GIL-bound")
+    record = watch_json(*program("json_threads.py", "2", "30"))
+    why = busy_reason(record)
+    if why:
+        pytest.skip(why)
+    root = record["processes"][0]
+    assert record["interpreter"]["gil_enabled"] is True
+    assert "gil-bound" in kinds(record, root["pid"]), record["diagnosis"]
+    found = next(d for d in record["diagnosis"] if d["kind"] == "gil-bound")
+    assert found["lesson"] == "gil-cpu" and found["figures"]["busy_threads"] >= 2
+    assert record["thresholds"]["gil_handoffs_per_s"] > 0  # stated in the record
+
+
+@pytest.mark.timing
+def test_hashlib_threads_use_several_cores_and_are_never_gil_bound():
+    record = watch_json(*program("hashlib_threads.py", "2", "30"))
+    assert "gil-bound" not in kinds(record), record["diagnosis"]
+    if usable_cpus() < 2:
+        pytest.skip("one usable CPU: no second core to use")
+    why = busy_reason(record)
+    if why:
+        pytest.skip(why)
+    root = next(p for p in record["processes"] if p["name"].startswith("python"))
+    assert root["cores"] > 1.3, root
+    assert "parallel" in kinds(record)
+
+
+def test_sleepy_program_is_mostly_waiting():
+    record = watch_json(*program("sleepy.py", "2", "30"))
+    assert "waiting" in kinds(record), record["diagnosis"]
+    root = next(p for p in record["processes"] if p["name"].startswith("python"))
+    assert root["off_cpu_share"] > 0.9 and root["voluntary_per_s"] > 2
+    assert record["ended"] == "stopped at the end of the watch"
+    assert record["exit_status"] == -signal.SIGTERM
+
+
+def test_process_pool_shows_several_processes():
+    record = watch_json(*program("process_pool.py", "2", "30"), seconds="2")
+    pythons = [p for p in record["processes"] if p["name"].startswith("python")]
+    assert len(pythons) >= 3, record["processes"]  # the parent and its two workers
+    workers = [p for p in pythons if p["ppid"] == record["processes"][0]["pid"] or
+               p["pid"] != pythons[0]["pid"]]
+    assert sum(p["cores"] for p in workers) > 0.2
+
+
+def test_a_program_that_exits_ends_the_watch_with_its_status():
+    done = conlab("watch", "--json", "--", sys.executable, "-c", "import sys; sys.exit(3)",
+                  timeout=60)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["exit_status"] == 3 and record["ended"] == "exited with status 3"
+    done = conlab("watch", "--json", "--until-exit", "--", sys.executable, "-c",
+                  "import sys; sys.exit(3)", timeout=60)
+    assert done.returncode == 3  # --until-exit: watch exits with the program's status
+
+
+def test_attach_reads_a_running_process_and_ends_when_it_exits():
+    target = subprocess.Popen(["sleep", "2"], stdin=subprocess.DEVNULL)
+    try:
+        done = conlab("attach", str(target.pid), "--json", timeout=60)
+        assert done.returncode == 0, done.stderr
+        record = json.loads(done.stdout)
+        check_record(record, RECORD_VERSION)
+        assert record["ended"] == "ended" and record["exit_status"] is None
+        assert record["attached_pid"] == target.pid
+        assert record["processes"][0]["name"] == "sleep"
+        assert "idle" in kinds(record) or "waiting" in kinds(record)
+        # Read-only: the target ran to its own end, untouched by any signal.
+        assert target.wait(timeout=10) == 0
+    finally:
+        target.kill()
+        target.wait()
+
+
+def kernel_thread() -> int | None:
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name) as f:
+                    text = f.read()
+            except OSError:
+                continue
+            if int(text.rsplit(")", 1)[1].split()[6]) & 0x00200000:
+                return int(name)
+    return None
+
+
+def refused(*args: str, spawn_log) -> str:
+    done = conlab(*args, timeout=60, env={"CONLAB_SPAWN_LOG": str(spawn_log)})
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert done.stdout == "" and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not spawn_log.exists()  # nothing started
+    return done.stderr
+
+
+def test_refusals_are_one_line_and_start_nothing(tmp_path):
+    log = tmp_path / "spawned"
+    assert "no process with PID" in refused("attach", "4194304", spawn_log=log)
+    kthread = kernel_thread()
+    if kthread is not None:
+        assert "kernel thread" in refused("attach", str(kthread), spawn_log=log)
+    assert "command not found" in refused("watch", "--", "no-such-command-xyz", spawn_log=log)
+    plain = tmp_path / "script.sh"
+    plain.write_text("#!/bin/sh\necho hi\n")
+    plain.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    assert "not executable" in refused("watch", "--", str(plain), spawn_log=log)
+    assert "needs a command" in refused("watch", spawn_log=log)
+
+
+def test_kill_9_of_watch_leaves_nothing(tmp_path):
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "lab", "watch", "--log", str(tmp_path / "out.log"), "--",
+         *program("sleepy.py", "1", "60")], cwd=ROOT, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        children = wait_for(lambda: [c.pid for c in psutil.Process(watcher.pid).children()
+                                     if "sleepy.py" in " ".join(c.cmdline())],
+                            30, "the watched program to start")
+    finally:
+        watcher.kill()
+        watcher.wait()
+    wait_for(lambda: not alive(children), 10, "the watched program to die with conlab")
+
+
+def test_no_probe_runs_the_program_untouched(tmp_path):
+    out = tmp_path / "seen.json"
+    code = ("import json, os, sys; json.dump({'argv': sys.argv, 'env': dict(os.environ)}, "
+            "open(%r, 'w'))" % str(out))
+    done = conlab("watch", "--json", "--no-probe", "--", sys.executable, "-c", code, "x",
+                  timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(out.read_text())
+    assert seen["argv"] == ["-c", "x"]
+    assert "CONLAB_PROBE_FD" not in seen["env"]
+    assert seen["env"].get("PYTHONPATH") == os.environ.get("PYTHONPATH")
+    record = json.loads(done.stdout)
+    assert record["result"]["probe"]["status"] == "off: --no-probe"
+    try:
+        import workloads.probe  # noqa: F401  (another branch brings it)
+    except ImportError:
+        return
+    done = conlab("watch", "--json", "--", sys.executable, "-c", code, "x", timeout=60)
+    seen = json.loads(out.read_text())
+    assert "CONLAB_PROBE_FD" in seen["env"] and seen["argv"] == ["-c", "x"]

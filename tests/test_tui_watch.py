@@ -33,8 +33,8 @@ SLEEPER = "import time\nwhile True: time.sleep(0.2)"
 class FakeWatch:
     made: list["FakeWatch"] = []
 
-    def __init__(self, mode: str, argv=None, pid=None, log_path=None) -> None:
-        self.mode, self.argv, self.log_path = mode, argv, log_path
+    def __init__(self, mode: str, argv=None, pid=None) -> None:
+        self.mode, self.argv, self.log_path = mode, argv, None
         self.state = RunState(experiment="watch", params={}, python=sys.executable)
         self.state.pid = pid
         self.calls: list[str] = []
@@ -45,7 +45,7 @@ class FakeWatch:
     def command(cls, argv, probe=True, timeout=None, log_path=None):
         if argv[0] == "no-such-program":
             raise ValueError("no-such-program: command not found")
-        return cls("command", argv=argv, log_path=log_path)
+        return cls("command", argv=argv)
 
     @classmethod
     def attach(cls, pid):
@@ -67,7 +67,8 @@ class FakeWatch:
                            "names": {str(state.pid): "MainThread",
                                      str(state.pid + 1): "worker-1"},
                            "where": {}})
-        if self.log_path:
+        if self.mode == "command":
+            self.log_path = os.path.join(os.environ["CONLAB_DATA_DIR"], "fake-watch.log")
             with open(self.log_path, "w") as log:
                 log.write("hello from the watched program\n")
 
@@ -293,10 +294,8 @@ async def test_a_real_watched_python_program_is_mostly_waiting_and_gone_after_le
         monkeypatch, tmp_path):
     real_watch()
     monkeypatch.setenv("CONLAB_DATA_DIR", str(tmp_path))
-    program = ROOT / "tests" / "programs" / "sleepy.py"
-    command = ("python %s" % program if program.exists()
-               else "python -c 'import time; [time.sleep(0.2) for _ in iter(int, 1)]'")
-    command = command.replace("python", sys.executable, 1)
+    program = ROOT / "tests" / "programs" / "sleepy.py"  # two threads that mostly sleep
+    command = "%s %s 2 30" % (sys.executable, program)
     app = make_app(RunController(save_records=False))
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_watch(pilot)
@@ -305,11 +304,11 @@ async def test_a_real_watched_python_program_is_mostly_waiting_and_gone_after_le
         await until(pilot, lambda: screen.watch is not None and screen.watch.state.pid,
                     timeout=10, what="the command to start")
         pid = screen.watch.state.pid
-        await until(pilot, lambda: any("waiting" in line.lower() and "see " in line
+        await until(pilot, lambda: any("mostly waiting" in line and "see " in line
                                        for line in drawn(app, WatchFactsView)),
                     timeout=15, what="a mostly-waiting diagnosis")
-        assert any("MainThread" in line or "python" in line
-                   for line in drawn(app, WatchThreadsView))
+        await until(pilot, lambda: drawn(app, WatchThreadsView)[0].startswith("3 threads"),
+                    timeout=10, what="the main thread and its two sleepers")
         assert drawn_too_wide(app) == []
         await pilot.press("escape")
         await until(pilot, lambda: not pid_alive(pid), timeout=10, what="the command to end")

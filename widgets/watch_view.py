@@ -13,6 +13,7 @@ probe's events are drawn above, in words).
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any, Callable
 
 from rich.text import Text
@@ -57,9 +58,12 @@ def diagnosis_line(finding: dict, width: int) -> Text:
     lesson = finding.get("lesson")
     tail = " · see %s" % lesson if lesson else ""
     pid = finding.get("pid")
-    head = "pid %s " % pid if pid is not None else ""
+    who = finding.get("process") or ("pid %s" % pid if pid is not None else "")
+    head = "%s " % who if who else ""
     line = Text(head, style="bold")
     room = width - len(head) - len(tail)
+    if len(says) > room and says.endswith(")") and " (" in says:
+        says = says[:says.rindex(" (")]  # the aside goes first, the figures stay
     body = says
     for item in extra:
         if len(body) + 3 + len(item) > room:
@@ -235,7 +239,7 @@ class WatchFactsView(LinesView):
                 graph = graph[:MAX_LOCK_LINES] + [Text("+%d more threads" % rest, style="dim")]
             out += graph
         if self.note:
-            out.append(Text(self.note, style="dim"))
+            out += [Text(line, style="dim") for line in textwrap.wrap(self.note, width)[:2]]
         return out[:max(1, rows)]
 
 

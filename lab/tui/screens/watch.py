@@ -78,30 +78,6 @@ def own_processes(skip: set[int] | None = None) -> list[ProcRow]:
     return rows
 
 
-def program_name(argv: list[str]) -> str:
-    """What the log file is named after: the script of `python script.py`, the module of
-    `python -m mod`, else the command itself."""
-    name = os.path.basename(argv[0])
-    if name.startswith("python") and len(argv) > 1:
-        rest = argv[1:]
-        if "-m" in rest and rest.index("-m") + 1 < len(rest):
-            return rest[rest.index("-m") + 1]
-        name = next((os.path.basename(a) for a in rest if not a.startswith("-")), name)
-    return name
-
-
-def log_path_for(argv: list[str]) -> str:
-    """Where a watched command's output goes: the lab's data folder, one file per watch."""
-    from lab.core.history import data_dir
-
-    folder = os.path.join(data_dir(), "watch")
-    os.makedirs(folder, exist_ok=True)
-    name = "".join(c if c.isalnum() or c in "-_." else "_"
-                   for c in program_name(argv))[:40] or "command"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return os.path.join(folder, "%s-%d-%s.log" % (stamp, os.getpid(), name))
-
-
 def short_path(path: str, width: int) -> str:
     home = os.path.expanduser("~")
     if home not in ("", "/") and path.startswith(home + os.sep):
@@ -385,12 +361,12 @@ class WatchScreen(Screen):
             self.show_error("✗ command: type one, e.g. python app.py")
             return False
         try:
-            log = log_path_for(argv)
-            watch = self._watch_api().command(argv, probe=True, log_path=log)
+            # The log goes where the watch keeps its logs (it prunes the old ones).
+            watch = self._watch_api().command(argv, probe=True)
         except Exception as exc:  # a refusal: one line, nothing started
             self.show_error("✗ not started: %s" % one_line(exc))
             return False
-        self.begin(watch, "command", " ".join(shlex.quote(a) for a in argv), log)
+        self.begin(watch, "command", " ".join(shlex.quote(a) for a in argv))
         return True
 
     def start_attach(self, pid: int) -> bool:
@@ -403,7 +379,7 @@ class WatchScreen(Screen):
         except Exception as exc:
             self.show_error("✗ cannot attach to %d: %s" % (pid, one_line(exc)))
             return False
-        self.begin(watch, "attach", ("%s %d" % (name, pid)).strip(), None)
+        self.begin(watch, "attach", ("%s %d" % (name, pid)).strip())
         return True
 
     def picker_shown(self, shown: bool) -> None:
@@ -414,17 +390,17 @@ class WatchScreen(Screen):
             widget.disabled = not shown
 
     # Going live ----------------------------------------------------------------------------
-    def begin(self, watch: Any, mode: str, label: str, log: str | None) -> None:
-        self.watch, self.mode, self.label, self.log_path = watch, mode, label, log
+    def begin(self, watch: Any, mode: str, label: str) -> None:
+        self.watch, self.mode, self.label = watch, mode, label
         self.show_error("")
         self.picker_shown(False)
         self.query_one("#live").display = True
         self.query_one("#footer", LabFooter).set_keys(
             COMMAND_KEYS if mode == "command" else ATTACH_KEYS)
         facts = self.query_one("#facts", WatchFactsView)
-        if mode == "attach":
-            facts.note = ("attached read-only from /proc: no Python probe, so no loop lag "
-                          "or lock graph")
+        if self._diagnose is None and callable(getattr(watch, "diagnose", None)):
+            # The watch's own: over its recent window, with what the probe said.
+            facts.diagnose = lambda state: watch.diagnose()
         self.query_one("#logline", Static).display = mode == "command"
         self.set_focus(None)
         # An app-level worker: a screen's own workers are cancelled when it is popped,
@@ -496,25 +472,38 @@ class WatchScreen(Screen):
         state = watch.state
         self.frames += 1
         facts = self.query_one("#facts", WatchFactsView)
-        if (self.mode == "command" and not facts.facts.hello
-                and state.duration_s > PROBE_GRACE_S):
-            facts.note = "no report from the Python probe: not a Python program?"
-        elif self.mode == "command":
-            facts.note = ""
+        facts.note = self.probe_note(state, facts)
         facts.show(state)
         self.query_one("#threads", WatchThreadsView).show(state)
         self.query_one("#topbar", Static).update(self.topbar_text(state))
+        self.log_path = getattr(watch, "log_path", None)
         if self.mode == "command" and self.log_path:
             width = max(20, self.size.width - 2)
             room = width - len("output → ") - len(" · o: last lines")
             self.query_one("#logline", Static).update(Text(
                 "output → %s · o: last lines" % short_path(self.log_path, max(10, room))))
 
+    def probe_note(self, state, facts: WatchFactsView) -> str:
+        """What the Python probe cannot tell here, and why (its status, in the watch's
+        words), or that it has not spoken yet."""
+        status = getattr(getattr(self.watch, "probe", None), "status", "on")
+        if self.mode == "attach":
+            note = "attached read-only from /proc, never signalled"
+            return note + ("; probe " + status if isinstance(status, str)
+                           and status not in ("on", "off") else "")
+        if isinstance(status, str) and status != "on":
+            return "probe %s" % status if status.startswith("off") else status
+        if not facts.facts.hello and state.running and state.duration_s > PROBE_GRACE_S:
+            return "the Python probe has not reported yet"
+        return ""
+
     def topbar_text(self, state) -> Text:
         what = "watch" if self.mode == "command" else "attach (read-only)"
         pid = " · pid %d" % state.pid if state.pid else ""
         if state.running:
             status = "%s %.0f s" % (state.status, state.duration_s)
+        elif getattr(self.watch, "ended", None):
+            status = str(self.watch.ended)
         elif self._stopping and self.mode == "command":
             status = "stopped"
         elif state.exit_code is not None:

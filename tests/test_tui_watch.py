@@ -341,3 +341,43 @@ async def test_attaching_for_real_leaves_the_process_running(monkeypatch, tmp_pa
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+@pytest.mark.slow
+def test_a_dropped_terminal_takes_the_watched_command_with_the_lab(tmp_path):
+    """`python -m lab` on a pty, a command watched, the terminal closed under it (a dropped
+    SSH link): the lab and the command it started are both gone within 3 s."""
+    real_watch()
+    import psutil
+
+    from tests.helpers import new_tag
+    from tests.terminal import Terminal
+
+    tag = new_tag()
+    program = ROOT / "tests" / "programs" / "sleepy.py"
+    term = Terminal(tag, "--no-mouse")
+    try:
+        wait_for(lambda: term.seen("Threads & the GIL"), 20, "the first frame")
+        term.send(b"w")
+        wait_for(lambda: term.seen("Type a command"), 10, "the watch screen")
+        term.send(("%s %s 1 60\r" % (sys.executable, program)).encode())
+
+        def watched():
+            for proc in psutil.process_iter(["cmdline"]):
+                try:
+                    if (str(program) in (proc.info["cmdline"] or [])
+                            and proc.environ().get("CONLAB_TEST_TAG") == tag):
+                        return proc.pid
+                except psutil.Error:
+                    continue
+            return None
+
+        pid = wait_for(watched, 15, "the watched command")
+        wait_for(lambda: term.seen("mostly waiting"), 15, "its diagnosis on screen")
+        dropped = time.monotonic()
+        term.hang_up()
+        wait_for(lambda: term.proc.poll() is not None, 10, "the lab to exit")
+        wait_for(lambda: not pid_alive(pid), 3.0, "the watched command to be gone")
+        assert time.monotonic() - dropped < 3.5
+    finally:
+        term.close()

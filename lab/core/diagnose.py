@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any
 
-from workloads import _load
+from workloads import machine_load as _load
 
 # Where each threshold comes from is the lab's own experiments: gil-cpu's threads on a GIL
 # build share about one core with hundreds of hand-offs a second; scale counts a CPU as

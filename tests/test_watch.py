@@ -155,18 +155,27 @@ def test_refusals_are_one_line_and_start_nothing(tmp_path):
 
 
 def test_kill_9_of_watch_leaves_nothing(tmp_path):
+    """The program and the workers it forked die with conlab, even by kill -9."""
     watcher = subprocess.Popen(
         [sys.executable, "-m", "lab", "watch", "--log", str(tmp_path / "out.log"), "--",
-         *program("sleepy.py", "1", "60")], cwd=ROOT, stdin=subprocess.DEVNULL,
+         *program("process_pool.py", "2", "60")], cwd=ROOT, stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def pool() -> list[int]:
+        found = [c.pid for c in psutil.Process(watcher.pid).children(recursive=True)
+                 if "process_pool.py" in " ".join(c.cmdline())]
+        return found if len(found) >= 3 else []
+
     try:
-        children = wait_for(lambda: [c.pid for c in psutil.Process(watcher.pid).children()
-                                     if "sleepy.py" in " ".join(c.cmdline())],
-                            30, "the watched program to start")
+        watched = wait_for(pool, 30, "the program and its two workers to start")
     finally:
         watcher.kill()
         watcher.wait()
-    wait_for(lambda: not alive(children), 10, "the watched program to die with conlab")
+    try:
+        wait_for(lambda: not alive(watched), 10, "the program and its workers to die with conlab")
+    finally:
+        for pid in alive(watched):  # a failed run must not leave them for the next test
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_no_probe_runs_the_program_untouched(tmp_path):

@@ -30,10 +30,11 @@ import os
 # environment names. Everything else here is the children's own business.
 from workloads._proto import ENV_CPU_CLOCKS, ENV_EVENT_FD, ENV_PARENT_PID, die_with_parent
 from workloads._limits import rlimit
+from workloads import _load as machine_load  # other programs' CPU share (conlab watch)
 from workloads._spec import Param, ParamError, resolve
 from workloads._words import grouped, times
 
-__all__ = ["ENV_CPU_CLOCKS", "ENV_EVENT_FD", "ENV_PARENT_PID", "die_with_parent", "Param", "ParamError", "resolve", "rlimit",
+__all__ = ["ENV_CPU_CLOCKS", "ENV_EVENT_FD", "ENV_PARENT_PID", "die_with_parent", "machine_load", "Param", "ParamError", "resolve", "rlimit",
            "grouped", "times",
            "experiment_names", "load", "module_name", "required_modules"]
 

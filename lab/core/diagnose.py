@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any
 
-from workloads import _load
+from workloads import machine_load as _load
 
 # Where each threshold comes from is the lab's own experiments: gil-cpu's threads on a GIL
 # build share about one core with hundreds of hand-offs a second; scale counts a CPU as
@@ -182,7 +182,7 @@ def diagnose_process(pid: int, facts: dict, figs: dict, probe: Any = None,
             "voluntary): its threads want to run longer than the scheduler lets them" % (
                 figs["involuntary_per_s"], figs["voluntary_per_s"]),
             keys=("involuntary_per_s", "voluntary_per_s"))
-    if not any(d["kind"] in ("gil-bound", "one-core") for d in found) \
+    if not any(d["kind"] in ("gil-bound", "one-core", "cpu-saturated") for d in found) \
             and figs["busy_threads"] >= 1 and cores >= t["one_core_cores"] \
             and cores <= t["parallel_cores"]:
         say("one-core", "one core busy (%.2f): %d busy thread%s" % (

@@ -250,6 +250,53 @@ async def start_child(argv: list[str], env: dict[str, str], *, stdout: Any, stde
     return process
 
 
+# The guard reads its stdin to EOF: "done" means the group ended normally; anything else
+# (EOF alone: the lab died, even by kill -9) means kill the whole group.
+_GUARD = ("import os, signal, sys\n"
+          "said = sys.stdin.buffer.read()\n"
+          "if not said.startswith(b'done'):\n"
+          "    try:\n"
+          "        os.killpg(int(sys.argv[1]), signal.SIGKILL)\n"
+          "    except OSError:\n"
+          "        pass\n")
+
+
+class GroupGuard:
+    """Kills a child's whole process group if the lab dies. An experiment's workers die
+    with their parent by themselves; a program the user gave us (a process pool's
+    workers, a shell's jobs) would outlive us as orphans, so a small watchman process,
+    holding the read end of a pipe only the lab writes, kills the group on EOF."""
+
+    def __init__(self, process: asyncio.subprocess.Process, write_fd: int) -> None:
+        self._process, self._write_fd = process, write_fd
+
+    @classmethod
+    async def start(cls, pgid: int) -> "GroupGuard":
+        read_fd, write_fd = os.pipe()  # both close-on-exec: no other child inherits them
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", "-S", "-c", _GUARD, str(pgid), stdin=read_fd,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True)
+        except BaseException:
+            os.close(write_fd)
+            raise
+        finally:
+            os.close(read_fd)
+        return cls(process, write_fd)
+
+    async def release(self) -> None:
+        """The group is gone: the guard leaves without killing anything."""
+        if self._write_fd >= 0:
+            try:
+                os.write(self._write_fd, b"done")
+            except OSError:
+                pass
+            os.close(self._write_fd)
+            self._write_fd = -1
+        await self._process.wait()
+
+
 def signal_group(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.core import diagnose as diagnosis
-from lab.core.runner import (MAX_EVENT_LINE, Refused, clear_group, read_json_lines,
-                             start_child, stop_child)
+from lab.core.runner import (MAX_EVENT_LINE, GroupGuard, Refused, clear_group,
+                             read_json_lines, start_child, stop_child)
 from lab.core.sampler import Sample, make_sampler
 from lab.core.state import RunState
 
@@ -264,6 +264,7 @@ class Watch:
         self.ended: str | None = None  # why the watch ended, in words
         self.started_wall = 0.0
         self._process: asyncio.subprocess.Process | None = None
+        self._guard: GroupGuard | None = None
         self._tasks: list[asyncio.Task] = []
         self._stop_reason: str | None = None
         self._gone = asyncio.Event()  # the target is gone (or we stopped watching)
@@ -315,6 +316,8 @@ class Watch:
                                  "and reading Python's own state from outside would mean "
                                  "ptrace or pausing the process")
         self.state.status = "running"
+        if self._stop_reason and self._process is not None:  # stopped while it started
+            await stop_child(self._process)
         self._tasks.append(asyncio.create_task(self._sample()))
         if self.timeout:
             self._tasks.append(asyncio.create_task(self._watchdog()))
@@ -366,6 +369,12 @@ class Watch:
                 log.close()
         self.state.pid = self._process.pid
         self.state.started_at = time.monotonic()
+        try:
+            self._guard = await GroupGuard.start(self._process.pid)
+        except OSError:
+            await stop_child(self._process)  # without a guard it could outlive us
+            raise Refused("cannot start the watchman that stops %s with the lab"
+                          % shlex.quote(self.argv[0])) from None
         self._tasks.append(asyncio.create_task(self._reap()))
         if read_fd is not None:
             loop = asyncio.get_running_loop()
@@ -381,6 +390,8 @@ class Watch:
         if self._process is not None:
             await self._process.wait()
             await clear_group(self._process.pid)
+            if self._guard is not None:
+                await self._guard.release()
         self._load_end = self._load_end or self._load_now()
         for task in self._tasks:
             if not task.done():
@@ -398,8 +409,8 @@ class Watch:
         self._load_end = self._load_now()
         if self._process is not None:
             await stop_child(self._process)
-        else:
-            self._gone.set()
+        elif self.mode == "attach":
+            self._gone.set()  # an attached process is left alone: we only stop looking
 
     @property
     def finished(self) -> bool:

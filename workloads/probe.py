@@ -467,6 +467,9 @@ class _Probe:
         self.writer, self.threading, self._thread = writer, threading, _thread
         self.pid = os.getpid()
         self.tid = None
+        self.json = None
+        self.greeted = False
+        self.greeting = _thread.allocate_lock()  # hello before anything, from either thread
         self.threads = None
         self.threads_at = 0.0
         self.locks_prev = None  # the last look (only facts seen twice in a row are reported)
@@ -478,10 +481,9 @@ class _Probe:
 
     def run(self):
         try:
-            import json
             import time
 
-            self.json, self.monotonic = json, time.monotonic
+            self.monotonic = time.monotonic
             self.tid = self.threading.get_native_id()
             self._name_thread()
             self.hello()
@@ -499,10 +501,24 @@ class _Probe:
             pass
 
     def send(self, event):
+        if self.json is None:
+            import json
+
+            self.json = json
         event["pid"] = self.pid
         self.writer.send(self.json, event)
 
     def hello(self):
+        if not self.greeting.acquire(True, 1.0):
+            return
+        try:
+            if not self.greeted:
+                self._hello()
+                self.greeted = True
+        finally:
+            self.greeting.release()
+
+    def _hello(self):
         check = getattr(sys, "_is_gil_enabled", None)
         self.send({"ev": "probe_hello", "python": sys.executable,
                    "version": "%d.%d.%d" % sys.version_info[:3],
@@ -606,7 +622,9 @@ class _Probe:
                    "where": where})
 
     def bye(self):
+        """At exit (a program may end before the probe's thread has said hello)."""
         if self.pid == os.getpid() and not self.writer.closed:
+            self.hello()
             event = {"ev": "probe_bye"}
             if self.writer.dropped:
                 event["dropped"] = self.writer.dropped
@@ -643,10 +661,17 @@ def start(environ=None):
         _hook_asyncio(sys.modules["asyncio"], threading, _thread)
     else:
         sys.meta_path.insert(0, _AsyncioFinder(threading, _thread))
-    atexit.register(lambda: _PROBE[0].bye())
+    atexit.register(_at_exit)
     os.register_at_fork(after_in_child=_after_fork)
     probe.start()
     return True
+
+
+def _at_exit():
+    try:
+        _PROBE[0].bye()
+    except Exception:
+        pass  # never a traceback in the program's stderr
 
 
 def _after_fork():

@@ -38,23 +38,11 @@ def default_diagnose(state: RunState) -> list[dict]:
     return diagnose(state)
 
 
-def _figure(value: Any) -> str:
-    if isinstance(value, float):
-        return "%.3g" % value
-    return str(value)
-
-
 def diagnosis_line(finding: dict, width: int) -> Text:
-    """`pid 812 mostly waiting: 95 % off-CPU · see gil-cpu`, cut to `width` without
-    losing the lesson: the verdict gives way first."""
+    """`python3 812 mostly waiting: 95 % off-CPU, ... · see io-bound`, cut to `width`
+    without losing the lesson: the sentence gives way (its aside in brackets first)."""
+    # The sentence quotes its own figures (diagnose's contract); they are in the record too.
     says = str(finding.get("says") or finding.get("kind") or "?")
-    figures = finding.get("figures") or {}
-    if isinstance(figures, dict):
-        # Figures the sentence does not already quote, while there is room for them.
-        extra = ["%s %s" % (k, _figure(v)) for k, v in figures.items()
-                 if _figure(v) not in says]
-    else:
-        extra = []
     lesson = finding.get("lesson")
     tail = " · see %s" % lesson if lesson else ""
     pid = finding.get("pid")
@@ -65,10 +53,6 @@ def diagnosis_line(finding: dict, width: int) -> Text:
     if len(says) > room and says.endswith(")") and " (" in says:
         says = says[:says.rindex(" (")]  # the aside goes first, the figures stay
     body = says
-    for item in extra:
-        if len(body) + 3 + len(item) > room:
-            break
-        body += " · " + item
     style = KIND_STYLE.get(str(finding.get("kind")), "bold")
     line.append_text(fit(Text(body, style=style), max(1, room)))
     if tail:
@@ -112,27 +96,36 @@ def _ms(value: Any) -> str:
 
 
 def loop_line(facts: ProbeFacts, key: tuple[int, int], several: bool) -> Text:
-    """`loop lag p50 1.0 p99 12 max 320 ms · blocked 320 ms at app.py:88 handle() ×3`."""
+    """`asyncio blocked 320 ms at app.py:88 handle() ×3 · lag p50 1.0 p99 12 max 320 ms`:
+    the blocking line first, so a narrow screen cuts the percentiles, not the culprit."""
     pid, _ = key
     lag, blocked = facts.lag.get(key), facts.blocked.get(key)
     kind = (blocked or lag or {}).get("loop", "loop")
     text = Text(("%s %d " % (kind, pid)) if several else "%s " % kind, style="bold")
-    if lag:
-        text.append("lag p50 %s p99 %s max %s ms" % (_ms(lag.get("p50_ms")),
-                                                      _ms(lag.get("p99_ms")),
-                                                      _ms(lag.get("max_ms"))))
     if blocked:
-        if lag:
-            text.append(" · ")
         text.append("blocked %s ms" % _ms(blocked.get("lag_ms")), style="bold red")
         text.append(" at %s" % blocked.get("where", "?"))
         count = facts.blocked_count.get(key, 1)
         if count > 1:
             text.append(" ×%d" % count)
+        if lag:
+            text.append(" · ")
+    if lag:
+        text.append("lag p50 %s p99 %s max %s ms" % (_ms(lag.get("p50_ms")),
+                                                      _ms(lag.get("p99_ms")),
+                                                      _ms(lag.get("max_ms"))))
     return text
 
 
-def lock_lines(event: dict, several: bool) -> list[Text]:
+def _lock_name(name: str, narrow: bool) -> str:
+    """`lock_a (app.py:7)` -> `lock_a` where columns are few: the line a thread is stuck
+    on says more than the line its lock was made on."""
+    if narrow and name.endswith(")") and " (" in name:
+        return name[:name.rindex(" (")]
+    return name
+
+
+def lock_lines(event: dict, several: bool, width: int = 120) -> list[Text]:
     """The wait-for graph of one process: who holds what, who waits for what, the cycle."""
     held = event.get("held") if isinstance(event.get("held"), dict) else {}
     waiting = event.get("waiting") if isinstance(event.get("waiting"), dict) else {}
@@ -165,11 +158,14 @@ def lock_lines(event: dict, several: bool) -> list[Text]:
     for tid in sorted(set(holds) | {str(t) for t in waiting}, key=lambda t: (t not in cycle, t)):
         row = Text("CYCLE " if tid in cycle else "      ",
                    style="bold red" if tid in cycle else "")
-        row.append("%s [%s]" % (name(tid), ", ".join(holds.get(tid, []))))
+        narrow = width < 100
+        row.append("%s [%s]" % (name(tid), ", ".join(_lock_name(h, narrow)
+                                                     for h in holds.get(tid, []))))
         lock = waiting.get(tid)
         if lock is not None:
             owner = held.get(lock)
-            row.append(" → %s (%s)" % (lock, "free" if owner is None else name(owner)))
+            row.append(" → %s (%s)" % (_lock_name(str(lock), narrow),
+                                       "free" if owner is None else name(owner)))
         spot = where.get(tid)
         if spot:
             row.append(" @ %s" % spot, style="dim")
@@ -233,14 +229,14 @@ class WatchFactsView(LinesView):
         if len(loops) > len(shown):
             out.append(Text("+%d more event loops" % (len(loops) - len(shown)), style="dim"))
         for pid in sorted(self.facts.locks):
-            graph = lock_lines(self.facts.locks[pid], several)
+            graph = lock_lines(self.facts.locks[pid], several, width)
             if len(graph) > MAX_LOCK_LINES + 1:
                 rest = len(graph) - MAX_LOCK_LINES
                 graph = graph[:MAX_LOCK_LINES] + [Text("+%d more threads" % rest, style="dim")]
             out += graph
         if self.note:
             out += [Text(line, style="dim") for line in textwrap.wrap(self.note, width)[:2]]
-        return out[:max(1, rows)]
+        return [fit(line, width) for line in out[:max(1, rows)]]
 
 
 class WatchThreadsView(ThreadsView):

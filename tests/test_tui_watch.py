@@ -296,7 +296,7 @@ async def test_a_real_watched_python_program_is_mostly_waiting_and_gone_after_le
     monkeypatch.setenv("CONLAB_DATA_DIR", str(tmp_path))
     program = ROOT / "tests" / "programs" / "sleepy.py"  # two threads that mostly sleep
     command = "%s %s 2 30" % (sys.executable, program)
-    app = make_app(RunController(save_records=False))
+    app = make_app(RunController(save_records=True))
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_watch(pilot)
         screen.query_one("#command").value = command
@@ -317,6 +317,11 @@ async def test_a_real_watched_python_program_is_mostly_waiting_and_gone_after_le
         await until(pilot, lambda: not pid_alive(pid), timeout=10, what="the command to end")
         await until(pilot, lambda: not app.controller.adopted_keys(), timeout=10,
                     what="the watch to be reaped")
+        from lab.core import history
+
+        # Kept like a run: the same record `conlab watch --json` saves.
+        await until(pilot, lambda: history.list_runs(experiment="watch"), timeout=10,
+                    what="the watch in history")
 
 
 @pytest.mark.slow

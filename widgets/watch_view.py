@@ -252,3 +252,6 @@ class WatchThreadsView(ThreadsView):
 
     def idle_lines(self) -> list[Text]:
         return [Text("no sample yet", style="dim")]
+
+
+VIEW = WatchThreadsView  # what lab.tui.views.view_class("watch") draws a watch's state with

@@ -194,6 +194,9 @@ async def test_a_refused_command_says_why_in_one_line_and_starts_nothing(fakes):
         await until(pilot, lambda: "command not found" in error(), what="the refusal")
         assert "\n" not in error()
         assert fakes.made == [] and screen.watch is None
+        assert app.focused is screen.query_one("#command")
+        await pilot.press("escape")  # the command field does not keep escape
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen), what="leaving")
 
 
 async def test_the_screen_draws_nothing_while_covered_and_again_once_shown(fakes):

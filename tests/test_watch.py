@@ -198,3 +198,63 @@ def test_no_probe_runs_the_program_untouched(tmp_path):
     done = conlab("watch", "--json", "--", sys.executable, "-c", code, "x", timeout=60)
     seen = json.loads(out.read_text())
     assert "CONLAB_PROBE_FD" in seen["env"] and seen["argv"] == ["-c", "x"]
+
+
+# The diagnosis itself, on figures (any machine: no timing involved) ----------------------
+def figures_of(threads: list[tuple[float, float, int, int]], python: dict | None,
+               wall: float = 2.0) -> dict:
+    """Threads as (cpu_s, run_delay_s, voluntary, involuntary) of one process, pid 10."""
+    return {"wall_s": wall, "root": 10, "since": None,
+            "processes": {10: {"pid": 10, "name": "app", "alive": True, "python": python,
+                               "process_cpu_s": None}},
+            "threads": [{"pid": 10, "tid": 10 + i, "name": "t%d" % i, "alive": True,
+                         "lifetime_s": wall, "cpu_s": c, "run_delay_s": d, "voluntary": v,
+                         "involuntary": n} for i, (c, d, v, n) in enumerate(threads)]}
+
+
+TWO_CPUS = {"usable_cpus": 2, "other_cpu_share": 0.0}
+SHARING_ONE_CORE = [(0.0, 0.0, 2, 0), (1.0, 0.05, 400, 10), (1.0, 0.05, 400, 10)]
+
+
+def test_threads_sharing_one_core_are_gil_bound_only_with_a_gil():
+    from lab.core.diagnose import diagnose_figures
+
+    gil = {"gil_enabled": True, "free_threaded": False}
+    found = diagnose_figures(figures_of(SHARING_ONE_CORE, gil), None, TWO_CPUS)
+    assert found[0]["kind"] == "gil-bound" and found[0]["lesson"] == "gil-cpu"
+    assert found[0]["figures"]["busy_cores"] == 1.0
+    free = {"gil_enabled": False, "free_threaded": True}
+    assert "gil-bound" not in kinds({"diagnosis": diagnose_figures(
+        figures_of(SHARING_ONE_CORE, free), None, TWO_CPUS)})
+    one_cpu = {"usable_cpus": 1, "other_cpu_share": 0.0}
+    assert "gil-bound" not in kinds({"diagnosis": diagnose_figures(
+        figures_of(SHARING_ONE_CORE, gil), None, one_cpu)})
+    native = diagnose_figures(figures_of(SHARING_ONE_CORE, None), None, TWO_CPUS)
+    assert native[0]["kind"] == "one-core" and "not Python" in native[0]["says"]
+
+
+def test_waiting_for_a_cpu_is_saturation_not_the_gil():
+    from lab.core.diagnose import diagnose_figures
+
+    gil = {"gil_enabled": True, "free_threaded": False}
+    busy = [(1.0, 0.9, 400, 300), (1.0, 0.9, 400, 300)]
+    found = kinds({"diagnosis": diagnose_figures(figures_of(busy, gil), None, TWO_CPUS)})
+    assert "cpu-saturated" in found and "gil-bound" not in found
+
+
+def test_probe_findings_name_the_line_and_the_cycle():
+    from lab.core.diagnose import diagnose_figures, wait_cycle
+    from lab.core.watch import ProbeFacts
+
+    probe = ProbeFacts()
+    probe.apply({"ev": "loop_blocked", "pid": 10, "tid": 10, "lag_ms": 320,
+                 "where": "app.py:88 handle()", "loop": "asyncio"})
+    probe.apply({"ev": "locks", "pid": 10, "held": {"A": 11, "B": 12},
+                 "waiting": {"11": "B", "12": "A"}, "names": {"11": "T1", "12": "T2"},
+                 "where": {"11": "app.py:12 worker()", "12": "app.py:20 other()"}})
+    found = diagnose_figures(figures_of([(0.0, 0.0, 5, 0)] * 3, None), probe, TWO_CPUS)
+    assert [d["kind"] for d in found[:2]] == ["deadlock", "loop-blocked"]
+    assert found[0]["says"] == ("deadlock: T1 holds A and waits for B; "
+                                "T2 holds B and waits for A")
+    assert "320 ms at app.py:88 handle()" in found[1]["says"]
+    assert wait_cycle({"held": {"A": 11}, "waiting": {"12": "A"}}) == []

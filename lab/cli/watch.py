@@ -153,8 +153,11 @@ def live_line(watch: Any, seen: set) -> str:
     figures = watch.figures(LIVE_EVERY_S * 2)
     threads = figures["threads"]
     wall = max(figures["wall_s"], 1e-9)
-    cpu = sum(t["cpu_s"] for t in threads)
     delay = sum(t["run_delay_s"] or 0.0 for t in threads)
+    cpu = 0.0
+    for pid, facts in figures["processes"].items():  # the process clock counts ended threads
+        cpu += max(sum(t["cpu_s"] for t in threads if t["pid"] == pid),
+                   facts.get("process_cpu_s") or 0.0)
     alive = {tid for tid, v in state.threads.items() if v.alive}
     new, ended = len(alive - seen), len({t for t in seen if t not in alive})
     seen.clear()

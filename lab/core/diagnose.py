@@ -37,9 +37,10 @@ THRESHOLDS = {
 }
 LESSONS = {"gil-bound": "gil-cpu", "parallel": "gil-cpu", "one-core": "gil-cpu",
            "cpu-saturated": "scale", "waiting": "io-bound", "preempted": "convoy",
-           "loop-blocked": "loop-freeze", "deadlock": "deadlock", "idle": None}
+           "loop-blocked": "loop-freeze", "deadlock": "deadlock", "idle": None,
+           "mixed": "decision"}
 ORDER = ("deadlock", "loop-blocked", "gil-bound", "cpu-saturated", "parallel", "preempted",
-         "one-core", "waiting", "idle")
+         "one-core", "waiting", "mixed", "idle")
 MAX_PROCESSES = 8  # diagnosed per watch: the root and the busiest others
 
 
@@ -72,21 +73,26 @@ def load_block(start: tuple | None, end: tuple, watched_cpu_s: float) -> dict[st
 
 
 # Per process --------------------------------------------------------------------------
-def process_figures(threads: list[dict], wall_s: float) -> dict[str, Any]:
-    """The figures a diagnosis rests on, for one process's threads over `wall_s`."""
+def process_figures(threads: list[dict], wall_s: float,
+                    process_cpu_s: float | None = None) -> dict[str, Any]:
+    """The figures a diagnosis rests on, for one process's threads over `wall_s`;
+    `process_cpu_s` (the process's own clock, ended threads included) when known."""
     wall = max(wall_s, 1e-9)
     cpu = sum(t["cpu_s"] for t in threads)
+    sampled_cpu = cpu
+    if process_cpu_s is not None and process_cpu_s > cpu:
+        cpu = process_cpu_s  # threads that ended between samples ran too
     delays = [t["run_delay_s"] for t in threads if t["run_delay_s"] is not None]
     delay = sum(delays) if delays else None
     busy = [t for t in threads if t["cpu_s"] / wall >= THRESHOLDS["busy_thread_cores"]]
     voluntary = sum(t["voluntary"] for t in threads)
     involuntary = sum(t["involuntary"] for t in threads)
-    alive = max(1, sum(1 for t in threads if t["alive"]))
-    runnable = cpu + (delay or 0.0)
+    lifetime = sum(t.get("lifetime_s", wall) for t in threads) or wall
+    runnable = sampled_cpu + (delay or 0.0)  # of the threads sampled: their time alive
     return {
         "cores": round(cpu / wall, 3),
         "run_delay_share": None if delay is None or runnable <= 0 else round(delay / runnable, 3),
-        "off_cpu_share": round(max(0.0, 1 - runnable / (wall * alive)), 3),
+        "off_cpu_share": round(min(1.0, max(0.0, 1 - runnable / lifetime)), 3),
         "voluntary_per_s": round(voluntary / wall, 1),
         "involuntary_per_s": round(involuntary / wall, 1),
         "threads": len(threads),
@@ -118,7 +124,7 @@ def diagnose_figures(figures: dict[str, Any], probe: Any = None,
     root = figures.get("root")
     for pid in ranked[:MAX_PROCESSES]:
         facts = figures["processes"].get(pid, {})
-        figs = process_figures(by_pid[pid], wall)
+        figs = process_figures(by_pid[pid], wall, facts.get("process_cpu_s"))
         if pid != root and not facts.get("alive", True) and figs["cores"] < THRESHOLDS["idle_cores"]:
             continue  # a short-lived helper (a shell, a shim): nothing to say about it
         out += diagnose_process(pid, facts, figs, probe, load, figures.get("since"))
@@ -188,7 +194,7 @@ def diagnose_process(pid: int, facts: dict, figs: dict, probe: Any = None,
         say("one-core", "one core busy (%.2f): %d busy thread%s" % (
             cores, figs["busy_threads"], "" if figs["busy_threads"] == 1 else "s"),
             keys=("cores", "busy_threads"))
-    if cores < t["idle_cores"] and figs["voluntary_per_s"] < t["waiting_voluntary_per_s"]:
+    if cores < t["idle_cores"] and switches < t["waiting_voluntary_per_s"]:
         say("idle", "idle: %.2f cores, %.1f switches/s" % (cores, switches),
             keys=("cores", "voluntary_per_s"))
     elif figs["off_cpu_share"] > t["waiting_off_cpu_share"] and \
@@ -196,6 +202,13 @@ def diagnose_process(pid: int, facts: dict, figs: dict, probe: Any = None,
         say("waiting", "mostly waiting: %s off-CPU, %.0f voluntary switches/s (it sleeps, "
             "reads or waits on locks)" % (_pct(figs["off_cpu_share"]), figs["voluntary_per_s"]),
             keys=("off_cpu_share", "voluntary_per_s"))
+    if not found:
+        say("mixed", "no single pattern: %.2f cores, %s off-CPU, waited for a CPU %s of its "
+            "runnable time, %.0f voluntary and %.0f involuntary switches/s" % (
+                cores, _pct(figs["off_cpu_share"]), _pct(delay_share),
+                figs["voluntary_per_s"], figs["involuntary_per_s"]),
+            keys=("cores", "off_cpu_share", "run_delay_share", "voluntary_per_s",
+                  "involuntary_per_s"))
     return found
 
 
@@ -203,7 +216,9 @@ def _tree_findings(figures: dict, by_pid: dict, found: list) -> list[dict[str, A
     """Processes that together use several cores (a process pool): parallel as a tree."""
     root = figures.get("root")
     wall = max(figures["wall_s"], 1e-9)
-    busy = {pid: sum(t["cpu_s"] for t in threads) / wall for pid, threads in by_pid.items()}
+    busy = {pid: max(sum(t["cpu_s"] for t in threads),
+                     (figures["processes"].get(pid) or {}).get("process_cpu_s") or 0.0) / wall
+            for pid, threads in by_pid.items()}
     cores = sum(busy.values())
     working = [pid for pid, c in busy.items() if c >= THRESHOLDS["busy_thread_cores"]]
     if root is None or len(working) < 2 or cores <= THRESHOLDS["parallel_cores"] or any(

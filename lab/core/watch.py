@@ -27,7 +27,7 @@ from typing import Any
 from lab.core import diagnose as diagnosis
 from lab.core.runner import (MAX_EVENT_LINE, GroupGuard, Refused, clear_group,
                              read_json_lines, start_child, stop_child)
-from lab.core.sampler import Sample, make_sampler
+from lab.core.sampler import CLOCK_TICK_S, Sample, make_sampler
 from lab.core.state import RunState
 
 ENV_PROBE_FD = "CONLAB_PROBE_FD"  # workloads.probe exports the same name once it exists
@@ -168,6 +168,19 @@ def _status_field(status: str, key: str) -> str:
     return ""
 
 
+def _process_cpu_s(pid: int) -> float | None:
+    """CPU seconds of all of a process's threads, the ended ones included (/proc/PID/stat
+    utime + stime, in clock ticks)."""
+    text = _read("/proc/%d/stat" % pid)
+    if text is None:
+        return None
+    try:
+        fields = text[text.rfind(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) * CLOCK_TICK_S
+    except (IndexError, ValueError):
+        return None
+
+
 def _exe(pid: int) -> str | None:
     try:
         return os.readlink("/proc/%d/exe" % pid).replace(" (deleted)", "")
@@ -270,6 +283,9 @@ class Watch:
         self._gone = asyncio.Event()  # the target is gone (or we stopped watching)
         self._samples: deque = deque(maxlen=int(LIVE_WINDOW_S / SAMPLE_INTERVAL_S) + 4)
         self._first: Sample | None = None
+        self._first_seen: dict[int, float] = {}  # tid -> when a sample first saw it
+        self._process_cpu: dict[float, dict[int, float]] = {}  # sample ts -> pid -> cpu s
+        self._process_cpu_last: dict[int, float] = {}
         self._load_start: tuple | None = None
         self._load_end: tuple | None = None
         self._interpreters: dict[str, Any] = {}
@@ -440,6 +456,16 @@ class Watch:
     def _apply(self, sample: Sample) -> None:
         if self._first is None:
             self._first = sample
+        for tid in sample.threads:
+            self._first_seen.setdefault(tid, sample.ts)
+        # A process's own CPU clock counts its ended threads too (a server's thread per
+        # request lives less than a sampling interval); keyed by the sample's time.
+        self._process_cpu[sample.ts] = {pid: cpu for pid in sample.processes
+                                        for cpu in [_process_cpu_s(pid)] if cpu is not None}
+        self._process_cpu_last.update(self._process_cpu[sample.ts])
+        kept = {s.ts for s in self._samples} | {self._first.ts, sample.ts}
+        for ts in [ts for ts in self._process_cpu if ts not in kept]:
+            del self._process_cpu[ts]
         self.state.apply_sample(sample)
         for pid, proc in sample.processes.items():  # a name changes at exec (a shim, a wrapper)
             self.state.processes[pid].name = proc.name
@@ -506,8 +532,13 @@ class Watch:
             if before is None and base is not None and window_s is None and self._first \
                     and view.sampled_at and view.sampled_at <= self._first.ts:
                 continue  # cannot happen often: seen first but missing from the first sample
+            first = self._first_seen.get(view.tid, start)
+            if self.mode == "command" and self._first and first <= self._first.ts:
+                first = min(first, state.started_at)  # there since the program started
+            last = end if view.alive else min(view.sampled_at + SAMPLE_INTERVAL_S / 2, end)
             threads.append({
                 "pid": view.pid, "tid": view.tid, "name": view.name, "alive": view.alive,
+                "lifetime_s": max(SAMPLE_INTERVAL_S / 2, last - max(first, start)),
                 "cpu_s": max(0.0, view.cpu_s - (before.cpu_s if before else 0.0)),
                 "run_delay_s": None if view.run_delay_s is None else max(
                     0.0, view.run_delay_s - ((before.run_delay_s or 0.0) if before else 0.0)),
@@ -517,8 +548,16 @@ class Watch:
                                                                   if before else 0)),
             })
         processes = {}
+        cpu_then = self._process_cpu.get(base.ts, {}) if base is not None else {}
+        cpu_now = self._process_cpu_last if window_s is None else self._process_cpu.get(
+            newest.ts, {})
         for pid, proc in state.processes.items():
+            process_cpu = None
+            if pid in cpu_now and (base is None or pid in cpu_then or
+                                   self._first_seen_process(pid, base.ts)):
+                process_cpu = max(0.0, cpu_now[pid] - cpu_then.get(pid, 0.0))
             processes[pid] = {
+                "process_cpu_s": process_cpu,
                 "pid": pid, "name": proc.name, "alive": pid in newest.processes,
                 "ppid": newest.processes[pid].ppid if pid in newest.processes else None,
                 "rss_bytes": proc.rss_bytes, "num_fds": proc.num_fds,
@@ -527,6 +566,10 @@ class Watch:
             }
         return {"wall_s": max(0.0, end - start), "threads": threads, "processes": processes,
                 "root": state.pid, "since": None if window_s is None else start}
+
+    def _first_seen_process(self, pid: int, since: float) -> bool:
+        """Did `pid` appear after `since` (so its CPU clock started inside the window)?"""
+        return all(pid not in cpu for ts, cpu in self._process_cpu.items() if ts <= since)
 
     def _python_facts(self, pid: int) -> dict[str, Any] | None:
         """Is this process Python, and does it have a GIL? From the probe when it spoke,

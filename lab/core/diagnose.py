@@ -194,8 +194,9 @@ def diagnose_process(pid: int, facts: dict, figs: dict, probe: Any = None,
         say("one-core", "one core busy (%.2f): %d busy thread%s" % (
             cores, figs["busy_threads"], "" if figs["busy_threads"] == 1 else "s"),
             keys=("cores", "busy_threads"))
-    if cores < t["idle_cores"] and switches < t["waiting_voluntary_per_s"]:
-        say("idle", "idle: %.2f cores, %.1f switches/s" % (cores, switches),
+    if cores < t["idle_cores"] and figs["voluntary_per_s"] < t["waiting_voluntary_per_s"]:
+        say("idle", "idle: %.2f cores, %.1f voluntary switches/s" % (
+            cores, figs["voluntary_per_s"]),
             keys=("cores", "voluntary_per_s"))
     elif figs["off_cpu_share"] > t["waiting_off_cpu_share"] and \
             figs["voluntary_per_s"] >= t["waiting_voluntary_per_s"]:

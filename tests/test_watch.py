@@ -258,3 +258,36 @@ def test_probe_findings_name_the_line_and_the_cycle():
                                 "T2 holds B and waits for A")
     assert "320 ms at app.py:88 handle()" in found[1]["says"]
     assert wait_cycle({"held": {"A": 11}, "waiting": {"12": "A"}}) == []
+
+
+def test_attach_refuses_a_thread_id_and_a_process_it_may_not_read(monkeypatch):
+    import threading
+
+    from lab.core import watch
+    from lab.core.runner import Refused
+
+    ready, leave = threading.Event(), threading.Event()
+    worker = threading.Thread(target=lambda: (ready.set(), leave.wait(30)))
+    worker.start()
+    try:
+        ready.wait(10)
+        with pytest.raises(Refused, match="is a thread of process %d" % os.getpid()):
+            watch.check_attach(worker.native_id)
+    finally:
+        leave.set()
+        worker.join()
+    real = os.listdir
+
+    def denied(path):  # what a process of another user looks like to a normal user
+        if str(path).endswith("/fd"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    target = subprocess.Popen(["sleep", "30"], stdin=subprocess.DEVNULL)
+    try:
+        monkeypatch.setattr(watch.os, "listdir", denied)
+        with pytest.raises(Refused, match="you may not read its /proc files"):
+            watch.check_attach(target.pid)
+    finally:
+        target.kill()
+        target.wait()

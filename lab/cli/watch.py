@@ -178,6 +178,8 @@ def _print_end(record: dict) -> None:
     print("%s: %s, %.1f s, %s" % (record["params"]["command"], record["ended"],
                                   record["duration_s"], time.strftime("%H:%M:%S")))
     for row in record["processes"]:
+        if not row["alive"] and row["cores"] < 0.005:
+            continue  # a helper that came and went (a shell, a version shim)
         print("  pid %-7d %-15s %5.2f cores  %d threads  wait-cpu %s  off-cpu %s  "
               "vol %.0f/s inv %.0f/s  rss %d MB" % (
                   row["pid"], row["name"][:15], row["cores"], row["threads"],

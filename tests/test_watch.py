@@ -291,3 +291,18 @@ def test_attach_refuses_a_thread_id_and_a_process_it_may_not_read(monkeypatch):
     finally:
         target.kill()
         target.wait()
+
+
+def test_the_process_list_offers_ones_own_processes_and_no_kernel_threads():
+    from lab.core.watch import list_processes
+
+    target = subprocess.Popen(["sleep", "30"], stdin=subprocess.DEVNULL)
+    try:
+        listed = {p["pid"]: p for p in list_processes(limit=100000)}
+        assert listed[target.pid]["command"] == "sleep 30"
+        assert os.getpid() not in listed
+        kthread = kernel_thread()
+        assert kthread is None or kthread not in listed
+    finally:
+        target.kill()
+        target.wait()

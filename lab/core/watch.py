@@ -153,6 +153,31 @@ def check_attach(pid: int) -> str:
     return name
 
 
+def list_processes(limit: int = 500) -> list[dict[str, Any]]:
+    """The user's own processes one may attach to (for a picker): pid, name, command line,
+    threads; kernel threads and this lab left out, newest first."""
+    uid, me = os.getuid(), os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        pid = int(entry)
+        status = _read("/proc/%d/status" % pid)
+        stat = _read("/proc/%d/stat" % pid)
+        if status is None or stat is None:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        owner = (_status_field(status, "Uid:") or "-1").split()[0]
+        if int(owner) != uid and uid != 0 or int(fields[6]) & PF_KTHREAD or fields[0] == "Z":
+            continue
+        cmdline = (_read("/proc/%d/cmdline" % pid) or "").replace("\0", " ").strip()
+        found.append({"pid": pid, "name": stat[stat.find("(") + 1:stat.rfind(")")],
+                      "command": cmdline[:200],
+                      "threads": int(_status_field(status, "Threads:") or 1)})
+    found.sort(key=lambda p: -p["pid"])
+    return found[:limit]
+
+
 def _read(path: str) -> str | None:
     try:
         with open(path, "rb") as f:

@@ -364,8 +364,7 @@ class Watch:
             self._tasks.append(asyncio.create_task(self._watchdog()))
 
     async def _start_command(self) -> None:
-        env = dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
+        env = dict(os.environ)  # the user's own environment: only the probe adds to it
         pass_fds: tuple[int, ...] = ()
         read_fd = write_fd = None
         if self.python and self.probe_wanted:
@@ -385,13 +384,14 @@ class Watch:
             self.probe.status = "off: not a Python program"
         log = None
         if not self.passthrough:
-            if self.log_path is None:
-                folder = watch_dir()
-                os.makedirs(folder, exist_ok=True)
-                _prune_logs(folder)
-                self.log_path = os.path.join(folder, "%s-%s.log" % (
-                    time.strftime("%Y%m%d-%H%M%S"), re.sub(r"[^\w.-]", "_", self.name)[:40]))
-            log = open(self.log_path, "ab")
+            try:
+                log = self._open_log()
+            except OSError as exc:
+                for fd in (read_fd, write_fd):
+                    if fd is not None:
+                        os.close(fd)
+                raise Refused("cannot write the program's log %s: %s" % (
+                    self.log_path, exc.strerror or exc)) from None
         # Passed through: the terminal's stdout, or stderr when our stdout carries JSON.
         out = log if log is not None else (2 if self.passthrough == "stderr" else None)
         try:
@@ -424,6 +424,15 @@ class Watch:
                                          os.fdopen(read_fd, "rb", 0))
             self._tasks.append(asyncio.create_task(
                 read_json_lines(reader, self.state, self.probe.apply)))
+
+    def _open_log(self):
+        if self.log_path is None:
+            folder = watch_dir()
+            os.makedirs(folder, exist_ok=True)
+            _prune_logs(folder)
+            self.log_path = os.path.join(folder, "%s-%s.log" % (
+                time.strftime("%Y%m%d-%H%M%S"), re.sub(r"[^\w.-]", "_", self.name)[:40]))
+        return open(self.log_path, "ab")
 
     async def wait(self) -> RunState:
         """Until the target ends or stop() is called; then the figures are final."""

@@ -278,8 +278,14 @@ def _num(value: Any) -> float:
 # The watch ---------------------------------------------------------------------------
 class Watch:
     """One watched command or attached process. Build with Watch.command() or
-    Watch.attach() (both raise Refused before anything starts), then start(), wait() (or
-    stop()), diagnose(), to_record()."""
+    Watch.attach() (both raise Refused before anything starts), then, on the event loop's
+    own thread (the kernel's death signal follows the thread that forked): `await start()`,
+    `await wait()` (until the target ends) or `await stop()`, then `to_record()`.
+
+    While it runs: `.state` (a RunState: threads, processes, samples, as the thread views
+    draw them), `.probe` (ProbeFacts), `diagnose()` over the last few seconds,
+    `figures()`; at the end `.ended` (in words), `.exit_status` (our child only),
+    `.log_path`, `.finished`."""
 
     def __init__(self, mode: str, *, argv: list[str] | None = None, pid: int | None = None,
                  probe: bool = False, timeout: float | None = None,

@@ -14,7 +14,8 @@ import psutil
 import pytest
 
 from lab.core.record_check import RECORD_VERSION, check_record
-from tests.helpers import ROOT, alive, busy_reason, conlab, usable_cpus, wait_for
+from tests.helpers import (ROOT, alive, busy_reason, conlab, python_under_test,
+                           usable_cpus, wait_for)
 
 PROGRAMS = ROOT / "tests" / "programs"
 
@@ -28,30 +29,27 @@ def watch_json(*args: str, seconds: str = "1.5") -> dict:
 
 
 def program(name: str, *args: str) -> list[str]:
-    return [sys.executable, str(PROGRAMS / name), *args]
+    """A program of tests/programs under the tests' interpreter (a free-threaded one when
+    CI's second pass sets it)."""
+    return [python_under_test() or sys.executable, str(PROGRAMS / name), *args]
 
 
 def kinds(record: dict, pid: int | None = None) -> list[str]:
     return [d["kind"] for d in record["diagnosis"] if pid is None or d["pid"] == pid]
 
 
-def gil_build() -> bool:
-    check = getattr(sys, "_is_gil_enabled", None)
-    return check() if check is not None else True
-
-
 @pytest.mark.timing
-def test_json_threads_are_gil_bound():
+def test_json_threads_are_gil_bound_and_never_on_a_free_threaded_build():
+    record = watch_json(*program("json_threads.py", "2", "30"))
+    if record["interpreter"]["gil_enabled"] is not True:  # off, or a free-threaded build's
+        assert "gil-bound" not in kinds(record), record["diagnosis"]  # state unknown
+        return
     if usable_cpus() < 2:
         pytest.skip("one usable CPU: two threads cannot use more than one core anyway")
-    if not gil_build():
-        pytest.skip("a free-threaded interpreter with its GIL off: nothing is GIL-bound")
-    record = watch_json(*program("json_threads.py", "2", "30"))
     why = busy_reason(record)
     if why:
         pytest.skip(why)
     root = record["processes"][0]
-    assert record["interpreter"]["gil_enabled"] is True
     assert "gil-bound" in kinds(record, root["pid"]), record["diagnosis"]
     found = next(d for d in record["diagnosis"] if d["kind"] == "gil-bound")
     assert found["lesson"] == "gil-cpu" and found["figures"]["busy_threads"] >= 2

@@ -125,7 +125,8 @@ def diagnose_figures(figures: dict[str, Any], probe: Any = None,
     for pid in ranked[:MAX_PROCESSES]:
         facts = figures["processes"].get(pid, {})
         figs = process_figures(by_pid[pid], wall, facts.get("process_cpu_s"))
-        if pid != root and not facts.get("alive", True) and figs["cores"] < THRESHOLDS["idle_cores"]:
+        gone = not facts.get("alive", True)
+        if pid != root and gone and figs["cores"] < THRESHOLDS["idle_cores"]:
             continue  # a short-lived helper (a shell, a shim): nothing to say about it
         out += diagnose_process(pid, facts, figs, probe, load, figures.get("since"))
     out += _tree_findings(figures, by_pid, out)

@@ -303,3 +303,26 @@ def test_the_process_list_offers_ones_own_processes_and_no_kernel_threads():
     finally:
         target.kill()
         target.wait()
+
+
+SHORT_THREADS = """
+import threading, time
+def burn():
+    end = time.thread_time() + 0.01
+    while time.thread_time() < end:
+        pass
+stop = time.monotonic() + 30
+while time.monotonic() < stop:
+    t = threading.Thread(target=burn)
+    t.start()
+    t.join()
+"""
+
+
+def test_threads_that_end_between_samples_still_count():
+    """A thread per request that lives 10 ms is rarely sampled; the process's own clock
+    counts it anyway, so the cores in use are not lost with it."""
+    record = watch_json(python_under_test() or sys.executable, "-c", SHORT_THREADS)
+    root = record["processes"][0]
+    sampled = sum(t["cpu_s"] for t in record["threads"] if t["pid"] == root["pid"])
+    assert root["cores"] * root["window_s"] > 1.5 * sampled + 0.05, (root, sampled)

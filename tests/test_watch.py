@@ -326,3 +326,20 @@ def test_threads_that_end_between_samples_still_count():
     root = record["processes"][0]
     sampled = sum(t["cpu_s"] for t in record["threads"] if t["pid"] == root["pid"])
     assert root["cores"] * root["window_s"] > 1.5 * sampled + 0.05, (root, sampled)
+
+
+def test_whatever_a_program_writes_on_the_probe_pipe_never_breaks_the_watch():
+    from lab.core.diagnose import diagnose_figures
+    from lab.core.watch import ProbeFacts
+
+    probe = ProbeFacts()
+    for event in ({"ev": "result", "pid": 10}, {"ev": "locks", "pid": "10"},
+                  {"ev": "probe_threads", "pid": 10, "threads": 7},
+                  {"ev": "loop_blocked", "pid": 10, "lag_ms": "slow", "where": ["x"]},
+                  {"ev": "locks", "pid": 10, "held": [], "waiting": "A", "names": 3},
+                  {"ev": "locks", "pid": 10, "held": {"A": "x", "B": None},
+                   "waiting": {"x": "B", "12": ["A"]}}):
+        probe.apply(event)
+    assert probe.dropped == 2
+    found = diagnose_figures(figures_of([(0.0, 0.0, 5, 0)], None), probe, TWO_CPUS)
+    assert found and all(isinstance(d["says"], str) for d in found)

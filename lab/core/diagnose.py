@@ -245,12 +245,12 @@ def _probe_findings(pid: int, probe: Any, say: Any, since: float | None) -> None
         cycle = wait_cycle(locks)
         if cycle:
             names = locks.get("names") or {}
-            parts = ["%s holds %s and waits for %s" % (names.get(str(tid), "thread %s" % tid),
-                                                      held, wanted)
+            parts = ["%s holds %s and waits for %s" % (
+                str(names.get(str(tid), "thread %s" % tid))[:100], held, wanted)
                      for tid, held, wanted in cycle]
             say("deadlock", "deadlock: " + "; ".join(parts),
                 cycle=[{"tid": tid, "holds": held, "waits_for": wanted,
-                        "where": (locks.get("where") or {}).get(str(tid))}
+                        "where": _text((locks.get("where") or {}).get(str(tid)))}
                        for tid, held, wanted in cycle])
 
 
@@ -258,10 +258,10 @@ def wait_cycle(locks: dict) -> list[tuple[int, str, str]]:
     """A cycle in the wait-for graph of a `locks` event, as (tid, a lock it holds, the lock
     it waits for); [] if there is none."""
     held = locks.get("held") or {}
-    waiting = {int(k): v for k, v in (locks.get("waiting") or {}).items()
+    waiting = {int(k): str(v)[:100] for k, v in (locks.get("waiting") or {}).items()
                if str(k).lstrip("-").isdigit()}
-    owner = {name: int(tid) for name, tid in held.items() if isinstance(tid, (int, str))
-             and str(tid).lstrip("-").isdigit()}
+    owner = {str(name)[:100]: int(tid) for name, tid in held.items()
+             if isinstance(tid, (int, str)) and str(tid).lstrip("-").isdigit()}
     holds: dict[int, list[str]] = {}
     for name, tid in owner.items():
         holds.setdefault(tid, []).append(name)
@@ -295,6 +295,10 @@ def diagnose(state: Any, probe: Any = None, load: dict | None = None) -> list[di
     processes = {pid: {"pid": pid, "name": p.name} for pid, p in state.processes.items()}
     return diagnose_figures({"wall_s": state.duration_s, "threads": threads,
                              "processes": processes}, probe, load)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)[:300]
 
 
 def _pct(share: float | None) -> str:

@@ -31,6 +31,8 @@ from lab.core.sampler import CLOCK_TICK_S, Sample, make_sampler
 from lab.core.state import RunState
 
 ENV_PROBE_FD = "CONLAB_PROBE_FD"  # workloads.probe exports the same name once it exists
+PROBE_EVENTS = {"probe_hello", "probe_threads", "loop_lag", "loop_blocked", "locks",
+                "probe_bye"}
 SAMPLE_INTERVAL_S = 0.25
 LIVE_WINDOW_S = 3.0  # the live diagnosis looks at this much recent time
 KEEP_LOGS = 20  # the newest program logs kept in the watch folder
@@ -229,27 +231,36 @@ class ProbeFacts:
     blocks: deque = field(default_factory=lambda: deque(maxlen=256))  # (monotonic, event)
     bye: set = field(default_factory=set)
     events: int = 0
+    dropped: int = 0  # lines that were not probe events
 
     def apply(self, event: dict) -> None:
+        """Keep one probe event; the program could write anything on the pipe, so a
+        malformed event is counted and dropped, never raised."""
         kind, pid = event.get("ev"), event.get("pid")
-        if not isinstance(pid, int):
+        if kind not in PROBE_EVENTS or not isinstance(pid, int) or isinstance(pid, bool):
+            self.dropped += 1
             return
         self.events += 1
         if kind == "probe_hello":
             self.hello[pid] = event
         elif kind == "probe_threads":
-            self.threads[pid] = {t["tid"]: str(t.get("name", "?")) for t in event.get("threads", [])
+            listed = event.get("threads")
+            self.threads[pid] = {t["tid"]: str(t.get("name", "?"))[:100]
+                                 for t in (listed if isinstance(listed, list) else [])
                                  if isinstance(t, dict) and isinstance(t.get("tid"), int)}
         elif kind == "loop_lag":
             self.loop_lag[pid] = event
         elif kind == "loop_blocked":
+            event = dict(event, where=str(event.get("where", "?"))[:300],
+                         lag_ms=_num(event.get("lag_ms")))
             self.loop_blocked[pid] = event
             self.blocks.append((time.monotonic(), event))
             worst = self.worst_block.get(pid)
-            if worst is None or _num(event.get("lag_ms")) >= _num(worst.get("lag_ms")):
+            if worst is None or event["lag_ms"] >= worst["lag_ms"]:
                 self.worst_block[pid] = event
         elif kind == "locks":
-            self.locks[pid] = event
+            self.locks[pid] = {key: event.get(key) if isinstance(event.get(key), dict) else {}
+                               for key in ("held", "waiting", "names", "where")}
         elif kind == "probe_bye":
             self.bye.add(pid)
 
@@ -429,7 +440,7 @@ class Watch:
             await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
                                          os.fdopen(read_fd, "rb", 0))
             self._tasks.append(asyncio.create_task(
-                read_json_lines(reader, self.state, self.probe.apply)))
+                read_json_lines(reader, self.state, self.probe.apply, PROBE_EVENTS)))
 
     def _open_log(self):
         if self.log_path is None:

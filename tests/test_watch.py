@@ -14,7 +14,8 @@ import psutil
 import pytest
 
 from lab.core.record_check import RECORD_VERSION, check_record
-from tests.helpers import ROOT, alive, busy_reason, conlab, usable_cpus, wait_for
+from tests.helpers import (ROOT, alive, busy_reason, conlab, python_under_test,
+                           usable_cpus, wait_for)
 
 PROGRAMS = ROOT / "tests" / "programs"
 
@@ -28,30 +29,27 @@ def watch_json(*args: str, seconds: str = "1.5") -> dict:
 
 
 def program(name: str, *args: str) -> list[str]:
-    return [sys.executable, str(PROGRAMS / name), *args]
+    """A program of tests/programs under the tests' interpreter (a free-threaded one when
+    CI's second pass sets it)."""
+    return [python_under_test() or sys.executable, str(PROGRAMS / name), *args]
 
 
 def kinds(record: dict, pid: int | None = None) -> list[str]:
     return [d["kind"] for d in record["diagnosis"] if pid is None or d["pid"] == pid]
 
 
-def gil_build() -> bool:
-    check = getattr(sys, "_is_gil_enabled", None)
-    return check() if check is not None else True
-
-
 @pytest.mark.timing
-def test_json_threads_are_gil_bound():
+def test_json_threads_are_gil_bound_and_never_on_a_free_threaded_build():
+    record = watch_json(*program("json_threads.py", "2", "30"))
+    if record["interpreter"]["gil_enabled"] is not True:  # off, or a free-threaded build's
+        assert "gil-bound" not in kinds(record), record["diagnosis"]  # state unknown
+        return
     if usable_cpus() < 2:
         pytest.skip("one usable CPU: two threads cannot use more than one core anyway")
-    if not gil_build():
-        pytest.skip("a free-threaded interpreter with its GIL off: nothing is GIL-bound")
-    record = watch_json(*program("json_threads.py", "2", "30"))
     why = busy_reason(record)
     if why:
         pytest.skip(why)
     root = record["processes"][0]
-    assert record["interpreter"]["gil_enabled"] is True
     assert "gil-bound" in kinds(record, root["pid"]), record["diagnosis"]
     found = next(d for d in record["diagnosis"] if d["kind"] == "gil-bound")
     assert found["lesson"] == "gil-cpu" and found["figures"]["busy_threads"] >= 2
@@ -187,8 +185,7 @@ def test_no_probe_runs_the_program_untouched(tmp_path):
     assert done.returncode == 0, done.stderr
     seen = json.loads(out.read_text())
     assert seen["argv"] == ["-c", "x"]
-    assert "CONLAB_PROBE_FD" not in seen["env"]
-    assert seen["env"].get("PYTHONPATH") == os.environ.get("PYTHONPATH")
+    assert seen["env"] == dict(os.environ)  # not one variable added, changed or removed
     record = json.loads(done.stdout)
     assert record["result"]["probe"]["status"] == "off: --no-probe"
     try:
@@ -198,3 +195,151 @@ def test_no_probe_runs_the_program_untouched(tmp_path):
     done = conlab("watch", "--json", "--", sys.executable, "-c", code, "x", timeout=60)
     seen = json.loads(out.read_text())
     assert "CONLAB_PROBE_FD" in seen["env"] and seen["argv"] == ["-c", "x"]
+
+
+# The diagnosis itself, on figures (any machine: no timing involved) ----------------------
+def figures_of(threads: list[tuple[float, float, int, int]], python: dict | None,
+               wall: float = 2.0) -> dict:
+    """Threads as (cpu_s, run_delay_s, voluntary, involuntary) of one process, pid 10."""
+    return {"wall_s": wall, "root": 10, "since": None,
+            "processes": {10: {"pid": 10, "name": "app", "alive": True, "python": python,
+                               "process_cpu_s": None}},
+            "threads": [{"pid": 10, "tid": 10 + i, "name": "t%d" % i, "alive": True,
+                         "lifetime_s": wall, "cpu_s": c, "run_delay_s": d, "voluntary": v,
+                         "involuntary": n} for i, (c, d, v, n) in enumerate(threads)]}
+
+
+TWO_CPUS = {"usable_cpus": 2, "other_cpu_share": 0.0}
+SHARING_ONE_CORE = [(0.0, 0.0, 2, 0), (1.0, 0.05, 400, 10), (1.0, 0.05, 400, 10)]
+
+
+def test_threads_sharing_one_core_are_gil_bound_only_with_a_gil():
+    from lab.core.diagnose import diagnose_figures
+
+    gil = {"gil_enabled": True, "free_threaded": False}
+    found = diagnose_figures(figures_of(SHARING_ONE_CORE, gil), None, TWO_CPUS)
+    assert found[0]["kind"] == "gil-bound" and found[0]["lesson"] == "gil-cpu"
+    assert found[0]["figures"]["busy_cores"] == 1.0
+    free = {"gil_enabled": False, "free_threaded": True}
+    assert "gil-bound" not in kinds({"diagnosis": diagnose_figures(
+        figures_of(SHARING_ONE_CORE, free), None, TWO_CPUS)})
+    one_cpu = {"usable_cpus": 1, "other_cpu_share": 0.0}
+    assert "gil-bound" not in kinds({"diagnosis": diagnose_figures(
+        figures_of(SHARING_ONE_CORE, gil), None, one_cpu)})
+    native = diagnose_figures(figures_of(SHARING_ONE_CORE, None), None, TWO_CPUS)
+    assert native[0]["kind"] == "one-core" and "not Python" in native[0]["says"]
+
+
+def test_waiting_for_a_cpu_is_saturation_not_the_gil():
+    from lab.core.diagnose import diagnose_figures
+
+    gil = {"gil_enabled": True, "free_threaded": False}
+    busy = [(1.0, 0.9, 400, 300), (1.0, 0.9, 400, 300)]
+    found = kinds({"diagnosis": diagnose_figures(figures_of(busy, gil), None, TWO_CPUS)})
+    assert "cpu-saturated" in found and "gil-bound" not in found
+
+
+def test_probe_findings_name_the_line_and_the_cycle():
+    from lab.core.diagnose import diagnose_figures, wait_cycle
+    from lab.core.watch import ProbeFacts
+
+    probe = ProbeFacts()
+    probe.apply({"ev": "loop_blocked", "pid": 10, "tid": 10, "lag_ms": 320,
+                 "where": "app.py:88 handle()", "loop": "asyncio"})
+    probe.apply({"ev": "locks", "pid": 10, "held": {"A": 11, "B": 12},
+                 "waiting": {"11": "B", "12": "A"}, "names": {"11": "T1", "12": "T2"},
+                 "where": {"11": "app.py:12 worker()", "12": "app.py:20 other()"}})
+    found = diagnose_figures(figures_of([(0.0, 0.0, 5, 0)] * 3, None), probe, TWO_CPUS)
+    assert [d["kind"] for d in found[:2]] == ["deadlock", "loop-blocked"]
+    assert found[0]["says"] == ("deadlock: T1 holds A and waits for B; "
+                                "T2 holds B and waits for A")
+    assert "320 ms at app.py:88 handle()" in found[1]["says"]
+    assert wait_cycle({"held": {"A": 11}, "waiting": {"12": "A"}}) == []
+
+
+def test_attach_refuses_a_thread_id_and_a_process_it_may_not_read(monkeypatch):
+    import threading
+
+    from lab.core import watch
+    from lab.core.runner import Refused
+
+    ready, leave = threading.Event(), threading.Event()
+    worker = threading.Thread(target=lambda: (ready.set(), leave.wait(30)))
+    worker.start()
+    try:
+        ready.wait(10)
+        with pytest.raises(Refused, match="is a thread of process %d" % os.getpid()):
+            watch.check_attach(worker.native_id)
+    finally:
+        leave.set()
+        worker.join()
+    real = os.listdir
+
+    def denied(path):  # what a process of another user looks like to a normal user
+        if str(path).endswith("/fd"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    target = subprocess.Popen(["sleep", "30"], stdin=subprocess.DEVNULL)
+    try:
+        monkeypatch.setattr(watch.os, "listdir", denied)
+        with pytest.raises(Refused, match="you may not read its /proc files"):
+            watch.check_attach(target.pid)
+    finally:
+        target.kill()
+        target.wait()
+
+
+def test_the_process_list_offers_ones_own_processes_and_no_kernel_threads():
+    from lab.core.watch import list_processes
+
+    target = subprocess.Popen(["sleep", "30"], stdin=subprocess.DEVNULL)
+    try:
+        listed = {p["pid"]: p for p in list_processes(limit=100000)}
+        assert listed[target.pid]["command"] == "sleep 30"
+        assert os.getpid() not in listed
+        kthread = kernel_thread()
+        assert kthread is None or kthread not in listed
+    finally:
+        target.kill()
+        target.wait()
+
+
+SHORT_THREADS = """
+import threading, time
+def burn():
+    end = time.thread_time() + 0.01
+    while time.thread_time() < end:
+        pass
+stop = time.monotonic() + 30
+while time.monotonic() < stop:
+    t = threading.Thread(target=burn)
+    t.start()
+    t.join()
+"""
+
+
+def test_threads_that_end_between_samples_still_count():
+    """A thread per request that lives 10 ms is rarely sampled; the process's own clock
+    counts it anyway, so the cores in use are not lost with it."""
+    record = watch_json(python_under_test() or sys.executable, "-c", SHORT_THREADS)
+    root = record["processes"][0]
+    sampled = sum(t["cpu_s"] for t in record["threads"] if t["pid"] == root["pid"])
+    assert root["cores"] * root["window_s"] > 1.5 * sampled + 0.05, (root, sampled)
+
+
+def test_whatever_a_program_writes_on_the_probe_pipe_never_breaks_the_watch():
+    from lab.core.diagnose import diagnose_figures
+    from lab.core.watch import ProbeFacts
+
+    probe = ProbeFacts()
+    for event in ({"ev": "result", "pid": 10}, {"ev": "locks", "pid": "10"},
+                  {"ev": "probe_threads", "pid": 10, "threads": 7},
+                  {"ev": "loop_blocked", "pid": 10, "lag_ms": "slow", "where": ["x"]},
+                  {"ev": "locks", "pid": 10, "held": [], "waiting": "A", "names": 3},
+                  {"ev": "locks", "pid": 10, "held": {"A": "x", "B": None},
+                   "waiting": {"x": "B", "12": ["A"]}}):
+        probe.apply(event)
+    assert probe.dropped == 2
+    found = diagnose_figures(figures_of([(0.0, 0.0, 5, 0)], None), probe, TWO_CPUS)
+    assert found and all(isinstance(d["says"], str) for d in found)

@@ -153,8 +153,11 @@ def live_line(watch: Any, seen: set) -> str:
     figures = watch.figures(LIVE_EVERY_S * 2)
     threads = figures["threads"]
     wall = max(figures["wall_s"], 1e-9)
-    cpu = sum(t["cpu_s"] for t in threads)
     delay = sum(t["run_delay_s"] or 0.0 for t in threads)
+    cpu = 0.0
+    for pid, facts in figures["processes"].items():  # the process clock counts ended threads
+        cpu += max(sum(t["cpu_s"] for t in threads if t["pid"] == pid),
+                   facts.get("process_cpu_s") or 0.0)
     alive = {tid for tid, v in state.threads.items() if v.alive}
     new, ended = len(alive - seen), len({t for t in seen if t not in alive})
     seen.clear()
@@ -175,6 +178,8 @@ def _print_end(record: dict) -> None:
     print("%s: %s, %.1f s, %s" % (record["params"]["command"], record["ended"],
                                   record["duration_s"], time.strftime("%H:%M:%S")))
     for row in record["processes"]:
+        if not row["alive"] and row["cores"] < 0.005:
+            continue  # a helper that came and went (a shell, a version shim)
         print("  pid %-7d %-15s %5.2f cores  %d threads  wait-cpu %s  off-cpu %s  "
               "vol %.0f/s inv %.0f/s  rss %d MB" % (
                   row["pid"], row["name"][:15], row["cores"], row["threads"],

@@ -37,9 +37,10 @@ THRESHOLDS = {
 }
 LESSONS = {"gil-bound": "gil-cpu", "parallel": "gil-cpu", "one-core": "gil-cpu",
            "cpu-saturated": "scale", "waiting": "io-bound", "preempted": "convoy",
-           "loop-blocked": "loop-freeze", "deadlock": "deadlock", "idle": None}
+           "loop-blocked": "loop-freeze", "deadlock": "deadlock", "idle": None,
+           "mixed": "decision"}
 ORDER = ("deadlock", "loop-blocked", "gil-bound", "cpu-saturated", "parallel", "preempted",
-         "one-core", "waiting", "idle")
+         "one-core", "waiting", "mixed", "idle")
 MAX_PROCESSES = 8  # diagnosed per watch: the root and the busiest others
 
 
@@ -72,21 +73,26 @@ def load_block(start: tuple | None, end: tuple, watched_cpu_s: float) -> dict[st
 
 
 # Per process --------------------------------------------------------------------------
-def process_figures(threads: list[dict], wall_s: float) -> dict[str, Any]:
-    """The figures a diagnosis rests on, for one process's threads over `wall_s`."""
+def process_figures(threads: list[dict], wall_s: float,
+                    process_cpu_s: float | None = None) -> dict[str, Any]:
+    """The figures a diagnosis rests on, for one process's threads over `wall_s`;
+    `process_cpu_s` (the process's own clock, ended threads included) when known."""
     wall = max(wall_s, 1e-9)
     cpu = sum(t["cpu_s"] for t in threads)
+    sampled_cpu = cpu
+    if process_cpu_s is not None and process_cpu_s > cpu:
+        cpu = process_cpu_s  # threads that ended between samples ran too
     delays = [t["run_delay_s"] for t in threads if t["run_delay_s"] is not None]
     delay = sum(delays) if delays else None
     busy = [t for t in threads if t["cpu_s"] / wall >= THRESHOLDS["busy_thread_cores"]]
     voluntary = sum(t["voluntary"] for t in threads)
     involuntary = sum(t["involuntary"] for t in threads)
-    alive = max(1, sum(1 for t in threads if t["alive"]))
-    runnable = cpu + (delay or 0.0)
+    lifetime = sum(t.get("lifetime_s", wall) for t in threads) or wall
+    runnable = sampled_cpu + (delay or 0.0)  # of the threads sampled: their time alive
     return {
         "cores": round(cpu / wall, 3),
         "run_delay_share": None if delay is None or runnable <= 0 else round(delay / runnable, 3),
-        "off_cpu_share": round(max(0.0, 1 - runnable / (wall * alive)), 3),
+        "off_cpu_share": round(min(1.0, max(0.0, 1 - runnable / lifetime)), 3),
         "voluntary_per_s": round(voluntary / wall, 1),
         "involuntary_per_s": round(involuntary / wall, 1),
         "threads": len(threads),
@@ -118,8 +124,9 @@ def diagnose_figures(figures: dict[str, Any], probe: Any = None,
     root = figures.get("root")
     for pid in ranked[:MAX_PROCESSES]:
         facts = figures["processes"].get(pid, {})
-        figs = process_figures(by_pid[pid], wall)
-        if pid != root and not facts.get("alive", True) and figs["cores"] < THRESHOLDS["idle_cores"]:
+        figs = process_figures(by_pid[pid], wall, facts.get("process_cpu_s"))
+        gone = not facts.get("alive", True)
+        if pid != root and gone and figs["cores"] < THRESHOLDS["idle_cores"]:
             continue  # a short-lived helper (a shell, a shim): nothing to say about it
         out += diagnose_process(pid, facts, figs, probe, load, figures.get("since"))
     out += _tree_findings(figures, by_pid, out)
@@ -189,13 +196,21 @@ def diagnose_process(pid: int, facts: dict, figs: dict, probe: Any = None,
             cores, figs["busy_threads"], "" if figs["busy_threads"] == 1 else "s"),
             keys=("cores", "busy_threads"))
     if cores < t["idle_cores"] and figs["voluntary_per_s"] < t["waiting_voluntary_per_s"]:
-        say("idle", "idle: %.2f cores, %.1f switches/s" % (cores, switches),
+        say("idle", "idle: %.2f cores, %.1f voluntary switches/s" % (
+            cores, figs["voluntary_per_s"]),
             keys=("cores", "voluntary_per_s"))
     elif figs["off_cpu_share"] > t["waiting_off_cpu_share"] and \
             figs["voluntary_per_s"] >= t["waiting_voluntary_per_s"]:
         say("waiting", "mostly waiting: %s off-CPU, %.0f voluntary switches/s (it sleeps, "
             "reads or waits on locks)" % (_pct(figs["off_cpu_share"]), figs["voluntary_per_s"]),
             keys=("off_cpu_share", "voluntary_per_s"))
+    if not found:
+        say("mixed", "no single pattern: %.2f cores, %s off-CPU, waited for a CPU %s of its "
+            "runnable time, %.0f voluntary and %.0f involuntary switches/s" % (
+                cores, _pct(figs["off_cpu_share"]), _pct(delay_share),
+                figs["voluntary_per_s"], figs["involuntary_per_s"]),
+            keys=("cores", "off_cpu_share", "run_delay_share", "voluntary_per_s",
+                  "involuntary_per_s"))
     return found
 
 
@@ -203,7 +218,9 @@ def _tree_findings(figures: dict, by_pid: dict, found: list) -> list[dict[str, A
     """Processes that together use several cores (a process pool): parallel as a tree."""
     root = figures.get("root")
     wall = max(figures["wall_s"], 1e-9)
-    busy = {pid: sum(t["cpu_s"] for t in threads) / wall for pid, threads in by_pid.items()}
+    busy = {pid: max(sum(t["cpu_s"] for t in threads),
+                     (figures["processes"].get(pid) or {}).get("process_cpu_s") or 0.0) / wall
+            for pid, threads in by_pid.items()}
     cores = sum(busy.values())
     working = [pid for pid, c in busy.items() if c >= THRESHOLDS["busy_thread_cores"]]
     if root is None or len(working) < 2 or cores <= THRESHOLDS["parallel_cores"] or any(
@@ -228,12 +245,12 @@ def _probe_findings(pid: int, probe: Any, say: Any, since: float | None) -> None
         cycle = wait_cycle(locks)
         if cycle:
             names = locks.get("names") or {}
-            parts = ["%s holds %s and waits for %s" % (names.get(str(tid), "thread %s" % tid),
-                                                      held, wanted)
+            parts = ["%s holds %s and waits for %s" % (
+                str(names.get(str(tid), "thread %s" % tid))[:100], held, wanted)
                      for tid, held, wanted in cycle]
             say("deadlock", "deadlock: " + "; ".join(parts),
                 cycle=[{"tid": tid, "holds": held, "waits_for": wanted,
-                        "where": (locks.get("where") or {}).get(str(tid))}
+                        "where": _text((locks.get("where") or {}).get(str(tid)))}
                        for tid, held, wanted in cycle])
 
 
@@ -241,10 +258,10 @@ def wait_cycle(locks: dict) -> list[tuple[int, str, str]]:
     """A cycle in the wait-for graph of a `locks` event, as (tid, a lock it holds, the lock
     it waits for); [] if there is none."""
     held = locks.get("held") or {}
-    waiting = {int(k): v for k, v in (locks.get("waiting") or {}).items()
+    waiting = {int(k): str(v)[:100] for k, v in (locks.get("waiting") or {}).items()
                if str(k).lstrip("-").isdigit()}
-    owner = {name: int(tid) for name, tid in held.items() if isinstance(tid, (int, str))
-             and str(tid).lstrip("-").isdigit()}
+    owner = {str(name)[:100]: int(tid) for name, tid in held.items()
+             if isinstance(tid, (int, str)) and str(tid).lstrip("-").isdigit()}
     holds: dict[int, list[str]] = {}
     for name, tid in owner.items():
         holds.setdefault(tid, []).append(name)
@@ -278,6 +295,10 @@ def diagnose(state: Any, probe: Any = None, load: dict | None = None) -> list[di
     processes = {pid: {"pid": pid, "name": p.name} for pid, p in state.processes.items()}
     return diagnose_figures({"wall_s": state.duration_s, "threads": threads,
                              "processes": processes}, probe, load)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)[:300]
 
 
 def _pct(share: float | None) -> str:

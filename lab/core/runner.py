@@ -326,9 +326,9 @@ async def clear_group(pgid: int) -> None:
 
 
 async def read_json_lines(reader: asyncio.StreamReader, state: RunState,
-                          on_event: Any = None) -> None:
-    """JSON object lines with an "ev" key into `state` (and `on_event`) until EOF; anything
-    else is counted as garbage, never raised."""
+                          on_event: Any = None, kinds: set | None = None) -> None:
+    """JSON object lines with an "ev" key (one of `kinds`, if given) into `state` (and
+    `on_event`) until EOF; anything else is counted as garbage, never raised."""
     while True:
         try:
             line = await reader.readline()
@@ -339,7 +339,8 @@ async def read_json_lines(reader: asyncio.StreamReader, state: RunState,
             return
         try:
             event = json.loads(line)
-            if not isinstance(event, dict) or "ev" not in event:
+            if not isinstance(event, dict) or "ev" not in event or (
+                    kinds is not None and event["ev"] not in kinds):
                 raise ValueError
         except ValueError:
             state.garbage_lines += 1

@@ -27,10 +27,12 @@ from typing import Any
 from lab.core import diagnose as diagnosis
 from lab.core.runner import (MAX_EVENT_LINE, GroupGuard, Refused, clear_group,
                              read_json_lines, start_child, stop_child)
-from lab.core.sampler import Sample, make_sampler
+from lab.core.sampler import CLOCK_TICK_S, Sample, make_sampler
 from lab.core.state import RunState
 
 ENV_PROBE_FD = "CONLAB_PROBE_FD"  # workloads.probe exports the same name once it exists
+PROBE_EVENTS = {"probe_hello", "probe_threads", "loop_lag", "loop_blocked", "locks",
+                "probe_bye"}
 SAMPLE_INTERVAL_S = 0.25
 LIVE_WINDOW_S = 3.0  # the live diagnosis looks at this much recent time
 KEEP_LOGS = 20  # the newest program logs kept in the watch folder
@@ -153,6 +155,31 @@ def check_attach(pid: int) -> str:
     return name
 
 
+def list_processes(limit: int = 500) -> list[dict[str, Any]]:
+    """The user's own processes one may attach to (for a picker): pid, name, command line,
+    threads; kernel threads and this lab left out, newest first."""
+    uid, me = os.getuid(), os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        pid = int(entry)
+        status = _read("/proc/%d/status" % pid)
+        stat = _read("/proc/%d/stat" % pid)
+        if status is None or stat is None:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        owner = (_status_field(status, "Uid:") or "-1").split()[0]
+        if int(owner) != uid and uid != 0 or int(fields[6]) & PF_KTHREAD or fields[0] == "Z":
+            continue
+        cmdline = (_read("/proc/%d/cmdline" % pid) or "").replace("\0", " ").strip()
+        found.append({"pid": pid, "name": stat[stat.find("(") + 1:stat.rfind(")")],
+                      "command": cmdline[:200],
+                      "threads": int(_status_field(status, "Threads:") or 1)})
+    found.sort(key=lambda p: -p["pid"])
+    return found[:limit]
+
+
 def _read(path: str) -> str | None:
     try:
         with open(path, "rb") as f:
@@ -166,6 +193,19 @@ def _status_field(status: str, key: str) -> str:
         if line.startswith(key):
             return line[len(key):].strip()
     return ""
+
+
+def _process_cpu_s(pid: int) -> float | None:
+    """CPU seconds of all of a process's threads, the ended ones included (/proc/PID/stat
+    utime + stime, in clock ticks)."""
+    text = _read("/proc/%d/stat" % pid)
+    if text is None:
+        return None
+    try:
+        fields = text[text.rfind(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) * CLOCK_TICK_S
+    except (IndexError, ValueError):
+        return None
 
 
 def _exe(pid: int) -> str | None:
@@ -191,27 +231,36 @@ class ProbeFacts:
     blocks: deque = field(default_factory=lambda: deque(maxlen=256))  # (monotonic, event)
     bye: set = field(default_factory=set)
     events: int = 0
+    dropped: int = 0  # lines that were not probe events
 
     def apply(self, event: dict) -> None:
+        """Keep one probe event; the program could write anything on the pipe, so a
+        malformed event is counted and dropped, never raised."""
         kind, pid = event.get("ev"), event.get("pid")
-        if not isinstance(pid, int):
+        if kind not in PROBE_EVENTS or not isinstance(pid, int) or isinstance(pid, bool):
+            self.dropped += 1
             return
         self.events += 1
         if kind == "probe_hello":
             self.hello[pid] = event
         elif kind == "probe_threads":
-            self.threads[pid] = {t["tid"]: str(t.get("name", "?")) for t in event.get("threads", [])
+            listed = event.get("threads")
+            self.threads[pid] = {t["tid"]: str(t.get("name", "?"))[:100]
+                                 for t in (listed if isinstance(listed, list) else [])
                                  if isinstance(t, dict) and isinstance(t.get("tid"), int)}
         elif kind == "loop_lag":
             self.loop_lag[pid] = event
         elif kind == "loop_blocked":
+            event = dict(event, where=str(event.get("where", "?"))[:300],
+                         lag_ms=_num(event.get("lag_ms")))
             self.loop_blocked[pid] = event
             self.blocks.append((time.monotonic(), event))
             worst = self.worst_block.get(pid)
-            if worst is None or _num(event.get("lag_ms")) >= _num(worst.get("lag_ms")):
+            if worst is None or event["lag_ms"] >= worst["lag_ms"]:
                 self.worst_block[pid] = event
         elif kind == "locks":
-            self.locks[pid] = event
+            self.locks[pid] = {key: event.get(key) if isinstance(event.get(key), dict) else {}
+                               for key in ("held", "waiting", "names", "where")}
         elif kind == "probe_bye":
             self.bye.add(pid)
 
@@ -240,8 +289,14 @@ def _num(value: Any) -> float:
 # The watch ---------------------------------------------------------------------------
 class Watch:
     """One watched command or attached process. Build with Watch.command() or
-    Watch.attach() (both raise Refused before anything starts), then start(), wait() (or
-    stop()), diagnose(), to_record()."""
+    Watch.attach() (both raise Refused before anything starts), then, on the event loop's
+    own thread (the kernel's death signal follows the thread that forked): `await start()`,
+    `await wait()` (until the target ends) or `await stop()`, then `to_record()`.
+
+    While it runs: `.state` (a RunState: threads, processes, samples, as the thread views
+    draw them), `.probe` (ProbeFacts), `diagnose()` over the last few seconds,
+    `figures()`; at the end `.ended` (in words), `.exit_status` (our child only),
+    `.log_path`, `.finished`."""
 
     def __init__(self, mode: str, *, argv: list[str] | None = None, pid: int | None = None,
                  probe: bool = False, timeout: float | None = None,
@@ -270,6 +325,9 @@ class Watch:
         self._gone = asyncio.Event()  # the target is gone (or we stopped watching)
         self._samples: deque = deque(maxlen=int(LIVE_WINDOW_S / SAMPLE_INTERVAL_S) + 4)
         self._first: Sample | None = None
+        self._first_seen: dict[int, float] = {}  # tid -> when a sample first saw it
+        self._process_cpu: dict[float, dict[int, float]] = {}  # sample ts -> pid -> cpu s
+        self._process_cpu_last: dict[int, float] = {}
         self._load_start: tuple | None = None
         self._load_end: tuple | None = None
         self._interpreters: dict[str, Any] = {}
@@ -323,8 +381,7 @@ class Watch:
             self._tasks.append(asyncio.create_task(self._watchdog()))
 
     async def _start_command(self) -> None:
-        env = dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
+        env = dict(os.environ)  # the user's own environment: only the probe adds to it
         pass_fds: tuple[int, ...] = ()
         read_fd = write_fd = None
         if self.python and self.probe_wanted:
@@ -344,13 +401,14 @@ class Watch:
             self.probe.status = "off: not a Python program"
         log = None
         if not self.passthrough:
-            if self.log_path is None:
-                folder = watch_dir()
-                os.makedirs(folder, exist_ok=True)
-                _prune_logs(folder)
-                self.log_path = os.path.join(folder, "%s-%s.log" % (
-                    time.strftime("%Y%m%d-%H%M%S"), re.sub(r"[^\w.-]", "_", self.name)[:40]))
-            log = open(self.log_path, "ab")
+            try:
+                log = self._open_log()
+            except OSError as exc:
+                for fd in (read_fd, write_fd):
+                    if fd is not None:
+                        os.close(fd)
+                raise Refused("cannot write the program's log %s: %s" % (
+                    self.log_path, exc.strerror or exc)) from None
         # Passed through: the terminal's stdout, or stderr when our stdout carries JSON.
         out = log if log is not None else (2 if self.passthrough == "stderr" else None)
         try:
@@ -382,7 +440,16 @@ class Watch:
             await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
                                          os.fdopen(read_fd, "rb", 0))
             self._tasks.append(asyncio.create_task(
-                read_json_lines(reader, self.state, self.probe.apply)))
+                read_json_lines(reader, self.state, self.probe.apply, PROBE_EVENTS)))
+
+    def _open_log(self):
+        if self.log_path is None:
+            folder = watch_dir()
+            os.makedirs(folder, exist_ok=True)
+            _prune_logs(folder)
+            self.log_path = os.path.join(folder, "%s-%s.log" % (
+                time.strftime("%Y%m%d-%H%M%S"), re.sub(r"[^\w.-]", "_", self.name)[:40]))
+        return open(self.log_path, "ab")
 
     async def wait(self) -> RunState:
         """Until the target ends or stop() is called; then the figures are final."""
@@ -440,6 +507,16 @@ class Watch:
     def _apply(self, sample: Sample) -> None:
         if self._first is None:
             self._first = sample
+        for tid in sample.threads:
+            self._first_seen.setdefault(tid, sample.ts)
+        # A process's own CPU clock counts its ended threads too (a server's thread per
+        # request lives less than a sampling interval); keyed by the sample's time.
+        self._process_cpu[sample.ts] = {pid: cpu for pid in sample.processes
+                                        for cpu in [_process_cpu_s(pid)] if cpu is not None}
+        self._process_cpu_last.update(self._process_cpu[sample.ts])
+        kept = {s.ts for s in self._samples} | {self._first.ts, sample.ts}
+        for ts in [ts for ts in self._process_cpu if ts not in kept]:
+            del self._process_cpu[ts]
         self.state.apply_sample(sample)
         for pid, proc in sample.processes.items():  # a name changes at exec (a shim, a wrapper)
             self.state.processes[pid].name = proc.name
@@ -506,8 +583,13 @@ class Watch:
             if before is None and base is not None and window_s is None and self._first \
                     and view.sampled_at and view.sampled_at <= self._first.ts:
                 continue  # cannot happen often: seen first but missing from the first sample
+            first = self._first_seen.get(view.tid, start)
+            if self.mode == "command" and self._first and first <= self._first.ts:
+                first = min(first, state.started_at)  # there since the program started
+            last = end if view.alive else min(view.sampled_at + SAMPLE_INTERVAL_S / 2, end)
             threads.append({
                 "pid": view.pid, "tid": view.tid, "name": view.name, "alive": view.alive,
+                "lifetime_s": max(SAMPLE_INTERVAL_S / 2, last - max(first, start)),
                 "cpu_s": max(0.0, view.cpu_s - (before.cpu_s if before else 0.0)),
                 "run_delay_s": None if view.run_delay_s is None else max(
                     0.0, view.run_delay_s - ((before.run_delay_s or 0.0) if before else 0.0)),
@@ -517,8 +599,16 @@ class Watch:
                                                                   if before else 0)),
             })
         processes = {}
+        cpu_then = self._process_cpu.get(base.ts, {}) if base is not None else {}
+        cpu_now = self._process_cpu_last if window_s is None else self._process_cpu.get(
+            newest.ts, {})
         for pid, proc in state.processes.items():
+            process_cpu = None
+            if pid in cpu_now and (base is None or pid in cpu_then or
+                                   self._first_seen_process(pid, base.ts)):
+                process_cpu = max(0.0, cpu_now[pid] - cpu_then.get(pid, 0.0))
             processes[pid] = {
+                "process_cpu_s": process_cpu,
                 "pid": pid, "name": proc.name, "alive": pid in newest.processes,
                 "ppid": newest.processes[pid].ppid if pid in newest.processes else None,
                 "rss_bytes": proc.rss_bytes, "num_fds": proc.num_fds,
@@ -527,6 +617,10 @@ class Watch:
             }
         return {"wall_s": max(0.0, end - start), "threads": threads, "processes": processes,
                 "root": state.pid, "since": None if window_s is None else start}
+
+    def _first_seen_process(self, pid: int, since: float) -> bool:
+        """Did `pid` appear after `since` (so its CPU clock started inside the window)?"""
+        return all(pid not in cpu for ts, cpu in self._process_cpu.items() if ts <= since)
 
     def _python_facts(self, pid: int) -> dict[str, Any] | None:
         """Is this process Python, and does it have a GIL? From the probe when it spoke,

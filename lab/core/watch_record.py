@@ -76,7 +76,8 @@ def _processes(figures: dict) -> list[dict[str, Any]]:
     for pid, facts in sorted(figures["processes"].items()):
         row = {k: v for k, v in facts.items() if k != "python"}
         row["python"] = facts.get("python")
-        row.update(diagnosis.process_figures(by_pid.get(pid, []), figures["wall_s"]))
+        row.update(diagnosis.process_figures(by_pid.get(pid, []), figures["wall_s"],
+                                             facts.get("process_cpu_s")))
         rows.append(row)
     return rows
 

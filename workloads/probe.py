@@ -50,7 +50,7 @@ def _is_library(filename):
 
 def _is_stdlib(filename):
     if filename.startswith("<"):
-        return True  # <frozen importlib._bootstrap>, <string> from exec is rare enough
+        return filename.startswith("<frozen")  # <string> (python -c) is the user's
     return (filename.startswith(_STDLIB) and not _is_library(filename)) or filename == _HERE
 
 
@@ -183,26 +183,29 @@ def _reopen(path, expected):
 
 # --- locks -----------------------------------------------------------------------------------
 
-_held = {}  # tracked lock -> ident of the thread holding it
 _waiting = {}  # ident -> (tracked lock, "app.py:12 worker()")
 _natives = {}  # ident -> native thread id, learnt where threading does not know the thread
-_sites = {}  # "app.py:12" -> how many locks were made there
+_sites = {}  # (file, line) -> how many locks were made there
 
 
-def _creation_site():
-    """(file, line, serial) of the user's line that made the lock; serial > 1 for the
-    second and later locks made at one line, so every lock has its own name."""
-    frame = sys._getframe(2)
-    depth = 32
-    while frame is not None and depth > 0 and _is_stdlib(frame.f_code.co_filename):
-        frame = frame.f_back
-        depth -= 1
-    if frame is None:
-        return ("?", 0, 1)
+def _creation_site(frame):
+    """(file, line, serial) of the user's line that made the lock, or None when the lock is
+    the standard library's own (an Event's, a Queue's: held only briefly inside its methods,
+    so not worth a proxy). serial > 1 for later locks made at one line: each has its name."""
+    code = frame.f_code
+    if _is_stdlib(code.co_filename):
+        if code is not _CONDITION_INIT[0]:
+            return None
+        frame = frame.f_back  # a Condition the program made: its lock is the program's
+        if frame is None or _is_stdlib(frame.f_code.co_filename):
+            return None
     site = (frame.f_code.co_filename, frame.f_lineno)
     count = _sites.get(site, 0) + 1
     _sites[site] = count
     return site + (count,)
+
+
+_CONDITION_INIT = [None]
 
 
 _names = {}  # (file, line) -> "lock_a" (what the line assigns the lock to) or ""
@@ -224,23 +227,29 @@ def _lock_name(lock):
     return "%s (%s)" % (variable, place) if variable else place
 
 
-def _make_lock_types(get_ident, get_native_id, allocate, make_rlock):
+def _make_lock_types(get_ident, get_native_id):
     class TrackedLock:
-        """A lock that says who holds it; the waits are recorded only when it is contended."""
+        """A lock that knows its owner (one attribute store per acquire); the waits are
+        recorded only when it is contended, with the waiting thread's line."""
 
-        __slots__ = ("_lock", "site", "__weakref__")
+        __slots__ = ("_lock", "site", "_owner", "__weakref__")
 
-        def __init__(self, _lock=None):
-            self._lock = allocate() if _lock is None else _lock
-            self.site = _creation_site()
+        def __init__(self, lock, site):
+            self._lock, self.site, self._owner = lock, site, None
 
         def acquire(self, blocking=True, timeout=-1):
             if self._lock.acquire(False):
-                _held[self] = get_ident()
+                self._owner = get_ident()
                 return True
             if not blocking:
                 return False
             return self._wait(timeout)
+
+        def __enter__(self):
+            if self._lock.acquire(False):
+                self._owner = get_ident()
+                return True
+            return self._wait(-1)
 
         def _wait(self, timeout):
             me = get_ident()
@@ -252,25 +261,25 @@ def _make_lock_types(get_ident, get_native_id, allocate, make_rlock):
             finally:
                 _waiting.pop(me, None)
             if got:
-                _held[self] = me
+                self._owner = me
             return got
 
         def release(self):
-            _held.pop(self, None)  # before the release: the next owner's entry must survive
+            self._owner = None  # before the release: the next owner's store must survive
             self._lock.release()
 
-        __enter__ = acquire
+        def __exit__(self, kind, value, traceback):
+            self._owner = None
+            self._lock.release()
+
         acquire_lock = acquire
         release_lock = release
-
-        def __exit__(self, *exc):
-            self.release()
 
         def locked(self):
             return self._lock.locked()
 
         def _at_fork_reinit(self):
-            _held.pop(self, None)
+            self._owner = None
             self._lock._at_fork_reinit()
 
         def __getattr__(self, name):
@@ -279,20 +288,19 @@ def _make_lock_types(get_ident, get_native_id, allocate, make_rlock):
             return getattr(self._lock, name)
 
         def __repr__(self):
-            return "<%s lock made at %s:%d>" % ("locked" if self.locked() else "unlocked",
-                                                os.path.basename(self.site[0]), self.site[1])
+            return repr(self._lock)  # what the program would have printed
 
     class TrackedRLock(TrackedLock):
         __slots__ = ("_count",)
 
-        def __init__(self):
-            TrackedLock.__init__(self, make_rlock())
+        def __init__(self, lock, site):
+            TrackedLock.__init__(self, lock, site)
             self._count = 0
 
         def acquire(self, blocking=True, timeout=-1):
             if self._lock.acquire(False):
                 self._count += 1
-                _held[self] = get_ident()
+                self._owner = get_ident()
                 return True
             if not blocking:
                 return False
@@ -301,33 +309,50 @@ def _make_lock_types(get_ident, get_native_id, allocate, make_rlock):
                 self._count += 1
             return got
 
-        __enter__ = acquire
+        def __enter__(self):
+            if self._lock.acquire(False):
+                self._count += 1
+                self._owner = get_ident()
+                return True
+            got = self._wait(-1)
+            self._count += 1
+            return got
 
         def release(self):
-            if self._count == 1:
-                _held.pop(self, None)
+            if self._owner != get_ident():
+                return self._lock.release()  # not ours: the lock's own error
+            count = self._count  # only the owner changes it
+            if count == 1:
+                self._owner = None
+            self._count = count - 1
             self._lock.release()
-            self._count -= 1
+
+        def __exit__(self, kind, value, traceback):
+            count = self._count
+            if count == 1:
+                self._owner = None
+            self._count = count - 1
+            self._lock.release()
 
         def locked(self):
-            return _held.get(self) is not None
+            return self._owner is not None
 
         # What threading.Condition uses to wait on an RLock held several times over.
         def _is_owned(self):
             return self._lock._is_owned()
 
         def _release_save(self):
-            _held.pop(self, None)
+            self._owner = None
             count, self._count = self._count, 0
             return (self._lock._release_save(), count)
 
         def _acquire_restore(self, state):
             self._lock._acquire_restore(state[0])
             self._count = state[1]
-            _held[self] = get_ident()
+            self._owner = get_ident()
 
         def _at_fork_reinit(self):
-            _held.pop(self, None)
+            self._owner = None
             self._count = 0
             self._lock._at_fork_reinit()
 
@@ -335,28 +360,39 @@ def _make_lock_types(get_ident, get_native_id, allocate, make_rlock):
 
 
 def _track_locks(threading, _thread):
+    """threading.Lock and threading.RLock now make tracked locks for the program's own code
+    (the standard library's internal locks stay plain)."""
     plain_lock = threading.Lock
-    py_rlock = getattr(threading, "_PyRLock", None)
-    c_rlock = getattr(threading, "_CRLock", None) or py_rlock
-    TrackedLock, TrackedRLock = _make_lock_types(_thread.get_ident, threading.get_native_id,
-                                                 plain_lock, c_rlock)
+    plain_rlock = threading.RLock
+    _CONDITION_INIT[0] = threading.Condition.__init__.__code__
+    TrackedLock, TrackedRLock = _make_lock_types(_thread.get_ident, threading.get_native_id)
+    getframe = sys._getframe
 
     def Lock():
-        return TrackedLock()
+        site = _creation_site(getframe(1))
+        return plain_lock() if site is None else TrackedLock(plain_lock(), site)
 
     def RLock(*args, **kwargs):
-        return TrackedRLock()
+        site = _creation_site(getframe(1))
+        return plain_rlock() if site is None else TrackedRLock(plain_rlock(), site)
 
     Lock.__doc__ = plain_lock.__doc__
-    RLock.__doc__ = threading.RLock.__doc__
+    RLock.__doc__ = plain_rlock.__doc__
     threading.Lock = Lock
     threading.RLock = RLock
 
 
-def _locks_now(threading):
-    """{lock name: ident}, {ident: (lock name, where)}; a consistent-enough copy."""
-    held = {_lock_name(lock): ident for lock, ident in _held.copy().items()}
-    waiting = {ident: (_lock_name(lock), where) for ident, (lock, where) in _waiting.copy().items()}
+def _locks_now():
+    """{lock name: owner ident} of the locks some thread waits for, and
+    {waiting ident: (lock name, where)}. Only a wait can close a cycle, so the locks
+    nobody waits for are left out."""
+    held, waiting = {}, {}
+    for ident, (lock, where) in _waiting.copy().items():
+        name = _lock_name(lock)
+        waiting[ident] = (name, where)
+        owner = lock._owner
+        if owner is not None:
+            held[name] = owner
     return held, waiting
 
 
@@ -587,7 +623,7 @@ class _Probe:
 
     def report_locks(self, now):
         self.locks_at = now
-        held, waiting = _locks_now(self.threading)
+        held, waiting = _locks_now()
         previous, self.locks_prev = self.locks_prev, (held, waiting)
         if previous is None:
             return
@@ -679,9 +715,6 @@ def _after_fork():
     try:
         old = _PROBE[0]
         me = old._thread.get_ident()
-        for lock, ident in list(_held.items()):
-            if ident != me:
-                _held.pop(lock, None)
         _waiting.clear()
         loop = _loops.get(me)
         _loops.clear()

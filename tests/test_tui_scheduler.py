@@ -373,13 +373,13 @@ async def test_the_exit_guards_sweep_kills_an_adopted_sessions_child(monkeypatch
     monkeypatch.setenv("CONLAB_TEST_TAG", tag)
     controller = RunController(save_records=False)
     session = StepperSession()
-    assert controller.adopt(session)
+    assert controller.adopt_session(session)
     await session.start("counter", threads=2)
     assert workload_processes(tag)
     controller.kill_leftovers(reap_s=3.0)
     assert workload_processes(tag) == []
     await session.close()  # reaps nothing more, raises nothing
-    controller.release(session)
+    controller.release_session(session)
 
 
 # One snapshot: 80x24, NO_COLOR, the goal reached (fake session: the same on every Python) --

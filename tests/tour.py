@@ -120,6 +120,42 @@ async def back_to_dashboard(pilot) -> None:
         await pilot.pause()
 
 
+WATCHED = "import time; time.sleep(0.02); [time.sleep(0.05) for _ in range(200)]"
+
+
+async def watch_tour(pilot, check) -> list[str]:
+    """The Watch screen: its picker, then a small Python program watched until a
+    diagnosis shows; leaving stops it."""
+    import shlex
+    import sys
+
+    from lab.tui.screens.watch import WatchScreen
+    from widgets.watch_view import WatchFactsView
+
+    app = pilot.app
+    await pilot.press("w")
+    await until(pilot, lambda: isinstance(app.screen, WatchScreen) and app.screen.is_mounted,
+                what="the watch screen")
+    screen = app.screen
+    await settle(pilot)
+    check("watch (picker)")
+    screen.query_one("#command").value = "%s -c %s" % (shlex.quote(sys.executable),
+                                                      shlex.quote(WATCHED))
+    await pilot.press("enter")
+    await until(pilot, lambda: screen.watch is not None and screen.watch.state.pid,
+                timeout=20, what="the watched program")
+    pid = screen.watch.state.pid
+    await until(pilot, lambda: any(" · see " in line.plain for line in
+                                   screen.query_one(WatchFactsView)._lines),
+                timeout=20, what="a diagnosis")
+    check("watch")
+    await pilot.press("escape")
+    await until(pilot, lambda: not app.controller.adopted_keys(), timeout=20,
+                what="the watched program to be reaped")
+    await back_to_dashboard(pilot)
+    return ["watch: pid %d left running" % pid] if os.path.exists("/proc/%d" % pid) else []
+
+
 async def tour(colour: str, size: tuple[int, int], experiments: list[str],
                timeout: float = 120) -> list[str]:
     """Open every screen and run `experiments`; the problems found (empty: all well)."""
@@ -204,6 +240,7 @@ async def tour(colour: str, size: tuple[int, int], experiments: list[str],
                 await settle(pilot, 3)
                 check("side by side")
                 await back_to_dashboard(pilot)
+                problems.extend(await watch_tour(pilot, check))
                 await pilot.resize_terminal(60, 20)
                 await until(pilot, lambda: isinstance(app.screen, TooSmallScreen),
                             what="the too-small screen")

@@ -30,15 +30,19 @@ import os
 # environment names. Everything else here is the children's own business.
 from workloads._proto import (ENV_COMMAND_FD, ENV_CPU_CLOCKS, ENV_EVENT_FD, ENV_PARENT_PID,
                               die_with_parent)
+from workloads.probe import ENV_PROBE_FD, boot_dir
 from workloads._limits import rlimit
+from workloads import _load as machine_load  # other programs' CPU share (conlab watch)
 from workloads._spec import Param, ParamError, resolve
 from workloads._words import grouped, times
 
-__all__ = ["ENV_COMMAND_FD", "ENV_CPU_CLOCKS", "ENV_EVENT_FD", "ENV_PARENT_PID", "die_with_parent", "Param", "ParamError", "resolve", "rlimit",
+__all__ = ["ENV_COMMAND_FD", "ENV_CPU_CLOCKS", "ENV_EVENT_FD", "ENV_PARENT_PID", "ENV_PROBE_FD",
+           "boot_dir", "die_with_parent", "machine_load", "Param", "ParamError", "resolve", "rlimit",
            "grouped", "times",
            "experiment_names", "load", "module_name", "required_modules"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+NOT_EXPERIMENTS = ("probe.py",)  # the probe `conlab watch` loads into users' programs
 
 
 def module_name(experiment):
@@ -49,7 +53,7 @@ def experiment_names():
     """Every experiment id, found from the files beside this one (no imports)."""
     names = []
     for entry in sorted(os.listdir(_HERE)):
-        if entry.endswith(".py") and not entry.startswith("_"):
+        if entry.endswith(".py") and not entry.startswith("_") and entry not in NOT_EXPERIMENTS:
             names.append(entry[:-3].replace("_", "-"))
     return names
 

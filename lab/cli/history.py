@@ -116,6 +116,9 @@ def cmd_history(args: argparse.Namespace) -> int:
 def _unknown_experiment(name: str) -> int:
     from lab.core import catalog
 
+    if name == "watch":  # `conlab watch` and `conlab attach` records (lab.core.watch_record)
+        return 0
+
     try:
         catalog.get(name)
     except catalog.UnknownExperiment as exc:

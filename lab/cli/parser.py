@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lab.cli import extra as extra_cli
 
     extra_cli.add_commands(sub)
+    from lab.cli import watch as watch_cli
+
+    watch_cli.add_commands(sub)
     return parser
 
 
@@ -103,6 +106,10 @@ def dispatch(args: argparse.Namespace) -> int:
 
     if args.command in history_cli.COMMANDS:
         return history_cli.dispatch(args)
+    from lab.cli import watch as watch_cli
+
+    if args.command in watch_cli.COMMANDS:
+        return watch_cli.dispatch(args)
     from lab.cli import extra as extra_cli
 
     if args.command in extra_cli.COMMANDS:

@@ -443,6 +443,11 @@ def version_key(entry: dict) -> tuple:
 def repeat_command(record: dict) -> str:
     """The `conlab run` line that repeats a run (parameters that differ from defaults)."""
     name = record.get("experiment", "?")
+    params = record.get("params") or {}
+    if name == "watch" and isinstance(params.get("command"), str):  # lab.core.watch_record
+        if params.get("mode") == "attach":
+            return "conlab attach %s" % record.get("attached_pid", "PID")
+        return "conlab watch -- %s" % params["command"]
     words = ["conlab", "run", name]
     try:
         defaults = catalog.get(name).defaults()

@@ -14,6 +14,7 @@ child subreaper, so orphaned grandchildren come back to it to be reaped.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ from lab.core import catalog
 from lab.core.interpreters import Interpreter, InterpreterError, probe, workloads_path
 from lab.core.sampler import make_sampler
 from lab.core.state import RunState
-from workloads import ENV_CPU_CLOCKS, ENV_EVENT_FD, ENV_PARENT_PID, ParamError
+from workloads import ENV_CPU_CLOCKS, ENV_EVENT_FD, ENV_PARENT_PID, ParamError, die_with_parent
 
 PR_SET_CHILD_SUBREAPER = 36
 STOP_GRACE_S = 1.0  # between SIGTERM and SIGKILL
@@ -147,8 +148,7 @@ class Run:
     async def wait(self) -> RunState:
         assert self._process is not None, "start() first"
         code = await self._process.wait()
-        await self._kill_group(signal.SIGKILL)  # workers the child left behind
-        await self._reap_group()
+        await clear_group(self._process.pid)  # workers the child left behind
         readers = self._tasks[:2]
         done, pending = await asyncio.wait(readers, timeout=2.0)
         for task in self._tasks:
@@ -164,11 +164,7 @@ class Run:
         if self._process is None or self._process.returncode is not None:
             return
         self._stop_reason = self._stop_reason or reason
-        await self._kill_group(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(asyncio.shield(self._process.wait()), STOP_GRACE_S)
-        except asyncio.TimeoutError:
-            await self._kill_group(signal.SIGKILL)
+        await stop_child(self._process)
 
     @property
     def finished(self) -> bool:
@@ -194,31 +190,8 @@ class Run:
                 state.error = "child exited with code %s: %s" % (code, why)
         state.version += 1
 
-    async def _kill_group(self, sig: int) -> None:
-        if self._process is not None:
-            kill_group(self._process.pid, sig)
-
-    async def _reap_group(self) -> None:
-        await reap_group_soon(self._process.pid)
-
     async def _read_events(self, reader: asyncio.StreamReader) -> None:
-        state = self.state
-        while True:
-            try:
-                line = await reader.readline()
-            except ValueError:  # a line over MAX_EVENT_LINE: protocol broken
-                state.garbage_lines += 1
-                continue
-            if not line:
-                return
-            try:
-                event = json.loads(line)
-                if not isinstance(event, dict) or "ev" not in event:
-                    raise ValueError
-            except ValueError:
-                state.garbage_lines += 1
-                continue
-            state.apply_event(event)
+        await read_json_lines(reader, self.state)
 
     async def _read_output(self) -> None:
         """The child's stdout and stderr: kept for error reports, never shown raw."""
@@ -243,13 +216,28 @@ class Run:
         await self.stop("timeout")
 
 
+
+# The child's guarantees, shared by experiments and `conlab watch` -------------------------
+async def start_child(argv: list[str], env: dict[str, str], *, stdout: Any, stderr: Any,
+                      pass_fds: tuple[int, ...] = (), cwd: str | None = None,
+                      die_with_lab: bool = False) -> asyncio.subprocess.Process:
+    """Start `argv` with stdin /dev/null, leading its own process group, the lab its
+    subreaper. `die_with_lab` asks the kernel to SIGKILL it if the lab dies (even by
+    kill -9): experiments do that themselves, a program the user gave us cannot."""
+    become_subreaper()
+    preexec = functools.partial(die_with_parent, os.getpid()) if die_with_lab else None
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+        pass_fds=pass_fds, start_new_session=True, env=env, cwd=cwd, preexec_fn=preexec)
+    _log_spawn(process.pid, argv)
+    return process
+
+
 async def spawn(prepared: PreparedRun, extra_env: dict[str, str] | None = None,
                 pass_fds: tuple[int, ...] = ()) -> tuple[asyncio.subprocess.Process, int]:
-    """Start a prepared run's child the lab's way: from the calling loop's thread (the
-    death signal follows that thread), its own process group, stdin /dev/null, output
-    piped, an event pipe. Returns the process and the read end of its event pipe; the
-    caller closes any `pass_fds` of its own after this returns."""
-    become_subreaper()
+    """Start a prepared run's child the lab's way (see start_child), with an event pipe
+    and output piped. Returns the process and the read end of its event pipe; the caller
+    closes any `pass_fds` of its own after this returns."""
     read_fd, write_fd = os.pipe()
     env = dict(os.environ)
     env.update({
@@ -261,22 +249,14 @@ async def spawn(prepared: PreparedRun, extra_env: dict[str, str] | None = None,
     env.pop("PYTHONHOME", None)
     env.update(extra_env or {})
     try:
-        process = await asyncio.create_subprocess_exec(
-            *prepared.command(),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            pass_fds=(write_fd, *pass_fds),
-            start_new_session=True,
-            env=env,
-            cwd=workloads_path(),
-        )
+        process = await start_child(
+            prepared.command(), env, pass_fds=(write_fd, *pass_fds), cwd=workloads_path(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     except BaseException:
         os.close(read_fd)
         raise
     finally:
         os.close(write_fd)
-    _log_spawn(process.pid, prepared.command())
     return process, read_fd
 
 
@@ -289,21 +269,104 @@ async def event_reader(read_fd: int) -> asyncio.StreamReader:
     return reader
 
 
-def kill_group(pgid: int, sig: int) -> None:
+# The guard reads its stdin to EOF: "done" means the group ended normally; anything else
+# (EOF alone: the lab died, even by kill -9) means kill the whole group.
+_GUARD = ("import os, signal, sys\n"
+          "said = sys.stdin.buffer.read()\n"
+          "if not said.startswith(b'done'):\n"
+          "    try:\n"
+          "        os.killpg(int(sys.argv[1]), signal.SIGKILL)\n"
+          "    except OSError:\n"
+          "        pass\n")
+
+
+class GroupGuard:
+    """Kills a child's whole process group if the lab dies. An experiment's workers die
+    with their parent by themselves; a program the user gave us (a process pool's
+    workers, a shell's jobs) would outlive us as orphans, so a small watchman process,
+    holding the read end of a pipe only the lab writes, kills the group on EOF."""
+
+    def __init__(self, process: asyncio.subprocess.Process, write_fd: int) -> None:
+        self._process, self._write_fd = process, write_fd
+
+    @classmethod
+    async def start(cls, pgid: int) -> "GroupGuard":
+        read_fd, write_fd = os.pipe()  # both close-on-exec: no other child inherits them
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", "-S", "-c", _GUARD, str(pgid), stdin=read_fd,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True)
+        except BaseException:
+            os.close(write_fd)
+            raise
+        finally:
+            os.close(read_fd)
+        return cls(process, write_fd)
+
+    async def release(self) -> None:
+        """The group is gone: the guard leaves without killing anything."""
+        if self._write_fd >= 0:
+            try:
+                os.write(self._write_fd, b"done")
+            except OSError:
+                pass
+            os.close(self._write_fd)
+            self._write_fd = -1
+        await self._process.wait()
+
+
+def signal_group(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
 
 
-async def reap_group_soon(pgid: int, within_s: float = 2.0) -> None:
-    """Collect workers re-parented to us, until the group is empty (at most `within_s`)."""
-    deadline = time.monotonic() + within_s
+async def stop_child(process: asyncio.subprocess.Process, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM the child's whole group, then SIGKILL what is left after the grace period."""
+    if process.returncode is not None:
+        return
+    signal_group(process.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(asyncio.shield(process.wait()), grace_s)
+    except asyncio.TimeoutError:
+        signal_group(process.pid, signal.SIGKILL)
+
+
+async def clear_group(pgid: int) -> None:
+    """After the child's exit: kill what its group left behind and reap it (at most 2 s)."""
+    signal_group(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
         if reap_group(pgid, gone_if_not_ours=True):
             return
         await asyncio.sleep(0.01)
 
+
+async def read_json_lines(reader: asyncio.StreamReader, state: RunState,
+                          on_event: Any = None, kinds: set | None = None) -> None:
+    """JSON object lines with an "ev" key (one of `kinds`, if given) into `state` (and
+    `on_event`) until EOF; anything else is counted as garbage, never raised."""
+    while True:
+        try:
+            line = await reader.readline()
+        except ValueError:  # a line over MAX_EVENT_LINE: protocol broken
+            state.garbage_lines += 1
+            continue
+        if not line:
+            return
+        try:
+            event = json.loads(line)
+            if not isinstance(event, dict) or "ev" not in event or (
+                    kinds is not None and event["ev"] not in kinds):
+                raise ValueError
+        except ValueError:
+            state.garbage_lines += 1
+            continue
+        state.apply_event(event)
+        if on_event is not None:
+            on_event(event)
 
 async def run_experiment(request: RunRequest) -> RunState:
     """Prepare, run to the end, return the final state (Refused before anything starts)."""

@@ -21,8 +21,8 @@ import json
 import os
 from typing import Any
 
-from lab.core.runner import (STOP_GRACE_S, Refused, RunRequest, event_reader, kill_group,
-                             prepare, reap_group_soon, spawn)
+from lab.core.runner import (STOP_GRACE_S, Refused, RunRequest, clear_group, event_reader,
+                             prepare, spawn, stop_child)
 from workloads import ENV_COMMAND_FD
 
 COMMAND_DEADLINE_S = 5.0
@@ -101,14 +101,9 @@ class StepperSession:
             try:
                 await asyncio.wait_for(asyncio.shield(process.wait()), STOP_GRACE_S)
             except asyncio.TimeoutError:
-                kill_group(process.pid, 15)
-                try:
-                    await asyncio.wait_for(asyncio.shield(process.wait()), STOP_GRACE_S)
-                except asyncio.TimeoutError:
-                    pass
-            kill_group(process.pid, 9)  # anything of the group still there
+                await stop_child(process)  # SIGTERM, then SIGKILL after the grace period
             await process.wait()
-            await reap_group_soon(process.pid)
+            await clear_group(process.pid)  # anything of the group still there, reaped
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=1.0)
             for task in self._tasks:

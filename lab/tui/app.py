@@ -324,6 +324,11 @@ class LabApp(App[int]):
 
         open_scheduler(self, program, threads, note=note)
 
+    def action_watch(self) -> None:
+        from lab.tui.screens.watch import open_watch
+
+        open_watch(self)
+
     def action_experiments(self) -> None:
         from lab.tui.screens.experiments import SCHEDULER, ExperimentListScreen
 
@@ -363,6 +368,9 @@ class LabApp(App[int]):
         yield SystemCommand("Interpreters side by side",
                             "s: this experiment under several Pythons at once",
                             self.action_side_by_side)
+        yield SystemCommand("Watch a program",
+                            "w: any command or one of your processes, with a diagnosis",
+                            self.action_watch)
         yield SystemCommand("Lessons", "l: the guided path: predict, run, compare",
                             self.action_lessons)
         yield SystemCommand("Help", "?: keys and glyphs", self.action_help)

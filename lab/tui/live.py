@@ -65,6 +65,9 @@ class RunController:
         self._closing = False  # shutting down: nothing more starts
         # Other children the screens own (a stepper session): closed with the runs.
         self._sessions: set[Any] = set()
+        # Children started outside the slots (a watched command): how to stop each, and
+        # its process group for the last-resort sweep (None: nothing of ours to kill).
+        self._adopted: dict[str, tuple[Callable[[], Any], int | None]] = {}
 
     # Reading ---------------------------------------------------------------------------
     def state(self, key: str) -> RunState | None:
@@ -235,7 +238,7 @@ class RunController:
             pass
 
     # Sessions (children driven step by step, not runs) ---------------------------------
-    def adopt(self, session: Any) -> bool:
+    def adopt_session(self, session: Any) -> bool:
         """Keep `session` (anything with `async close()` and `pid`) to close on shutdown;
         False if the lab is already shutting down (then start nothing)."""
         if self._closing:
@@ -243,7 +246,7 @@ class RunController:
         self._sessions.add(session)
         return True
 
-    def release(self, session: Any) -> None:
+    def release_session(self, session: Any) -> None:
         self._sessions.discard(session)
 
     async def close_sessions(self) -> None:
@@ -276,21 +279,36 @@ class RunController:
         except (asyncio.TimeoutError, AssertionError):
             pass
 
+    # Children started elsewhere ---------------------------------------------------------
+    def adopt(self, key: str, stop: Callable[[], Any], pgid: int | None) -> None:
+        """Stop this too when the lab leaves: `stop()` (a coroutine) on quit, and a SIGKILL
+        to process group `pgid` in the last-resort sweep (None for a read-only attach)."""
+        self._adopted[key] = (stop, pgid)
+
+    def release(self, key: str) -> None:
+        """It has ended and been reaped: nothing of it is left to stop."""
+        self._adopted.pop(key, None)
+
+    def adopted_keys(self) -> list[str]:
+        return list(self._adopted)
+
     async def shutdown(self) -> None:
         """Stop every run at once and wait for them all to be reaped; queued runs and
         runs given their turn but not started yet start nothing."""
         self._closing = True
         self.drop_waiting()
         keys = self.running_keys()
-        if keys or self._sessions:
-            await asyncio.gather(self.close_sessions(), *(self.stop(k) for k in keys),
-                                 return_exceptions=True)
+        stops = [self.stop(k) for k in keys]
+        stops += [_wait_briefly(stop()) for stop, _ in list(self._adopted.values())]
+        if stops or self._sessions:
+            await asyncio.gather(self.close_sessions(), *stops, return_exceptions=True)
         self.kill_leftovers()
 
     def kill_leftovers(self, reap_s: float = 0.0) -> None:
         """Last resort (also after the loop is gone, from any thread): SIGKILL every group
         we started, including a run still starting, then reap them for up to `reap_s`."""
         pids = set(self._pids)
+        pids.update(pgid for _, pgid in list(self._adopted.values()) if pgid)
         for slot in list(self._slots.values()):
             if (isinstance(slot.run, Run) and not slot.done.is_set()
                     and slot.run.state.pid):
@@ -311,3 +329,11 @@ class RunController:
             if not pids or time.monotonic() >= deadline:
                 break
             time.sleep(0.01)
+
+
+async def _wait_briefly(stopping) -> None:
+    """An adopted child's stop, for at most SHUTDOWN_WAIT_S (the sweep follows)."""
+    try:
+        await asyncio.wait_for(stopping, SHUTDOWN_WAIT_S)
+    except asyncio.TimeoutError:
+        pass

@@ -63,6 +63,7 @@ class DashboardScreen(Screen):
         Binding("x", "stop_all", "stop"),
         Binding("enter", "open", "open"),
         Binding("e", "experiments", "experiments"),
+        Binding("w", "app.watch", "watch a program"),
         Binding("right,down", "app.focus_next", "next pane", show=False),
         Binding("left,up", "app.focus_previous", "previous pane", show=False),
     ]

@@ -28,6 +28,13 @@ Keys (dashboard)
   s        this experiment under several interpreters, side by side
            (there: r runs them in turn, t switches to all at once)
   l        lessons: predict, run, compare with what was measured
+  w        watch a program: type a command, or attach to one of your
+           processes (read-only); a diagnosis per process, its threads
+
+Keys (watch screen)
+  x        stop the command (an attached process is never signalled)
+  o        the command's last lines of output (the log file keeps all)
+  escape   leave (stops a command started there)
 
 Keys (experiment screen)
   r        run with the form's values  x      stop

@@ -158,7 +158,7 @@ class SchedulerScreen(Screen):
         if self.left:
             return
         session = self.session_factory()
-        if not self.app.controller.adopt(session):
+        if not self.app.controller.adopt_session(session):
             return  # the lab is quitting
         self.session = session
         try:
@@ -178,7 +178,7 @@ class SchedulerScreen(Screen):
         try:
             await session.close()
         finally:
-            self.app.controller.release(session)
+            self.app.controller.release_session(session)
 
     async def _command(self, name: str, *args: Any) -> None:
         session = self.session

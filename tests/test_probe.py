@@ -13,6 +13,8 @@ import textwrap
 
 import pytest
 
+from lab.core.runner import reap_group
+
 from tests.helpers import ROOT, free_threaded_python, interpreter, wait_for
 from workloads import ENV_PROBE_FD, boot_dir
 
@@ -79,15 +81,8 @@ class Probed:
             pass
         self.proc.communicate()
         os.close(self.read_end)
-        wait_for(lambda: not _group_alive(self.proc.pid), 5, "the program's group to end")
-
-
-def _group_alive(pgid):
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        # Earlier tests in this process may have made it a subreaper: reap what comes back.
+        wait_for(lambda: reap_group(self.proc.pid), 5, "the program's group to end")
 
 
 @pytest.fixture

@@ -27,7 +27,8 @@ GAP_FACTOR = 3  # a gap this many spacings long: the thread ran no bytecode
 BATCH_NS = 100_000_000  # at most one event per 0.1 s; a long run segment is cut as often
 MAX_SENT = 60_000  # segments sent per run; past it they are counted, not sent
 MAX_PER_EVENT = 5_000
-MAX_HOLDS = 200_000  # hold durations kept per run for the summary
+MAX_HOLDS = 200_000
+PREEMPTED = 0.1  # a gap less than this share asleep: preempted while holding the GIL  # hold durations kept per run for the summary
 
 now_ns = time.perf_counter_ns  # CLOCK_MONOTONIC on Linux: the same clock in every process
 
@@ -290,7 +291,8 @@ class Recorder:
         if answered_ns is not None:
             self.waits.append(now - woke)
         self._close_run(self.last, hold=True)
-        self._waits(woke, now)
+        if not self._waits(woke, now):
+            self.resumes += 1  # it let go of the GIL to block: taking it back is a hand-off
         self.seg_start = self.hold_start = now
         if now > self.next_batch:
             self._hand_over(now)
@@ -298,9 +300,14 @@ class Recorder:
 
     # Segments --------------------------------------------------------------------------
     def _gap(self, ended, back):
-        self._close_run(ended, hold=True)
-        self._waits(ended, back)
-        self.seg_start = self.hold_start = back
+        """No stamps from `ended` to `back`. Asleep most of it: it waited for the GIL,
+        which another thread held (a hand-off, the hold ends). Runnable nearly all of it:
+        the kernel preempted it, and it kept the GIL meanwhile (the hold goes on)."""
+        self._close_run(ended, hold=False)
+        if self._waits(ended, back):
+            self._end_hold(ended)
+            self.hold_start = back
+        self.seg_start = back
         if back > self.next_batch:
             self._hand_over(back)
 
@@ -309,23 +316,31 @@ class Recorder:
             self._add(self.seg_start, end, "run")
             self.run_ns += end - self.seg_start
         if hold:
-            if not self.first_hold and end > self.hold_start:
-                self.holds.append(end - self.hold_start)
-            self.first_hold = False
+            self._end_hold(end)
+
+    def _end_hold(self, end):
+        if not self.first_hold and end > self.hold_start:
+            self.holds.append(end - self.hold_start)
+        self.first_hold = False
 
     def _waits(self, start, end):
         """[start, end] without bytecode: run_delay's growth is the wait for a CPU (put
-        last: a thread woken for the GIL then queues for a CPU), the rest the GIL."""
+        last: a thread woken for the GIL then queues for a CPU), the rest the GIL. True
+        when it waited for the GIL (a hand-off), False when it was only preempted."""
         delay = self._read_delay()
         cpu = 0
         if delay is not None and self.delay is not None:
             cpu = min(max(0, delay - self.delay), max(0, end - start))
         self.delay = delay
+        if end - start - cpu < PREEMPTED * (end - start):
+            cpu = end - start  # the rest is the stamps' own rounding
         if end - cpu > start:
             self._add(start, end - cpu, "gil")
         if cpu:
             self._add(end - cpu, end, "cpu")
-        self.resumes += 1
+        handed = cpu < end - start
+        self.resumes += handed
+        return handed
 
     def _cut(self, now):
         """A long run segment is sent in pieces, so the view sees it while it lasts."""

@@ -3,7 +3,8 @@
 Pure functions over the segments a RunState keeps, for the view, the tests and the
 benchmark. A child cuts a long run segment into pieces (so it is seen while it lasts);
 pieces that touch are one run here. A hold is one merged run of one thread between two
-waits of its own (a thread's first and last runs are not holds).
+waits for the GIL of its own (a thread's first and last runs are not holds; a wait for a
+CPU alone does not end one: preempted, the thread kept the GIL).
 """
 
 from __future__ import annotations
@@ -25,18 +26,22 @@ def by_thread(segments: Iterable[Segment]) -> dict[int, list[Segment]]:
 
 
 def runs(items: list[Segment]) -> list[tuple[int, int, bool]]:
-    """One thread's run periods, touching pieces merged: (start, end, after_a_wait)."""
+    """One thread's holds: run pieces merged where they touch or where only a wait for a
+    CPU lies between (preempted, it kept the GIL): (start, end, after_a_gil_wait)."""
     merged: list[list] = []
-    waited = False
+    waited = preempted = False
     for _tid, start, end, kind in items:
-        if kind != "run":
+        if kind == "gil":
             waited = True
             continue
-        if merged and not waited and start - merged[-1][1] <= 1000:  # cut pieces touch
+        if kind == "cpu":
+            preempted = True
+            continue
+        if merged and not waited and (preempted or start - merged[-1][1] <= 1000):
             merged[-1][1] = max(merged[-1][1], end)
         else:
             merged.append([start, end, waited and bool(merged)])
-        waited = False
+        waited = preempted = False
     return [(a, b, w) for a, b, w in merged]
 
 
@@ -52,7 +57,7 @@ def holds_ns(segments: Iterable[Segment]) -> list[int]:
 
 
 def handoffs(segments: Iterable[Segment]) -> int:
-    """Runs that began after the thread waited: each one took the GIL (or a CPU) back."""
+    """Runs that began after the thread waited for the GIL: each one took it back."""
     return sum(1 for items in by_thread(segments).values()
                for _s, _e, after_wait in runs(items) if after_wait)
 

@@ -13,6 +13,8 @@ place) are reactives, so a replay or a scrub can move the window.
 
 from __future__ import annotations
 
+from itertools import islice
+
 from rich.text import Text
 from textual.reactive import reactive
 
@@ -88,9 +90,9 @@ class GilTimelineView(LinesView):
     # The window ------------------------------------------------------------------------
     def segments(self, state: RunState, live: bool) -> list[tuple]:
         store = state.gil_segments
-        if not live or not store:
+        if not live or not store or self.window_ns <= 0:
             return list(store)
-        newest = max(s[2] for s in list(store)[-200:])
+        newest = max(s[2] for s in islice(reversed(store), 200))
         keep_after = newest - max(self.window_ns, LIVE_WINDOW_NS) - SLACK_NS
         recent = []
         for segment in reversed(store):  # batches arrive in time order, roughly
@@ -105,7 +107,7 @@ class GilTimelineView(LinesView):
         if self.window_end_ns:
             end = self.window_end_ns
         elif live:
-            end = last
+            end = reported_until(segments, last)
         else:  # the middle of what was kept: where the threads contend, not their ends
             starts = sorted(s[1] for s in segments)
             end = min(last, starts[len(starts) // 2] + width // 2)
@@ -214,6 +216,18 @@ class GilTimelineView(LinesView):
                                                          fmt_ms(waits.get("p95")))
             out.append(Text(line))
         return out
+
+
+def reported_until(segments: list[tuple], last: int) -> int:
+    """Live, the time up to which every thread still going has sent its segments (each
+    sends its own every ~0.1 s): past it a row would look idle only because its news is
+    still on the way."""
+    newest: dict[int, int] = {}
+    for tid, _start, end, _kind in segments:
+        if end > newest.get(tid, -1):
+            newest[tid] = end
+    going = [end for end in newest.values() if end >= last - SLACK_NS // 2]
+    return min(going) if going else last
 
 
 def legend(width: int) -> Text:

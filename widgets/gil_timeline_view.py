@@ -17,6 +17,7 @@ from itertools import islice
 
 from rich.text import Text
 from textual.reactive import reactive
+from textual.widget import Widget
 
 from lab.core import gil_timeline as gt
 from lab.core.state import RunState
@@ -80,9 +81,17 @@ class GilTimelineView(LinesView):
         if self._state is not None and self.is_mounted:
             self.repaint(force=True)
 
-    def rows_budget(self) -> int:
-        # In the experiment screen's scrolling column: as tall as the picture needs.
+    def room(self) -> int:
+        """Below the experiment's own view in a scrolling column: it may take as many rows
+        as that column shows at once (scrolled to, it is seen whole)."""
+        column = self.parent
+        if isinstance(column, Widget) and column.size.height:
+            frame = self.outer_size.height - self.size.height
+            return max(1, column.scrollable_content_region.height - frame)
         return self.MAX_ROWS
+
+    def rows_budget(self) -> int:
+        return max(1, min(self.MAX_ROWS, self.room()))
 
     def idle_lines(self) -> list[Text]:
         return [Text("run to see the GIL change hands", style="dim")]

@@ -210,8 +210,9 @@ async def test_the_view_says_when_rows_run_together_without_a_gil():
     state = taking_turns(gil_enabled=False)
     state.apply_event({"ev": "gil_segments", "segments": [[11, 0, 200 * MS, "run"],
                                                           [12, 0, 200 * MS, "run"]]})
-    assert "no GIL (free-threaded): rows run at the same time" in "\n".join(
-        text_of(await draw(state)))
+    text = "\n".join(text_of(await draw(state)))
+    assert "no GIL (free-threaded): rows run at the same time" in text
+    assert "waits GIL" not in text and "· asleep" in text
 
 
 async def test_the_view_moves_with_its_window_reactives():

@@ -140,7 +140,7 @@ class GilTimelineView(LinesView):
         inside = gt.clip(segments, start, end)
         out = [self.header(state, segments, start, end, width, live)]
         out += self.rows(state, inside, start, end, width, rows - 1 - FOOTER_ROWS)
-        out.append(legend(width))
+        out.append(legend(width, gil_enabled(state) is not False))
         out += self.figures(state, summary, inside, start, end, width)
         return out
 
@@ -239,10 +239,13 @@ def reported_until(segments: list[tuple], last: int) -> int:
     return min(going) if going else last
 
 
-def legend(width: int) -> Text:
-    words = (("run", "bytecode"), ("cpu", "waits CPU"), ("gil", "waits GIL"))
+def legend(width: int, gil: bool = True) -> Text:
+    """What each glyph means. Without a GIL a thread that ran no bytecode and queued for
+    no CPU was asleep (a lock, the collector), so `·` says that."""
+    asleep = "waits GIL" if gil else "asleep"
+    words = (("run", "bytecode"), ("cpu", "waits CPU"), ("gil", asleep))
     if sum(len(w) + 3 for _k, w in words) > width:
-        words = (("run", "run"), ("cpu", "CPU"), ("gil", "GIL"))
+        words = (("run", "run"), ("cpu", "CPU"), ("gil", "GIL" if gil else "asleep"))
     text = Text()
     for kind, word in words:
         if text.plain:

@@ -9,6 +9,7 @@ import time
 
 from ._proto import free_threaded, gil_enabled, start_process, start_thread
 from ._spec import Param, ParamError
+from ._stamps import NO_STAMPS, Timeline, answered_at, for_this_thread, stamped
 from ._stats import summary_ms
 
 NAME = "convoy"
@@ -37,6 +38,8 @@ PARAMS = (
                 "sys.setswitchinterval: how long the CPU thread may keep a contended GIL"),
     Param.bool("compare_process", True,
                "also measure with the CPU work in a process (its own GIL) as a control"),
+    Param.bool("stamps", True,
+               "beside the CPU thread, both threads note when they run: the GIL timeline"),
 )
 
 WORST_CASE_S = 150  # a convoyed round trip can cost two switch intervals
@@ -74,28 +77,39 @@ def peer(sock, pause_s, other_end):
             return
         if pause_s:
             time.sleep(pause_s)
-        sock.sendall(data)
+        sock.sendall(stamped(data))  # the answer carries when it left, for the GIL timeline
 
 
 # The two threads of the lesson ---------------------------------------------------------------
 
 
-def round_trips(sock, count, record):
+def round_trips(sock, count, record, timeline=None):
     """The I/O thread: send, wait for the answer, time it."""
+    stamps = for_this_thread(timeline)
     for _ in range(count):
         started = time.perf_counter()
+        stamps.blocks()  # the GIL is let go while the kernel waits for the answer
         sock.sendall(MESSAGE)
-        sock.recv(64)
+        reply = sock.recv(64)
+        stamps.resumed(answered_at(reply))  # from the answer until now: waiting for the GIL
         record((time.perf_counter() - started) * 1000)
+    stamps.finish()
 
 
-def cpu_bound(stop):
-    """Only computes; checks the flag now and then."""
+def squares(n, stamps=NO_STAMPS):
     total = 0
-    while not stop.is_set():
-        for i in range(10_000):
+    for chunk in stamps.chunks(n):  # range(n) in slices, a progress stamp after each
+        for i in chunk:
             total += i * i
     return total
+
+
+def cpu_bound(stop, timeline=None):
+    """Only computes; checks the flag now and then."""
+    stamps = for_this_thread(timeline)
+    while not stop.is_set():
+        squares(10_000, stamps)
+    stamps.finish()
 
 
 def cpu_bound_in_process(stop_sock, other_end):
@@ -139,10 +153,11 @@ class Recorder:
         self.window_start = time.perf_counter()
 
 
-def measure(phase, sock, count, out):
+def measure(phase, sock, count, out, timeline=None):
     out.emit("phase", phase=phase, state="start")
     record = Recorder(out, phase)
-    io = start_thread(round_trips, "io-" + phase.replace("_", ""), "io", (sock, count, record))
+    io = start_thread(round_trips, "io-" + phase.replace("_", ""), "io",
+                      (sock, count, record, timeline))
     io.join()
     record.send()
     stats = summary_ms(record.all)
@@ -157,14 +172,21 @@ def run(params, out):
     theirs.close()
     count = params["requests"]
     results = {}
+    timeline = Timeline(out) if params["stamps"] else None
+    if timeline is not None:
+        timeline.calibrate(squares)
     try:
         measure("warmup", mine, min(20, count), out)
         results["alone"] = measure("alone", mine, count, out)
 
         stop = threading.Event()
-        cpu = start_thread(cpu_bound, "cpu", "cpu", (stop,))
+        cpu = start_thread(cpu_bound, "cpu", "cpu", (stop, timeline))
         try:
-            results["cpu_thread"] = measure("cpu_thread", mine, count, out)
+            if timeline is None:
+                results["cpu_thread"] = measure("cpu_thread", mine, count, out)
+            else:
+                with timeline.round():
+                    results["cpu_thread"] = measure("cpu_thread", mine, count, out, timeline)
         finally:
             stop.set()
             cpu.join()
@@ -190,12 +212,23 @@ def run(params, out):
         "gil_enabled": gil_enabled(),
         "free_threaded": free_threaded(),
         "slowdown_p50": _slowdown(results, "cpu_thread"),
+        "gil_timeline": gil_summary(timeline, interval_ms),
     }
     if "cpu_process" in results:
         result["slowdown_p50_process"] = _slowdown(results, "cpu_process")
     result["explanation"] = explain(result)
     result["verdict"] = verdict(result)
     return result
+
+
+def gil_summary(timeline, interval_ms):
+    """The timeline's figures; the I/O thread's holds are a few microseconds and the CPU
+    thread's a switch interval, so each thread's median is given beside the mixed one."""
+    if timeline is None:
+        return {"stamps": False, "switch_interval_ms": round(interval_ms, 3)}
+    summary = timeline.summary(interval_ms / 1000)
+    summary["io_gil_wait_ms"] = timeline.io_waits()
+    return summary
 
 
 def _slowdown(results, phase):

@@ -10,6 +10,7 @@ import time
 from ._load import LoadMeter, describe, own_cpu_s
 from ._proto import events, gil_enabled, start_process, start_thread, thread_stats
 from ._spec import Param
+from ._stamps import NO_STAMPS, Timeline, for_this_thread
 
 NAME = "gil-cpu"
 TITLE = "CPU-bound work: sequential vs threads vs processes"
@@ -37,6 +38,8 @@ PARAMS = (
     Param.choice("modes", "all", ("all",) + MODES, "which modes to run"),
     Param.int("repeat", 1, 1, 15,
               "rounds of all the modes, interleaved; each mode reports its median round"),
+    Param.bool("stamps", True,
+               "threads note the time every ~0.15 ms of work: the GIL timeline (off: its cost)"),
 )
 
 PARTS = 20  # each task reports its progress this many times
@@ -51,14 +54,15 @@ def tasks_needed(params):
 
 
 # The work itself: nothing but bytecode, no I/O, no calls into C that drop the GIL.
-def cpu_work(n):
+def cpu_work(n, stamps=NO_STAMPS):
     total = 0
-    for i in range(n):
-        total += i * i
+    for chunk in stamps.chunks(n):  # range(n) in slices, a progress stamp after each
+        for i in chunk:
+            total += i * i
     return total
 
 
-def task(index, work):
+def task(index, work, timeline=None):
     """One task: the work in PARTS slices, reporting progress between slices.
 
     Returns the calling thread's split while it worked, from the kernel's schedstat: on a
@@ -66,10 +70,12 @@ def task(index, work):
     GIL, mostly waiting for it).
     """
     out = events()
+    stamps = for_this_thread(timeline)
     started, before = time.perf_counter(), thread_stats()
     for part in range(PARTS):
-        cpu_work(work // PARTS)
+        cpu_work(work // PARTS, stamps)
         out.latest("progress", key=str(index), task=index, done=(part + 1) / PARTS)
+    stamps.finish()
     span, after = time.perf_counter() - started, thread_stats()
     on_cpu = after.get("cpu_s", 0.0) - before.get("cpu_s", 0.0)
     waiting = after.get("run_delay_s", 0.0) - before.get("run_delay_s", 0.0)
@@ -77,16 +83,17 @@ def task(index, work):
             "off_cpu_s": max(0.0, span - on_cpu - waiting)}
 
 
-# Each mode runs the tasks its own way and returns each task's split.
-def run_sequential(tasks, work):
+# Each mode runs the tasks its own way and returns each task's split. Only the threads
+# leave progress stamps (timeline): they are the ones that take turns on the GIL.
+def run_sequential(tasks, work, timeline=None):
     return [task(index, work) for index in range(tasks)]
 
 
-def run_threads(tasks, work):
+def run_threads(tasks, work, timeline=None):
     splits = [None] * tasks
 
     def worker(index):
-        splits[index] = task(index, work)
+        splits[index] = task(index, work, timeline)
 
     threads = [start_thread(worker, "cpu-%d" % (i + 1), "worker", (i,)) for i in range(tasks)]
     for thread in threads:
@@ -94,7 +101,7 @@ def run_threads(tasks, work):
     return [s for s in splits if s is not None]
 
 
-def run_processes(tasks, work):
+def run_processes(tasks, work, timeline=None):
     started = [start_process(task, "proc-%d" % (i + 1), "worker", (i, work), want_result=True)
                for i in range(tasks)]
     splits = [receiver.recv() for _process, receiver in started]
@@ -106,14 +113,18 @@ def run_processes(tasks, work):
 RUNNERS = {"sequential": run_sequential, "threads": run_threads, "processes": run_processes}
 
 
-def measure(mode, tasks, work, out, meter):
+def measure(mode, tasks, work, out, meter, timeline=None):
     """One round of one mode: wall time, the workers' CPU time and split, other programs'
     share of the CPUs meanwhile."""
     out.emit("phase", mode=mode, state="start", tasks=tasks)
     cpu_before = own_cpu_s()
     with meter.window() as window:
         before_wall = time.perf_counter()
-        splits = RUNNERS[mode](tasks, work)
+        if mode == "threads" and timeline is not None:
+            with timeline.round():
+                splits = run_threads(tasks, work, timeline)
+        else:
+            splits = RUNNERS[mode](tasks, work)
         wall = time.perf_counter() - before_wall
     cpu = own_cpu_s() - cpu_before  # this process, its threads and its reaped workers
     on_cpu = sum(s["on_cpu_s"] for s in splits)
@@ -163,9 +174,12 @@ def run(params, out):
     modes = MODES if params["modes"] == "all" else (params["modes"],)
     tasks, work = params["tasks"], params["work"]
     meter = LoadMeter()
+    timeline = Timeline(out) if params["stamps"] else None
     # Warm up first (not measured), so the first mode does not pay alone for a CPU that is
-    # still ramping up or a cold interpreter.
+    # still ramping up or a cold interpreter; the warm loop also sets the stamps' period.
     cpu_work(min(work, 2_000_000))
+    if timeline is not None:
+        timeline.calibrate(cpu_work)
     # Rounds interleave the modes, so a burst of noise from the machine lands on one
     # round of each rather than on one mode. When other programs took a real share of the
     # CPUs in every round of the mode the verdict reads, a few more rounds are run.
@@ -174,7 +188,7 @@ def run(params, out):
     planned, extra = params["repeat"], 0
     while True:
         for mode in modes:
-            rounds[mode].append(measure(mode, tasks, work, out, meter))
+            rounds[mode].append(measure(mode, tasks, work, out, meter, timeline))
         if len(rounds[modes[0]]) < planned:
             continue
         if judged is None or any(not m["busy"] for m in rounds[judged]) \
@@ -201,6 +215,8 @@ def run(params, out):
         speedup=speedup,
         work=work,
         switch_interval_s=sys.getswitchinterval(),
+        gil_timeline=timeline.summary(sys.getswitchinterval()) if timeline is not None else
+        {"stamps": False, "switch_interval_ms": round(sys.getswitchinterval() * 1000, 3)},
         load=load,
         verdict=judgement,
         explanation=explain(speedup, results, facts, load, judgement),

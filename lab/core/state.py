@@ -16,6 +16,8 @@ from lab.core.sampler import Sample
 
 EVENT_BUFFER = 4096  # experiment events kept per run; older ones are dropped
 MAX_THREAD_VIEWS = 512  # threads tracked per run; past it they are counted, not kept
+GIL_SEGMENTS = 40_000  # GIL timeline segments kept per run; the oldest go first
+GIL_KINDS = {"run": "run", "cpu": "cpu", "gil": "gil"}  # one shared string per kind
 
 # Event kinds the state interprets itself; everything else is experiment data.
 CORE_EVENTS = {"hello", "thread", "thread_exit", "process", "process_exit", "result", "error",
@@ -90,6 +92,10 @@ class RunState:
     sampler_source: str = ""
     overlapped_by: list = field(default_factory=list)  # other lab runs that ran meanwhile
     turn: tuple | None = None  # (n, m) while waiting: n-th of the m runs waiting their turn
+    # The GIL timeline: (tid, start_ns, end_ns, kind) from `gil_segments` events, times
+    # from the child's run start; kind run | cpu | gil.
+    gil_segments: deque = field(default_factory=lambda: deque(maxlen=GIL_SEGMENTS))
+    gil_segments_seen: int = 0  # every well-formed segment received (the deque keeps the newest)
     samples: int = 0
     version: int = 0
     _previous: Sample | None = None
@@ -118,6 +124,8 @@ class RunState:
     def apply_event(self, event: dict) -> None:
         kind = event.get("ev", "")
         self.version += 1
+        if kind == "gil_segments":
+            event = self._on_gil_segments(event)
         if kind not in CORE_EVENTS:
             self.events.append(event)
             self.events_seen += 1
@@ -125,6 +133,27 @@ class RunState:
             return
         handler = getattr(self, "_on_" + kind)
         handler(event)
+
+    def _on_gil_segments(self, event: dict) -> dict:
+        """Keep the segments in their own bounded store; the event list gets the event
+        without them (thousands of segments per event would make it heavy)."""
+        segments = event.get("segments")
+        kept = 0
+        for item in segments if isinstance(segments, list) else ():
+            try:
+                tid, start, end, kind = item
+                kind = GIL_KINDS[kind]
+                segment = (int(tid), int(start), int(end), kind)
+            except (TypeError, ValueError, KeyError):
+                continue  # a damaged segment is skipped, the rest kept
+            if segment[2] < segment[1]:
+                continue
+            self.gil_segments.append(segment)
+            kept += 1
+        self.gil_segments_seen += kept
+        light = {k: v for k, v in event.items() if k != "segments"}
+        light["count"] = kept
+        return light
 
     def _on_hello(self, event: dict) -> None:
         self.hello = event

@@ -22,3 +22,11 @@ def view_class(experiment: str) -> type[LiveView]:
 
         return ThreadsView
     return module.VIEW
+
+
+def extra_views(experiment: str) -> list[LiveView]:
+    """Views the experiment screen shows under the main one (the GIL timeline for the
+    experiments whose threads leave stamps)."""
+    from widgets.gil_timeline_view import GilTimelineView, mounted_on
+
+    return [GilTimelineView(dial_keys=True)] if mounted_on(experiment) else []

@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Collapsible, Static
 
 from lab.core import catalog
-from lab.tui.views import view_class
+from lab.tui.views import extra_views, view_class
 from widgets.lab_footer import LabFooter
 from widgets.pane import Pane
 from widgets.param_form import ParamForm
@@ -48,6 +48,8 @@ class ExperimentScreen(Screen):
         Binding("x", "stop", "stop"),
         Binding("escape", "back", "back"),
         Binding("b", "scheduler", "be the scheduler", show=False),
+        Binding("left_square_bracket", "dial(-1)", "switch interval down", show=False),
+        Binding("right_square_bracket", "dial(1)", "switch interval up", show=False),
     ]
     AUTO_FOCUS = None  # focus goes to Run without scrolling the lesson away (on_mount)
     DEFAULT_CSS = """
@@ -135,6 +137,7 @@ class ExperimentScreen(Screen):
             with VerticalScroll(id="right"):
                 yield Pane(self.pane_title or "Live", exp.name, view=view_class(exp.name)(explains=False),
                            full=True, id="live")
+                yield from extra_views(exp.name)
                 yield Static(id="explanation")
                 yield Static("Result", classes="heading")
                 yield ResultTable(id="result")
@@ -154,6 +157,8 @@ class ExperimentScreen(Screen):
         state = controller.state(self.key)
         self.query_one("#live", Pane).show(state, controller.refusals.get(self.key),
                                            idle_hint="idle · r run")
+        for view in self.query("#right > LiveView"):
+            view.show(state)
         if state is None or state.running:
             result = None
         else:
@@ -209,6 +214,20 @@ class ExperimentScreen(Screen):
         if not started:
             error.update("✗ not started: %s" % self.app.controller.refusals.get(self.key, ""))
         return started
+
+    def action_dial(self, step: int) -> None:
+        """`[` `]`: the switch interval one notch down or up, in the form."""
+        from widgets.gil_timeline_view import dial
+
+        param = next((p for p in self.experiment.params if p.name == "switch_interval_ms"), None)
+        if param is None:
+            return
+        field = self.query_one("#field-switch_interval_ms")
+        try:
+            current = float(field.value)
+        except ValueError:
+            current = float(param.default)
+        field.value = "%g" % dial(current, step, param.minimum, param.maximum)
 
     def action_stop(self) -> None:
         self.app.stop_runs([self.key])

@@ -170,7 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ParamError, Refused) as exc:
         return refuse(str(exc))
 
-    from lab.core.record import build_record, save_run_record
+    from lab.core.record import build_record, save_run_record, with_timeline
 
     from lab.cli.show import LiveProgress, print_record, wants_progress
 
@@ -185,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # before the run's own handlers were in place: nothing started
         return EXIT_INTERRUPTED
     record = build_record(prepared, state)
-    save_run_record(record)
+    save_run_record(with_timeline(record, state))
     if args.json:
         print(json.dumps(record, indent=1))
     else:

@@ -52,6 +52,13 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment, saved_at);
 """
+# A run's replayable timeline (lab/core/timeline.py), apart from its record so listing
+# never reads it. Added beside schema 1: an older lab ignores the table.
+_TIMELINES = """CREATE TABLE IF NOT EXISTS timelines (
+    run_id   INTEGER PRIMARY KEY,           -- runs.id
+    timeline TEXT NOT NULL                  -- compact JSON, at most MAX_TIMELINE_CHARS
+)"""
+MAX_TIMELINE_CHARS = 1_100_000  # timeline.MAX_JSON_BYTES and a little room
 
 
 class HistoryError(Exception):
@@ -108,6 +115,7 @@ def connect(path: str | None = None) -> sqlite3.Connection:
         conn.execute("PRAGMA busy_timeout = %d" % int(BUSY_TIMEOUT_S * 1000))
         _use_wal(conn)
         _ensure_schema(conn)
+        conn.execute(_TIMELINES)
     except sqlite3.Error as exc:
         conn.close()
         raise HistoryError("%s is not usable: %s" % (path, _reason(exc, path))) from None
@@ -227,6 +235,9 @@ def _python_label(record: dict) -> str:
 
 def _insert(conn: sqlite3.Connection, record: dict, *, uid: str, saved_at: float, host: str,
             imported: bool) -> int:
+    timeline = record.get("timeline")
+    if "timeline" in record:
+        record = {k: v for k, v in record.items() if k != "timeline"}
     interp = record.get("interpreter") or {}
     gil = interp.get("gil_enabled")
     cursor = conn.execute(
@@ -236,7 +247,13 @@ def _insert(conn: sqlite3.Connection, record: dict, *, uid: str, saved_at: float
          str(record.get("status", "?")), _python_label(record),
          None if gil is None else int(bool(gil)), _finite(record.get("duration_s")),
          json.dumps(_finite(record), separators=(",", ":"), default=str)))
-    return int(cursor.lastrowid)
+    run_id = int(cursor.lastrowid)
+    if isinstance(timeline, dict):
+        text = json.dumps(_finite(timeline), separators=(",", ":"), default=str)
+        if len(text) <= MAX_TIMELINE_CHARS:  # a larger one (an import) is not kept
+            conn.execute("INSERT OR REPLACE INTO timelines (run_id, timeline) VALUES (?, ?)",
+                         (run_id, text))
+    return run_id
 
 
 def _finite(value: Any) -> Any:
@@ -436,6 +453,37 @@ def get_run(run_id: int, path: str | None = None) -> dict[str, Any]:
     return get_runs([run_id], path)[0]
 
 
+def timeline_text(run_id: int, path: str | None = None) -> str | None:
+    """The stored timeline of a run as JSON text, or None (an older run, an older store)."""
+    try:
+        rows = _read("SELECT timeline FROM timelines WHERE run_id = ?", (int(run_id),), path)
+    except HistoryError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
+    text = rows[0][0] if rows else None
+    return text if isinstance(text, str) else None
+
+
+def get_timeline(run_id: int, path: str | None = None):
+    """(Recording, None) for a run with a sound timeline; (None, None) without one;
+    (None, one line why) when it is damaged (the run itself still opens)."""
+    from lab.core import timeline
+
+    text = timeline_text(run_id, path)
+    if text is None:
+        return None, None
+    try:
+        document = record_check.loads(text)
+    except ValueError:
+        return None, "run %d: its timeline is damaged (not JSON) and was skipped" % run_id
+    recording, problem = timeline.load_json(document)
+    if problem:
+        return None, "run %d: its timeline is damaged (%s) and was skipped" % (
+            run_id, visible(problem))
+    return recording, None
+
+
 def all_ids(experiment: str | None = None, path: str | None = None) -> list[int]:
     return [r["id"] for r in reversed(list_runs(None, experiment, path))]
 
@@ -538,7 +586,7 @@ def export_runs(ids: Iterable[int] | None, out_path: str, path: str | None = Non
         "exported_at": time.time(),
         "exported_by": host_name(),
         "runs": [{"uid": e["uid"], "saved_at": e["saved_at"], "host": e["host"],
-                  "record": e["record"]} for e in entries],
+                  "record": _with_timeline(e, path)} for e in entries],
     }
     tmp = out_path + ".tmp-%d" % os.getpid()
     try:
@@ -551,6 +599,17 @@ def export_runs(ids: Iterable[int] | None, out_path: str, path: str | None = Non
             os.unlink(tmp)  # e.g. a full disk: leave no half file behind
         raise
     return len(entries)
+
+
+def _with_timeline(entry: dict, path: str | None) -> dict:
+    """The record and, when it has a readable one, its timeline (so replay travels too)."""
+    text = timeline_text(entry["id"], path)
+    if text is None:
+        return entry["record"]
+    try:
+        return dict(entry["record"], timeline=record_check.loads(text))
+    except ValueError:
+        return entry["record"]
 
 
 class ImportRefused(ValueError):

@@ -217,6 +217,8 @@ class Run:
                 tail = [line for line in state.stderr_tail if line.strip()]
                 why = tail[-1] if tail else "no result"
                 state.error = "child exited with code %s: %s" % (code, why)
+        if state.timeline is not None:
+            state.timeline.close(state)  # replay ends as the run did
         state.version += 1
 
     async def _kill_group(self, sig: int) -> None:

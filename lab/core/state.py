@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.core.sampler import Sample
+from lab.core.timeline import EVENT, SAMPLE, Recording
 
 EVENT_BUFFER = 4096  # experiment events kept per run; older ones are dropped
 MAX_THREAD_VIEWS = 512  # threads tracked per run; past it they are counted, not kept
@@ -92,6 +93,8 @@ class RunState:
     turn: tuple | None = None  # (n, m) while waiting: n-th of the m runs waiting their turn
     samples: int = 0
     version: int = 0
+    # Everything applied, for replay (lab.core.timeline); None: record nothing.
+    timeline: Recording | None = field(default_factory=Recording)
     _previous: Sample | None = None
 
     # Reading --------------------------------------------------------------------------
@@ -118,6 +121,8 @@ class RunState:
     def apply_event(self, event: dict) -> None:
         kind = event.get("ev", "")
         self.version += 1
+        if self.timeline is not None:
+            self._record(EVENT, event)
         if kind not in CORE_EVENTS:
             self.events.append(event)
             self.events_seen += 1
@@ -178,7 +183,14 @@ class RunState:
             view = self.threads[tid] = ThreadView(pid=pid, tid=tid, name=name)
         return view
 
+    def _record(self, kind: str, payload) -> None:
+        if not self.timeline.origin and self.started_at:
+            self.timeline.origin = self.started_at
+        self.timeline.add(kind, payload)
+
     def apply_sample(self, sample: Sample) -> None:
+        if self.timeline is not None:
+            self._record(SAMPLE, sample)
         previous = self._previous
         elapsed = (sample.ts - previous.ts) if previous else 0.0
         for tid, t in sample.threads.items():

@@ -225,10 +225,11 @@ class RunController:
         """Into history, off the UI's loop: a locked database may keep SQLite busy for a while."""
         if not self.save_records:
             return
-        from lab.core.record import build_record, save_run_record
+        from lab.core.record import build_record, save_run_record, with_timeline
 
         try:
-            await asyncio.to_thread(save_run_record, build_record(prepared, state))
+            await asyncio.to_thread(
+                lambda: save_run_record(with_timeline(build_record(prepared, state), state)))
         except Exception:  # history is a bonus; a run never fails because of it
             pass
 

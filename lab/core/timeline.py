@@ -153,6 +153,8 @@ class Player:
     def seek(self, t: float) -> Any:
         rec = self.recording
         t = max(0.0, min(t, self.duration_s))
+        if self.state is not None and t == self.t:
+            return self.state  # nothing moved: the views skip the frame
         if self.state is None or t < self.t:
             self.state, self.index = _fresh(self.like), 0
         state, items = self.state, rec.items
@@ -406,3 +408,15 @@ def describe(recording: Recording, step_s: float | None = None) -> list[str]:
         lines.append("%7.2f s  ended: %s%s" % (span, recording.status,
                                                 ": " + recording.error if recording.error else ""))
     return lines
+
+
+def like_record(record: dict) -> Any:
+    """What a replayed RunState takes from a history record: experiment, params, python."""
+    from types import SimpleNamespace
+
+    interp = record.get("interpreter") if isinstance(record.get("interpreter"), dict) else {}
+    sampler = record.get("sampler") if isinstance(record.get("sampler"), dict) else {}
+    return SimpleNamespace(experiment=str(record.get("experiment", "?")),
+                           params=dict(record.get("params") or {}),
+                           python=str(interp.get("executable") or ""),
+                           sampler_source=str(sampler.get("source") or ""))

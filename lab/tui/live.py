@@ -49,8 +49,10 @@ class RunController:
 
     def __init__(self, python: str | None = None, run_factory: Callable[[PreparedRun], Any] = Run,
                  save_records: bool = True,
-                 on_finish: Callable[[str, RunState], None] | None = None) -> None:
+                 on_finish: Callable[[str, RunState], None] | None = None,
+                 slow: bool = False) -> None:
         self.python = python
+        self.slow = slow  # slow motion for every run (lab/core/slow.py)
         self.run_factory = run_factory
         self.save_records = save_records
         self.on_finish = on_finish
@@ -92,7 +94,7 @@ class RunController:
         """
         try:
             prepared = prepare(RunRequest(experiment, dict(params),
-                                          python=python or self.python))
+                                          python=python or self.python, slow=self.slow))
         except Refused as exc:
             self.refusals[key] = str(exc)
             raise

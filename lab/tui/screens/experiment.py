@@ -20,6 +20,7 @@ from widgets.lab_footer import LabFooter
 from widgets.pane import Pane
 from widgets.param_form import ParamForm
 from widgets.result_table import ResultTable
+from widgets.run_strip import RunStrip
 from lab.core.catalog import ParamError
 
 KEYS = "r run  x stop  esc back  ? help  q quit"
@@ -46,6 +47,12 @@ class ExperimentScreen(Screen):
         Binding("r", "run", "run"),
         Binding("x", "stop", "stop"),
         Binding("escape", "back", "back"),
+        # Replay a finished run (widgets/run_strip.py); inert while nothing can be replayed.
+        Binding("left", "replay('move', -1)", "back in time", show=False),
+        Binding("right", "replay('move', 1)", "on in time", show=False),
+        Binding("space", "replay('toggle_play')", "replay", show=False),
+        Binding("comma", "replay('cycle_speed', 1)", "slower", show=False),
+        Binding("full_stop", "replay('cycle_speed', -1)", "faster", show=False),
     ]
     AUTO_FOCUS = None  # focus goes to Run without scrolling the lesson away (on_mount)
     DEFAULT_CSS = """
@@ -103,8 +110,10 @@ class ExperimentScreen(Screen):
     """
 
     def __init__(self, experiment: str, params: dict[str, Any] | None = None,
-                 key: str | None = None, title: str | None = None, **kwargs) -> None:
+                 key: str | None = None, title: str | None = None, replay: Any = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
+        self.replay = replay  # (Recording, the run's record) from history, or None
         self.experiment = catalog.get(experiment)
         self.key = key or "exp:" + experiment
         self.initial = dict(params or {})
@@ -133,12 +142,15 @@ class ExperimentScreen(Screen):
             with VerticalScroll(id="right"):
                 yield Pane(self.pane_title or "Live", exp.name, view=view_class(exp.name)(explains=False),
                            full=True, id="live")
+                yield RunStrip(id="strip")
                 yield Static(id="explanation")
                 yield Static("Result", classes="heading")
                 yield ResultTable(id="result")
         yield LabFooter(KEYS)
 
     def on_mount(self) -> None:
+        if self.replay is not None:
+            self.query_one(RunStrip).load(*self.replay, fixed=True)
         self.update_command()
         self.set_focus(self.query_one("#run", Button), scroll_visible=False)
 
@@ -149,7 +161,7 @@ class ExperimentScreen(Screen):
     # Frames ----------------------------------------------------------------------------
     def refresh_live(self) -> None:
         controller = self.app.controller
-        state = controller.state(self.key)
+        state = self.query_one(RunStrip).follow(controller.state(self.key))
         self.query_one("#live", Pane).show(state, controller.refusals.get(self.key),
                                            idle_hint="idle · r run")
         if state is None or state.running:
@@ -210,6 +222,11 @@ class ExperimentScreen(Screen):
 
     def action_stop(self) -> None:
         self.app.stop_runs([self.key])
+
+    def action_replay(self, what: str, *args: int) -> None:
+        strip = self.query_one(RunStrip)
+        if getattr(strip, what)(*args):
+            self.refresh_live()
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -98,7 +98,7 @@ class RunStrip(Widget):
             self._unload()  # a run started on this screen takes over from the replay
         if live is None:
             return None
-        if live.running or live.timeline is None or not live.timeline.items:
+        if live.running or live.timeline is None or not live.timeline.sampled:
             if self.recording is not None:
                 self._unload()
             return live

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.core.sampler import Sample
-from lab.core.timeline import EVENT, SAMPLE, Recording
+from lab.core.recording import EVENT, SAMPLE, Recording
 
 EVENT_BUFFER = 4096  # experiment events kept per run; older ones are dropped
 MAX_THREAD_VIEWS = 512  # threads tracked per run; past it they are counted, not kept

@@ -167,6 +167,7 @@ def test_a_record_without_a_timeline_still_opens(real_run, store, capsys):
     "{\"v\": 1, \"names\": {}, \"duration_s\": 1, \"items\": [[0.1, 2, 3]]}",
     "{\"v\": 1, \"names\": {}, \"duration_s\": 1, \"items\": [[0.5, {\"ev\": \"a\"}], [0.1",
     "{\"v\": 9}",
+    b"x\x9c not zlib",
 ])
 def test_a_damaged_timeline_is_skipped_in_one_line(real_run, store, capsys, damage):
     prepared, live = real_run

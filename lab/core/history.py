@@ -21,6 +21,7 @@ import stat
 import sys
 import time
 import uuid
+import zlib
 from contextlib import closing
 from typing import Any, Callable, Iterable, NamedTuple
 from urllib.parse import quote
@@ -56,7 +57,7 @@ CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment, saved_at);
 # never reads it. Added beside schema 1: an older lab ignores the table.
 _TIMELINES = """CREATE TABLE IF NOT EXISTS timelines (
     run_id   INTEGER PRIMARY KEY,           -- runs.id
-    timeline TEXT NOT NULL                  -- compact JSON, at most MAX_TIMELINE_CHARS
+    timeline BLOB NOT NULL                  -- compact JSON, zlib-compressed
 )"""
 MAX_TIMELINE_CHARS = 1_100_000  # timeline.MAX_JSON_BYTES and a little room
 
@@ -252,7 +253,7 @@ def _insert(conn: sqlite3.Connection, record: dict, *, uid: str, saved_at: float
         text = json.dumps(_finite(timeline), separators=(",", ":"), default=str)
         if len(text) <= MAX_TIMELINE_CHARS:  # a larger one (an import) is not kept
             conn.execute("INSERT OR REPLACE INTO timelines (run_id, timeline) VALUES (?, ?)",
-                         (run_id, text))
+                         (run_id, zlib.compress(text.encode("utf-8"), 6)))
     return run_id
 
 
@@ -454,15 +455,25 @@ def get_run(run_id: int, path: str | None = None) -> dict[str, Any]:
 
 
 def timeline_text(run_id: int, path: str | None = None) -> str | None:
-    """The stored timeline of a run as JSON text, or None (an older run, an older store)."""
+    """The stored timeline of a run as JSON text, or None (an older run, an older store);
+    ValueError when what is stored cannot be inflated."""
     try:
         rows = _read("SELECT timeline FROM timelines WHERE run_id = ?", (int(run_id),), path)
     except HistoryError as exc:
         if "no such table" in str(exc):
             return None
         raise
-    text = rows[0][0] if rows else None
-    return text if isinstance(text, str) else None
+    stored = rows[0][0] if rows else None
+    if isinstance(stored, bytes):  # compressed JSON; never inflated past its bound
+        try:
+            inflater = zlib.decompressobj()
+            raw = inflater.decompress(stored, MAX_TIMELINE_CHARS * 4 + 1)
+            if len(raw) > MAX_TIMELINE_CHARS * 4 or not inflater.eof:
+                raise ValueError("too large or cut short")
+            return raw.decode("utf-8")
+        except (zlib.error, UnicodeDecodeError):
+            raise ValueError("not compressed JSON") from None
+    return stored if isinstance(stored, str) else None
 
 
 def get_timeline(run_id: int, path: str | None = None):
@@ -470,13 +481,14 @@ def get_timeline(run_id: int, path: str | None = None):
     (None, one line why) when it is damaged (the run itself still opens)."""
     from lab.core import timeline
 
-    text = timeline_text(run_id, path)
-    if text is None:
-        return None, None
     try:
+        text = timeline_text(run_id, path)
+        if text is None:
+            return None, None
         document = record_check.loads(text)
-    except ValueError:
-        return None, "run %d: its timeline is damaged (not JSON) and was skipped" % run_id
+    except ValueError as exc:
+        return None, "run %d: its timeline is damaged (%s) and was skipped" % (
+            run_id, visible(str(exc))[:80] if str(exc) else "not JSON")
     recording, problem = timeline.load_json(document)
     if problem:
         return None, "run %d: its timeline is damaged (%s) and was skipped" % (
@@ -603,10 +615,10 @@ def export_runs(ids: Iterable[int] | None, out_path: str, path: str | None = Non
 
 def _with_timeline(entry: dict, path: str | None) -> dict:
     """The record and, when it has a readable one, its timeline (so replay travels too)."""
-    text = timeline_text(entry["id"], path)
-    if text is None:
-        return entry["record"]
     try:
+        text = timeline_text(entry["id"], path)
+        if text is None:
+            return entry["record"]
         return dict(entry["record"], timeline=record_check.loads(text))
     except ValueError:
         return entry["record"]

@@ -183,14 +183,14 @@ class RunState:
             view = self.threads[tid] = ThreadView(pid=pid, tid=tid, name=name)
         return view
 
-    def _record(self, kind: str, payload) -> None:
+    def _record(self, kind: str, payload, now: float | None = None) -> None:
         if not self.timeline.origin and self.started_at:
             self.timeline.origin = self.started_at
-        self.timeline.add(kind, payload)
+        self.timeline.add(kind, payload, now)
 
     def apply_sample(self, sample: Sample) -> None:
         if self.timeline is not None:
-            self._record(SAMPLE, sample)
+            self._record(SAMPLE, sample, sample.ts)  # taken then, on the same clock
         previous = self._previous
         elapsed = (sample.ts - previous.ts) if previous else 0.0
         for tid, t in sample.threads.items():

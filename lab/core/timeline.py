@@ -71,6 +71,8 @@ class Player:
                 state.apply_sample(payload)
             self.index += 1
         self.t = t
+        if state.pid is None and state.hello:  # the status line names the run's process
+            state.pid = state.hello.get("pid")
         state.ended_at = state.started_at + t
         if t >= self.duration_s and rec.status:
             state.status, state.error, state.exit_code = rec.status, rec.error, rec.exit_code

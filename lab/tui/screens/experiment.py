@@ -151,6 +151,7 @@ class ExperimentScreen(Screen):
     def on_mount(self) -> None:
         if self.replay is not None:
             self.query_one(RunStrip).load(*self.replay, fixed=True)
+            self.call_after_refresh(self.refresh_live)  # its first frame now, not a tick later
         self.update_command()
         self.set_focus(self.query_one("#run", Button), scroll_visible=False)
 

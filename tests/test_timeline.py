@@ -43,8 +43,9 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def figures(state: RunState) -> dict:
-    return {tid: (t.name, t.role, round(t.cpu_s, 5), t.voluntary, t.alive, t.final)
-            for tid, t in state.threads.items()}
+    """Each thread as the views show it (CPU seconds to the microsecond JSON keeps)."""
+    return {tid: (t.name, t.role, pytest.approx(t.cpu_s, abs=2e-6), t.voluntary, t.alive,
+                  t.final) for tid, t in state.threads.items()}
 
 
 # Replay ------------------------------------------------------------------------------------

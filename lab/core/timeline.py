@@ -300,6 +300,9 @@ def describe(recording: Recording, step_s: float | None = None) -> list[str]:
         busy = " ".join("%s %d%%" % (name, round(share * 100)) for share, name in threads[:6]
                         if share >= 0.005) or "no thread on a CPU"
         lines.append("%7.2f s  %-12s %s" % (start, (mode[-1] if mode else "-")[:12], busy))
+        for at, name in mode_starts:  # every change of mode, however short the slice
+            if start <= at < start + step_s or (index == slices - 1 and at >= start):
+                lines.append("           mode %s from %.2f s" % (name, at))
         if events[index]:
             counts: dict[str, int] = {}
             newest: dict[str, dict] = {}

@@ -23,7 +23,7 @@ LEVELS = "·▁▂▃▄▅▆▇█"  # 0 (asleep) to a whole CPU
 CURSOR = "▲"
 LABEL = 10  # columns for a thread's name
 MAX_THREADS = 6  # rows shown: the busiest threads of the run
-KEYS = "←/→ move · space play · ,/. speed"
+KEYS = "←/→ move · space play · , . speed"
 
 
 def sparkline(shares: list[float]) -> str:
@@ -178,10 +178,14 @@ class RunStrip(Widget):
         return max(8, (self.size.width or 80) - LABEL - 3)
 
     def _thread_rows(self, width: int) -> list[tuple[str, list[float]]]:
+        """The busiest threads; threads of one name (cpu-1 of each round) share a row."""
         if self._shares[0] != width:
-            shares = timeline.thread_shares(self.recording, width)
-            rows = sorted(shares.values(), key=lambda row: -sum(row[1]))[:MAX_THREADS]
-            self._shares = (width, {i: row for i, row in enumerate(rows)})
+            by_name: dict[str, list[float]] = {}
+            for name, shares in timeline.thread_shares(self.recording, width).values():
+                row = by_name.setdefault(name, [0.0] * width)
+                by_name[name] = [max(a, b) for a, b in zip(row, shares)]
+            rows = sorted(by_name.items(), key=lambda row: -sum(row[1]))[:MAX_THREADS]
+            self._shares = (width, dict(enumerate(rows)))
         return list(self._shares[1].values())
 
     def mode_at(self, t: float) -> str:
@@ -194,21 +198,23 @@ class RunStrip(Widget):
     def status_line(self) -> str:
         """The cursor's time and mode, in one line."""
         state = "playing" if self.playing else "paused" if self.moved else "end"
-        return "replay %.2f / %.2f s · %s · %s %sx · %s" % (
-            self.cursor, self.duration_s, self.mode_at(self.cursor), state,
-            ("%g" % self.speed), KEYS)
+        return "replay %.2f/%.2f s · %s · %s %gx" % (
+            self.cursor, self.duration_s, self.mode_at(self.cursor), state, self.speed)
 
     def render(self) -> Text:
         if self.recording is None:
             return Text("")
         width = self._columns()
-        text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(self.status_line(), style="bold")
-        for name, shares in self._thread_rows(width):
-            text.append("\n%-*s %s" % (LABEL, name[:LABEL], sparkline(shares)))
+        room = width + LABEL + 1  # every line cut to the widget: nothing wraps
         span = self.duration_s
-        text.append("\n%-*s %s" % (LABEL, "modes", mode_row(
-            timeline.modes(self.recording), span, width)))
         col = min(width - 1, int(self.cursor / max(span, 1e-9) * width))
-        text.append("\n%-*s %s%s" % (LABEL, "cursor", " " * col, CURSOR))
+        lines = ["%-*s %s" % (LABEL, name[:LABEL], sparkline(shares))
+                 for name, shares in self._thread_rows(width)]
+        lines.append("%-*s %s" % (LABEL, "modes", mode_row(timeline.modes(self.recording),
+                                                              span, width)))
+        lines.append("%-*s %s%s" % (LABEL, "cursor", " " * col, CURSOR))
+        lines.append(KEYS)
+        text = Text(self.status_line()[:room], style="bold")
+        for line in lines:
+            text.append("\n" + line[:room])
         return text

@@ -34,6 +34,7 @@ def _fresh(state_like: Any) -> RunState:
                      python=state_like.python)
     state.sampler_source = getattr(state_like, "sampler_source", "")
     state.status = "running"
+    state.pid = getattr(state_like, "pid", None)
     state.started_at = 1.0  # any non-zero base: duration_s is what views read
     state.ended_at = state.started_at
     state.timeline = None  # a replayed state records nothing of its own

@@ -56,8 +56,8 @@ async def test_arrows_move_the_cursor_and_the_view_draws_that_moment(finished):
         assert strip.display and strip.cursor == pytest.approx(live.timeline.duration_s)
         lines = strip.render().plain.splitlines()
         assert lines[0].startswith("replay") and "processes" in lines[0]
-        assert lines[-1].rstrip().endswith(CURSOR)
-        assert lines[-2].startswith("modes") and lines[-2].count("|") >= 3  # 3 modes or more
+        assert lines[-2].rstrip().endswith(CURSOR) and lines[-1].startswith("←/→")
+        assert lines[-3].startswith("modes") and lines[-3].count("|") >= 3  # 3 modes or more
 
         for _ in range(strip._columns() // 2):
             await pilot.press("left")

@@ -135,3 +135,25 @@ async def test_the_strip_reads_without_colour(finished, monkeypatch):
             for segment in line:
                 style = segment.style
                 assert style is None or style.color is None or style.color.is_default
+
+
+async def test_m_in_a_lesson_turns_slow_motion_on_for_its_runs(monkeypatch):
+    """The lesson setting: the run started after `m` is sized larger, same other values."""
+    from lab.tui.screens.lessons import LessonScreen
+    from tests.tui_fakes import FakeRun
+
+    monkeypatch.setenv("CONLAB_DATA_DIR", "/nonexistent-conlab-test")  # nothing saved
+    app = LabApp(controller=fake_controller(), live_gauge=False, machine_line=MACHINE,
+                 start="lessons:gil-cpu")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, LessonScreen)
+                    and app.screen.is_mounted, what="the lesson")
+        plans = {p.experiment: p.params_for(app.screen.ctx) for p in app.screen.lesson.plans}
+        await pilot.press("m")
+        assert app.controller.slow
+        await pilot.press("1")
+        await until(pilot, lambda: FakeRun.instances, what="the run")
+        prepared = FakeRun.instances[0].prepared
+    plan_params = plans[prepared.experiment.name]
+    assert prepared.params["work"] > plan_params["work"]
+    assert all(prepared.params[k] == v for k, v in plan_params.items() if k != "work")

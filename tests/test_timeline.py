@@ -126,7 +126,7 @@ def test_the_json_timeline_is_at_most_a_megabyte_and_round_trips(real_run):
 
 
 # History ------------------------------------------------------------------------------------
-def test_history_keeps_the_timeline_apart_and_replays_it(real_run, store, capsys):
+def test_history_keeps_the_timeline_apart_and_replays_it(real_run, store, capsys, monkeypatch):
     prepared, live = real_run
     record = build_record(prepared, live)
     run_id = history.save(with_timeline(record, live))
@@ -146,8 +146,13 @@ def test_history_keeps_the_timeline_apart_and_replays_it(real_run, store, capsys
     # Exported and imported elsewhere, the timeline goes along.
     code, _out, err = cli(capsys, "export", str(run_id), "-o", str(store) + "/out.json")
     assert code == 0, err
-    moved = json.load(open(str(store) + "/out.json"))["runs"][0]["record"]
-    assert moved["timeline"]["items"]
+    moved = json.load(open(str(store) + "/out.json"))["runs"][0]
+    assert moved["record"] == json.loads(json.dumps(record)) and moved["timeline"]["items"]
+    monkeypatch.setenv("CONLAB_DATA_DIR", str(store) + "/elsewhere")
+    code, _out, err = cli(capsys, "import", str(store) + "/out.json")
+    assert code == 0, err
+    recording, problem = history.get_timeline(history.list_runs()[0]["id"])
+    assert problem is None and recording.status == "done"
 
 
 def test_a_record_without_a_timeline_still_opens(real_run, store, capsys):

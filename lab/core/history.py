@@ -235,10 +235,8 @@ def _python_label(record: dict) -> str:
 
 
 def _insert(conn: sqlite3.Connection, record: dict, *, uid: str, saved_at: float, host: str,
-            imported: bool) -> int:
-    timeline = record.get("timeline")
-    if "timeline" in record:
-        record = {k: v for k, v in record.items() if k != "timeline"}
+            imported: bool, timeline: Any = None) -> int:
+    """One run; its timeline (a dict, see lab/core/timeline.py) kept beside it, if any."""
     interp = record.get("interpreter") or {}
     gil = interp.get("gil_enabled")
     cursor = conn.execute(
@@ -250,8 +248,11 @@ def _insert(conn: sqlite3.Connection, record: dict, *, uid: str, saved_at: float
          json.dumps(_finite(record), separators=(",", ":"), default=str)))
     run_id = int(cursor.lastrowid)
     if isinstance(timeline, dict):
-        text = json.dumps(_finite(timeline), separators=(",", ":"), default=str)
-        if len(text) <= MAX_TIMELINE_CHARS:  # a larger one (an import) is not kept
+        try:
+            text = json.dumps(_finite(timeline), separators=(",", ":"), default=str)
+        except (ValueError, RecursionError):  # an imported one nested absurdly deep
+            text = ""
+        if 0 < len(text) <= MAX_TIMELINE_CHARS:  # a larger one (an import) is not kept
             conn.execute("INSERT OR REPLACE INTO timelines (run_id, timeline) VALUES (?, ?)",
                          (run_id, zlib.compress(text.encode("utf-8"), 6)))
     return run_id
@@ -274,8 +275,10 @@ def save(record: dict, path: str | None = None) -> int:
         with closing(connect(path)) as conn:
             conn.execute("BEGIN IMMEDIATE")  # take the write lock up front: no upgrade deadlock
             try:
-                run_id = _insert(conn, record, uid=uuid.uuid4().hex, saved_at=time.time(),
-                                 host=host_name(), imported=False)
+                run_id = _insert(conn, {k: v for k, v in record.items() if k != "timeline"},
+                                 uid=uuid.uuid4().hex, saved_at=time.time(),
+                                 host=host_name(), imported=False,
+                                 timeline=record.get("timeline"))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -597,8 +600,9 @@ def export_runs(ids: Iterable[int] | None, out_path: str, path: str | None = Non
         "version": EXPORT_VERSION,
         "exported_at": time.time(),
         "exported_by": host_name(),
-        "runs": [{"uid": e["uid"], "saved_at": e["saved_at"], "host": e["host"],
-                  "record": _with_timeline(e, path)} for e in entries],
+        "runs": [_with_timeline({"uid": e["uid"], "saved_at": e["saved_at"],
+                                 "host": e["host"], "record": e["record"]}, e["id"], path)
+                 for e in entries],
     }
     tmp = out_path + ".tmp-%d" % os.getpid()
     try:
@@ -613,15 +617,16 @@ def export_runs(ids: Iterable[int] | None, out_path: str, path: str | None = Non
     return len(entries)
 
 
-def _with_timeline(entry: dict, path: str | None) -> dict:
-    """The record and, when it has a readable one, its timeline (so replay travels too)."""
+def _with_timeline(run: dict, run_id: int, path: str | None) -> dict:
+    """An export entry with the run's timeline beside its record, when it has a readable
+    one (so replay travels too)."""
     try:
-        text = timeline_text(entry["id"], path)
-        if text is None:
-            return entry["record"]
-        return dict(entry["record"], timeline=record_check.loads(text))
+        text = timeline_text(run_id, path)
+        if text is not None:
+            run["timeline"] = record_check.loads(text)
     except ValueError:
-        return entry["record"]
+        pass
+    return run
 
 
 class ImportRefused(ValueError):
@@ -690,7 +695,8 @@ def import_runs(in_path: str, path: str | None = None) -> tuple[int, int]:
                     saved_at = run.get("saved_at")
                     _insert(conn, run["record"], uid=run["uid"],
                             saved_at=time.time() if saved_at is None else float(saved_at),
-                            host=str(run.get("host") or "unknown"), imported=True)
+                            host=str(run.get("host") or "unknown"), imported=True,
+                            timeline=run.get("timeline"))
                     added += 1
                 conn.execute("COMMIT")
             except BaseException:

@@ -159,8 +159,6 @@ def _in_range(parent: dict, key: str, path: str, low: float, high: float, *,
 def check_record(record: Any, newest_version: int) -> None:
     """A run record as `lab.core.record.build_record` makes it."""
     _need(isinstance(record, dict), "the record", "an object", record)
-    if "timeline" in record:  # checked when replayed: a damaged one is skipped, not the run
-        record = {k: v for k, v in record.items() if k != "timeline"}
     check_value(record, "")
     if len(json.dumps(record, separators=(",", ":"))) > MAX_RECORD_CHARS:
         raise BadRecord("the record is larger than %d MiB" % (MAX_RECORD_CHARS >> 20))

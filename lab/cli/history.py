@@ -36,6 +36,8 @@ def add_commands(sub: Any) -> None:
     show.add_argument("id", type=_positive, help="the run's id (see `conlab history`)")
     show.add_argument("--json", dest="show_json", action="store_true",
                       help="print the stored record as JSON")
+    show.add_argument("--timeline", action="store_true",
+                      help="print the run's recorded timeline (with --json: as JSON)")
 
     compare = sub.add_parser("compare", help="two or more runs side by side")
     compare.add_argument("ids", type=_positive, nargs="+", metavar="ID")
@@ -176,6 +178,8 @@ def listing_table(runs: list[dict], entries: list[dict]) -> Table:
 def cmd_show(args: argparse.Namespace) -> int:
 
     entry = history.get_run(args.id)
+    if getattr(args, "timeline", False):
+        return _show_timeline(entry, args.show_json)
     if args.show_json:
         print(json.dumps(entry, indent=1))
         return EXIT_OK
@@ -189,6 +193,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     from lab.cli.show import print_record
 
     print_record(entry["record"])
+    return EXIT_OK
+
+
+def _show_timeline(entry: dict, as_json: bool) -> int:
+    """The run's timeline: a few lines per second of the run, or the stored JSON."""
+    from lab.core import timeline
+
+    recording, problem = history.get_timeline(entry["id"])
+    if recording is None:
+        print("conlab: %s" % (problem or "run %d has no timeline (saved by an older lab)"
+                              % entry["id"]), file=sys.stderr)
+        return EXIT_FAILED
+    if as_json:
+        print(json.dumps(timeline.to_json(recording), separators=(",", ":")))
+        return EXIT_OK
+    print("run %d: %s" % (entry["id"], visible(entry["experiment"])))
+    for line in timeline.describe(recording):
+        print(visible(line))
     return EXIT_OK
 
 
@@ -281,7 +303,7 @@ def run_missing(names: list[str]) -> int:
     import asyncio
 
     from lab.core.interp_compare import run_all
-    from lab.core.record import build_record, save_run_record
+    from lab.core.record import build_record, save_run_record, with_timeline
     from lab.core.report import contention
     from lab.core.runner import Refused, RunRequest, prepare
 
@@ -299,7 +321,7 @@ def run_missing(names: list[str]) -> int:
             print("conlab: report: interrupted during %s" % name, file=sys.stderr)
             return 130
         record = build_record(prepared, state)
-        save_run_record(record)
+        save_run_record(with_timeline(record, state))
         busy = contention(record)
         if state.status != "done":
             print("conlab: report: %s %s: %s" % (name, state.status, visible(

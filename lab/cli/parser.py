@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--low-bandwidth", action="store_true",
                         help="for slow links: 1 Hz refresh, fewer rows, no history strips")
     parser.add_argument("--no-mouse", action="store_true", help="do not capture the mouse")
+    parser.add_argument("--slow", action="store_true",
+                        help="slow motion: every run sized to last several seconds per mode "
+                             "(same figures, longer runs)")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
 
     listing = sub.add_parser("list", help="the experiments and their parameters")
@@ -50,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=None, metavar="S",
                      help="stop the run after S seconds (default: the experiment's own)")
     run.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    run.add_argument("--slow", dest="run_slow", action="store_true",
+                     help="slow motion: the experiment's size grown so each mode lasts "
+                          "several seconds (what is measured is unchanged)")
     run.add_argument("-q", "--quiet", action="store_true",
                      help="no progress on the terminal while the run goes")
 
@@ -61,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                            epilog=lessons_epilog(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     learn.add_argument("lesson", nargs="?", help="open this lesson first (ids below)")
+    learn.add_argument("--slow", dest="learn_slow", action="store_true",
+                       help="slow motion: each lesson's runs last several seconds per mode")
     from lab.cli import history as history_cli
 
     history_cli.add_commands(sub)
@@ -171,13 +179,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         given = experiment.parse_assignments(args.param)
         python = args.python if args.run_python is None else args.run_python
         prepared = prepare(RunRequest(experiment.name, given, python=python,
-                                      timeout_s=args.timeout))
+                                      timeout_s=args.timeout,
+                                      slow=args.slow or args.run_slow))
     except catalog.UnknownExperiment as exc:
         return refuse(str(exc))
     except (ParamError, Refused) as exc:
         return refuse(str(exc))
 
-    from lab.core.record import build_record, save_run_record
+    from lab.core.record import build_record, save_run_record, with_timeline
 
     from lab.cli.show import LiveProgress, print_record, wants_progress
 
@@ -192,7 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # before the run's own handlers were in place: nothing started
         return EXIT_INTERRUPTED
     record = build_record(prepared, state)
-    save_run_record(record)
+    save_run_record(with_timeline(record, state))
     if args.json:
         print(json.dumps(record, indent=1))
     else:

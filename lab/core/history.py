@@ -21,6 +21,7 @@ import stat
 import sys
 import time
 import uuid
+import zlib
 from contextlib import closing
 from typing import Any, Callable, Iterable, NamedTuple
 from urllib.parse import quote
@@ -52,6 +53,13 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment, saved_at);
 """
+# A run's replayable timeline (lab/core/timeline.py), apart from its record so listing
+# never reads it. Added beside schema 1: an older lab ignores the table.
+_TIMELINES = """CREATE TABLE IF NOT EXISTS timelines (
+    run_id   INTEGER PRIMARY KEY,           -- runs.id
+    timeline BLOB NOT NULL                  -- compact JSON, zlib-compressed
+)"""
+MAX_TIMELINE_CHARS = 1_100_000  # timeline.MAX_JSON_BYTES and a little room
 
 
 class HistoryError(Exception):
@@ -108,6 +116,7 @@ def connect(path: str | None = None) -> sqlite3.Connection:
         conn.execute("PRAGMA busy_timeout = %d" % int(BUSY_TIMEOUT_S * 1000))
         _use_wal(conn)
         _ensure_schema(conn)
+        conn.execute(_TIMELINES)
     except sqlite3.Error as exc:
         conn.close()
         raise HistoryError("%s is not usable: %s" % (path, _reason(exc, path))) from None
@@ -226,7 +235,8 @@ def _python_label(record: dict) -> str:
 
 
 def _insert(conn: sqlite3.Connection, record: dict, *, uid: str, saved_at: float, host: str,
-            imported: bool) -> int:
+            imported: bool, timeline: Any = None) -> int:
+    """One run; its timeline (a dict, see lab/core/timeline.py) kept beside it, if any."""
     interp = record.get("interpreter") or {}
     gil = interp.get("gil_enabled")
     cursor = conn.execute(
@@ -236,7 +246,16 @@ def _insert(conn: sqlite3.Connection, record: dict, *, uid: str, saved_at: float
          str(record.get("status", "?")), _python_label(record),
          None if gil is None else int(bool(gil)), _finite(record.get("duration_s")),
          json.dumps(_finite(record), separators=(",", ":"), default=str)))
-    return int(cursor.lastrowid)
+    run_id = int(cursor.lastrowid)
+    if isinstance(timeline, dict):
+        try:
+            text = json.dumps(_finite(timeline), separators=(",", ":"), default=str)
+        except (ValueError, RecursionError):  # an imported one nested absurdly deep
+            text = ""
+        if 0 < len(text) <= MAX_TIMELINE_CHARS:  # a larger one (an import) is not kept
+            conn.execute("INSERT OR REPLACE INTO timelines (run_id, timeline) VALUES (?, ?)",
+                         (run_id, zlib.compress(text.encode("utf-8"), 6)))
+    return run_id
 
 
 def _finite(value: Any) -> Any:
@@ -256,8 +275,10 @@ def save(record: dict, path: str | None = None) -> int:
         with closing(connect(path)) as conn:
             conn.execute("BEGIN IMMEDIATE")  # take the write lock up front: no upgrade deadlock
             try:
-                run_id = _insert(conn, record, uid=uuid.uuid4().hex, saved_at=time.time(),
-                                 host=host_name(), imported=False)
+                run_id = _insert(conn, {k: v for k, v in record.items() if k != "timeline"},
+                                 uid=uuid.uuid4().hex, saved_at=time.time(),
+                                 host=host_name(), imported=False,
+                                 timeline=record.get("timeline"))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -436,6 +457,48 @@ def get_run(run_id: int, path: str | None = None) -> dict[str, Any]:
     return get_runs([run_id], path)[0]
 
 
+def timeline_text(run_id: int, path: str | None = None) -> str | None:
+    """The stored timeline of a run as JSON text, or None (an older run, an older store);
+    ValueError when what is stored cannot be inflated."""
+    try:
+        rows = _read("SELECT timeline FROM timelines WHERE run_id = ?", (int(run_id),), path)
+    except HistoryError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
+    stored = rows[0][0] if rows else None
+    if isinstance(stored, bytes):  # compressed JSON; never inflated past its bound
+        try:
+            inflater = zlib.decompressobj()
+            raw = inflater.decompress(stored, MAX_TIMELINE_CHARS * 4 + 1)
+            if len(raw) > MAX_TIMELINE_CHARS * 4 or not inflater.eof:
+                raise ValueError("too large or cut short")
+            return raw.decode("utf-8")
+        except (zlib.error, UnicodeDecodeError):
+            raise ValueError("not compressed JSON") from None
+    return stored if isinstance(stored, str) else None
+
+
+def get_timeline(run_id: int, path: str | None = None):
+    """(Recording, None) for a run with a sound timeline; (None, None) without one;
+    (None, one line why) when it is damaged (the run itself still opens)."""
+    from lab.core import timeline
+
+    try:
+        text = timeline_text(run_id, path)
+        if text is None:
+            return None, None
+        document = record_check.loads(text)
+    except ValueError as exc:
+        return None, "run %d: its timeline is damaged (%s) and was skipped" % (
+            run_id, visible(str(exc))[:80] if str(exc) else "not JSON")
+    recording, problem = timeline.load_json(document)
+    if problem:
+        return None, "run %d: its timeline is damaged (%s) and was skipped" % (
+            run_id, visible(problem))
+    return recording, None
+
+
 def all_ids(experiment: str | None = None, path: str | None = None) -> list[int]:
     return [r["id"] for r in reversed(list_runs(None, experiment, path))]
 
@@ -537,8 +600,9 @@ def export_runs(ids: Iterable[int] | None, out_path: str, path: str | None = Non
         "version": EXPORT_VERSION,
         "exported_at": time.time(),
         "exported_by": host_name(),
-        "runs": [{"uid": e["uid"], "saved_at": e["saved_at"], "host": e["host"],
-                  "record": e["record"]} for e in entries],
+        "runs": [_with_timeline({"uid": e["uid"], "saved_at": e["saved_at"],
+                                 "host": e["host"], "record": e["record"]}, e["id"], path)
+                 for e in entries],
     }
     tmp = out_path + ".tmp-%d" % os.getpid()
     try:
@@ -551,6 +615,18 @@ def export_runs(ids: Iterable[int] | None, out_path: str, path: str | None = Non
             os.unlink(tmp)  # e.g. a full disk: leave no half file behind
         raise
     return len(entries)
+
+
+def _with_timeline(run: dict, run_id: int, path: str | None) -> dict:
+    """An export entry with the run's timeline beside its record, when it has a readable
+    one (so replay travels too)."""
+    try:
+        text = timeline_text(run_id, path)
+        if text is not None:
+            run["timeline"] = record_check.loads(text)
+    except ValueError:
+        pass
+    return run
 
 
 class ImportRefused(ValueError):
@@ -619,7 +695,8 @@ def import_runs(in_path: str, path: str | None = None) -> tuple[int, int]:
                     saved_at = run.get("saved_at")
                     _insert(conn, run["record"], uid=run["uid"],
                             saved_at=time.time() if saved_at is None else float(saved_at),
-                            host=str(run.get("host") or "unknown"), imported=True)
+                            host=str(run.get("host") or "unknown"), imported=True,
+                            timeline=run.get("timeline"))
                     added += 1
                 conn.execute("COMMIT")
             except BaseException:

@@ -56,6 +56,15 @@ def _gauges(state: RunState):
     return PSUTIL_GAUGES if state.sampler_source == "psutil" else SCHEDSTAT_GAUGES
 
 
+def with_timeline(record: dict[str, Any], state: RunState) -> dict[str, Any]:
+    """The record as history keeps it: with the run's compacted timeline, for replay."""
+    if state.timeline is None or not state.timeline.items:
+        return record
+    from lab.core import timeline
+
+    return dict(record, timeline=timeline.to_json(state.timeline))
+
+
 def save_run_record(record: dict[str, Any]) -> None:
     """Keep a finished run in history (TUI and CLI alike); saving never fails a run."""
     try:

@@ -46,6 +46,7 @@ class RunRequest:
     timeout_s: float | None = None  # None: the experiment's own TIMEOUT_S
     sample_interval_s: float = 0.25
     cpu_clocks_s: float | None = None  # ask the child to report its thread CPU clocks
+    slow: bool = False  # slow motion: the experiment's size grown to watch (lab/core/slow.py)
 
 
 @dataclass
@@ -72,8 +73,13 @@ def prepare(request: RunRequest) -> PreparedRun:
     if not 0 < timeout <= 24 * 3600:
         raise Refused("--timeout must be a number of seconds from 0 to 86400 (got %s)" % timeout)
     try:
+        given = request.params
+        if request.slow:
+            from lab.core.slow import slowed
+
+            given = slowed(experiment, resolve_known(experiment, given))
         # Limits first: they count the threads and processes this run will add to the user's.
-        params = experiment.validate(request.params, timeout)
+        params = experiment.validate(given, timeout)
         interpreter = probe(sys.executable if request.python is None else request.python)
     except (ParamError, InterpreterError) as exc:
         raise Refused(str(exc)) from None
@@ -82,6 +88,14 @@ def prepare(request: RunRequest) -> PreparedRun:
         raise Refused("%s needs %s, which %s (%s) lacks" % (
             experiment.name, " and ".join(missing), interpreter.path, interpreter.label))
     return PreparedRun(experiment, params, interpreter, timeout, request)
+
+
+def resolve_known(experiment: catalog.Experiment, given: dict[str, Any]) -> dict[str, Any]:
+    """The given values checked (a bad one refused before it is scaled)."""
+    from workloads import resolve
+
+    resolve(experiment.params, given)
+    return dict(given)
 
 
 _subreaper = False
@@ -188,6 +202,8 @@ class Run:
                 tail = [line for line in state.stderr_tail if line.strip()]
                 why = tail[-1] if tail else "no result"
                 state.error = "child exited with code %s: %s" % (code, why)
+        if state.timeline is not None:
+            state.timeline.close(state)  # replay ends as the run did
         state.version += 1
 
     async def _read_events(self, reader: asyncio.StreamReader) -> None:

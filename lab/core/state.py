@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.core.sampler import Sample
+from lab.core.recording import EVENT, SAMPLE, Recording
 
 EVENT_BUFFER = 4096  # experiment events kept per run; older ones are dropped
 MAX_THREAD_VIEWS = 512  # threads tracked per run; past it they are counted, not kept
@@ -98,6 +99,8 @@ class RunState:
     gil_segments_seen: int = 0  # every well-formed segment received (the deque keeps the newest)
     samples: int = 0
     version: int = 0
+    # Everything applied, for replay (lab.core.timeline); None: record nothing.
+    timeline: Recording | None = field(default_factory=Recording)
     _previous: Sample | None = None
 
     # Reading --------------------------------------------------------------------------
@@ -124,6 +127,8 @@ class RunState:
     def apply_event(self, event: dict) -> None:
         kind = event.get("ev", "")
         self.version += 1
+        if self.timeline is not None:
+            self._record(EVENT, event)
         if kind == "gil_segments":
             event = self._on_gil_segments(event)
         if kind not in CORE_EVENTS:
@@ -207,7 +212,14 @@ class RunState:
             view = self.threads[tid] = ThreadView(pid=pid, tid=tid, name=name)
         return view
 
+    def _record(self, kind: str, payload, now: float | None = None) -> None:
+        if not self.timeline.origin and self.started_at:
+            self.timeline.origin = self.started_at
+        self.timeline.add(kind, payload, now)
+
     def apply_sample(self, sample: Sample) -> None:
+        if self.timeline is not None:
+            self._record(SAMPLE, sample, sample.ts)  # taken then, on the same clock
         previous = self._previous
         elapsed = (sample.ts - previous.ts) if previous else 0.0
         for tid, t in sample.threads.items():

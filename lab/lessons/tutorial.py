@@ -165,20 +165,12 @@ def facts(cpus: int | None = None, rate: float | None = None) -> dict[str, Any]:
             "rate": rate if rate is not None else loop_rate()}
 
 
-@functools.lru_cache(maxsize=1)
 def loop_rate() -> float:
-    """Iterations per CPU-second of gil-cpu's loop here: the best of a few short timings of
-    the thread's own CPU time, so another program taking the CPU meanwhile does not count.
-    (Timed in the lab's interpreter; a --python child may be somewhat faster or slower.)"""
-    from workloads.gil_cpu import cpu_work
+    """This machine's speed at gil-cpu's loop (iterations per CPU-second), measured once
+    per process; slow motion sizes runs from the same figure."""
+    from lab.core.slow import loop_rate as measured
 
-    best = float("inf")
-    n = 100_000
-    for _ in range(5):
-        start = time.thread_time()
-        cpu_work(n)
-        best = min(best, time.thread_time() - start)
-    return n / max(best, 1e-6)
+    return measured()
 
 
 # How long a lesson's run lasts: each mode long enough to be stable and to watch.

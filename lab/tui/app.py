@@ -92,7 +92,8 @@ class LabApp(App[int]):
     def __init__(self, python: str | None = None, refresh_hz: float = 4.0,
                  low_bandwidth: bool = False, controller: RunController | None = None,
                  handle_signals: bool = False, live_gauge: bool = True,
-                 machine_line: str | None = None, start: str | None = None) -> None:
+                 machine_line: str | None = None, start: str | None = None,
+                 slow: bool = False) -> None:
         # Low bandwidth: the terminal's own 16 colours (short escapes), 1 Hz, no strips.
         super().__init__(ansi_color=low_bandwidth)
         if self.no_color:
@@ -103,7 +104,7 @@ class LabApp(App[int]):
         self._filters.append(MergeRuns())  # fewer bytes to the terminal, same picture
         self.low_bandwidth = low_bandwidth
         self.refresh_hz = min(refresh_hz, LOW_BANDWIDTH_HZ) if low_bandwidth else refresh_hz
-        self.controller = controller or RunController(python=python)
+        self.controller = controller or RunController(python=python, slow=slow)
         self.handle_signals = handle_signals
         self.live_gauge = live_gauge
         # What every footer shows on its right; a footer mounted later starts from it, so
@@ -408,7 +409,8 @@ def run_app(args: argparse.Namespace) -> int:
     """`conlab` with no sub-command: the dashboard. Returns the process exit code."""
     app = LabApp(python=args.python, refresh_hz=args.refresh_hz,
                  low_bandwidth=args.low_bandwidth, handle_signals=True,
-                 start=getattr(args, "start", None))
+                 start=getattr(args, "start", None),
+                 slow=bool(getattr(args, "slow", False) or getattr(args, "learn_slow", False)))
     try:
         app.run(mouse=not args.no_mouse)
     finally:

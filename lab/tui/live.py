@@ -49,8 +49,10 @@ class RunController:
 
     def __init__(self, python: str | None = None, run_factory: Callable[[PreparedRun], Any] = Run,
                  save_records: bool = True,
-                 on_finish: Callable[[str, RunState], None] | None = None) -> None:
+                 on_finish: Callable[[str, RunState], None] | None = None,
+                 slow: bool = False) -> None:
         self.python = python
+        self.slow = slow  # slow motion for every run (lab/core/slow.py)
         self.run_factory = run_factory
         self.save_records = save_records
         self.on_finish = on_finish
@@ -97,7 +99,7 @@ class RunController:
         """
         try:
             prepared = prepare(RunRequest(experiment, dict(params),
-                                          python=python or self.python))
+                                          python=python or self.python, slow=self.slow))
         except Refused as exc:
             self.refusals[key] = str(exc)
             raise
@@ -230,10 +232,11 @@ class RunController:
         """Into history, off the UI's loop: a locked database may keep SQLite busy for a while."""
         if not self.save_records:
             return
-        from lab.core.record import build_record, save_run_record
+        from lab.core.record import build_record, save_run_record, with_timeline
 
         try:
-            await asyncio.to_thread(save_run_record, build_record(prepared, state))
+            await asyncio.to_thread(
+                lambda: save_run_record(with_timeline(build_record(prepared, state), state)))
         except Exception:  # history is a bonus; a run never fails because of it
             pass
 

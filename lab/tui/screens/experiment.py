@@ -20,6 +20,7 @@ from widgets.lab_footer import LabFooter
 from widgets.pane import Pane
 from widgets.param_form import ParamForm
 from widgets.result_table import ResultTable
+from widgets.run_strip import RunStrip
 from lab.core.catalog import ParamError
 
 KEYS = "r run  x stop  esc back  ? help  q quit"
@@ -50,6 +51,12 @@ class ExperimentScreen(Screen):
         Binding("b", "scheduler", "be the scheduler", show=False),
         Binding("left_square_bracket", "dial(-1)", "switch interval down", show=False),
         Binding("right_square_bracket", "dial(1)", "switch interval up", show=False),
+        # Replay a finished run (widgets/run_strip.py); inert while nothing can be replayed.
+        Binding("left", "replay('move', -1)", "back in time", show=False),
+        Binding("right", "replay('move', 1)", "on in time", show=False),
+        Binding("space", "replay('toggle_play')", "replay", show=False),
+        Binding("comma", "replay('cycle_speed', 1)", "slower", show=False),
+        Binding("full_stop", "replay('cycle_speed', -1)", "faster", show=False),
     ]
     AUTO_FOCUS = None  # focus goes to Run without scrolling the lesson away (on_mount)
     DEFAULT_CSS = """
@@ -107,8 +114,10 @@ class ExperimentScreen(Screen):
     """
 
     def __init__(self, experiment: str, params: dict[str, Any] | None = None,
-                 key: str | None = None, title: str | None = None, **kwargs) -> None:
+                 key: str | None = None, title: str | None = None, replay: Any = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
+        self.replay = replay  # (Recording, the run's record) from history, or None
         self.experiment = catalog.get(experiment)
         self.key = key or "exp:" + experiment
         self.initial = dict(params or {})
@@ -138,12 +147,16 @@ class ExperimentScreen(Screen):
                 yield Pane(self.pane_title or "Live", exp.name, view=view_class(exp.name)(explains=False),
                            full=True, id="live")
                 yield from extra_views(exp.name)
+                yield RunStrip(id="strip")
                 yield Static(id="explanation")
                 yield Static("Result", classes="heading")
                 yield ResultTable(id="result")
         yield LabFooter(SCHEDULER_KEYS if exp.name == "interleave" else KEYS)
 
     def on_mount(self) -> None:
+        if self.replay is not None:
+            self.query_one(RunStrip).load(*self.replay, fixed=True)
+            self.call_after_refresh(self.refresh_live)  # its first frame now, not a tick later
         self.update_command()
         self.set_focus(self.query_one("#run", Button), scroll_visible=False)
 
@@ -154,7 +167,7 @@ class ExperimentScreen(Screen):
     # Frames ----------------------------------------------------------------------------
     def refresh_live(self) -> None:
         controller = self.app.controller
-        state = controller.state(self.key)
+        state = self.query_one(RunStrip).follow(controller.state(self.key))
         self.query_one("#live", Pane).show(state, controller.refusals.get(self.key),
                                            idle_hint="idle · r run")
         for view in self.query("#right > LiveView"):
@@ -238,6 +251,11 @@ class ExperimentScreen(Screen):
             return
         values = self.form.read() or {}
         self.app.action_scheduler(values.get("program", "counter"), values.get("threads", 2))
+
+    def action_replay(self, what: str, *args: int) -> None:
+        strip = self.query_one(RunStrip)
+        if getattr(strip, what)(*args):
+            self.refresh_live()
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -24,7 +24,7 @@ from lab.core.formatting import short_python
 from lab.core.safe_text import visible, visible_record
 from widgets.lab_footer import LabFooter
 
-KEYS = "space mark  c compare  ⏎ open  f filter  u unmark  esc back"
+KEYS = "space mark  c compare  ⏎ open  p replay  f filter  u unmark  esc back"
 FILTER_KEYS = "type an experiment's name (its start is enough)  ⏎ keep  esc clear"
 LIMIT = 500  # newest runs listed; `conlab history --limit` reaches further
 MARK = "✓"
@@ -68,6 +68,7 @@ class HistoryScreen(Screen):
         Binding("c", "compare", "compare"),
         Binding("f", "filter", "filter"),
         Binding("u", "unmark", "unmark all"),
+        Binding("p", "replay", "replay"),
         Binding("r", "reload", "reload", show=False),
         Binding("escape", "back", "back"),
     ]
@@ -252,6 +253,11 @@ class HistoryScreen(Screen):
             return
         self.app.push_screen(RunRecordScreen(entry))
 
+    def action_replay(self) -> None:
+        run_id = self.cursor_id()
+        if run_id is not None:
+            open_replay(self, run_id)
+
     def action_filter(self) -> None:
         """Show the filter field: the list follows each key typed there."""
         field = self.query_one("#filter", Input)
@@ -289,12 +295,45 @@ class HistoryScreen(Screen):
         self.app.pop_screen()
 
 
+def open_replay(screen: Screen, run_id: int) -> None:
+    """A kept run's timeline in its experiment's screen, the cursor at its start; a run
+    without one (or with a damaged one) is said in one line."""
+    from lab.core import catalog
+
+    try:
+        entry = history.get_run(run_id)
+        recording, problem = history.get_timeline(run_id)
+    except (history.HistoryError, KeyError) as exc:
+        screen.notify("cannot replay run %s: %s" % (run_id, exc), severity="error")
+        return
+    if recording is None:
+        screen.notify(problem or "run %d has no timeline to replay (kept by an older lab)"
+                      % run_id, severity="warning")
+        return
+    record = entry["record"]
+    try:
+        exp = catalog.get(record.get("experiment", ""))
+    except catalog.UnknownExperiment:
+        screen.notify("%s is not in this lab's catalogue" % visible(record.get("experiment")),
+                      severity="warning")
+        return
+    from lab.core.timeline import like_record
+    from lab.tui.screens.experiment import ExperimentScreen
+
+    known = {p.name for p in exp.params}
+    params = {k: v for k, v in (record.get("params") or {}).items() if k in known}
+    screen.app.push_screen(ExperimentScreen(
+        exp.name, params, key="replay:%d" % run_id, title="Replay of run %d" % run_id,
+        replay=(recording, like_record(record))))
+
+
 class RunRecordScreen(Screen):
     """One kept run in full, with the command line that repeats it."""
 
     BINDINGS = [
         Binding("escape", "back", "back"),
         Binding("o", "open_experiment", "open experiment"),
+        Binding("p", "replay", "replay"),
     ]
     DEFAULT_CSS = """
     RunRecordScreen #topbar {
@@ -331,10 +370,13 @@ class RunRecordScreen(Screen):
         with VerticalScroll(id="scroll"):
             yield Static(Text("repeat: " + repeat_command(record) + "\n\n" + body),
                          id="record")
-        yield LabFooter("arrows scroll  o open experiment with these values  esc back")
+        yield LabFooter("arrows scroll  o open experiment with these values  p replay  esc back")
 
     def on_mount(self) -> None:
         self.query_one("#scroll").focus()
+
+    def action_replay(self) -> None:
+        open_replay(self, int(self.entry["id"]))
 
     def action_open_experiment(self) -> None:
         record = self.entry["record"]

@@ -149,6 +149,7 @@ class LessonScreen(Screen):
         Binding("n", "next", "next lesson"),
         Binding("v", "toggle_view", "run / answer"),
         Binding("b", "scheduler", "be the scheduler", show=False),
+        Binding("m", "slow_motion", "slow motion", show=False),
         Binding("escape", "back", "lessons"),
     ]
     AUTO_FOCUS = None  # keys go to the screen's bindings, never to a scrolling container
@@ -487,6 +488,14 @@ class LessonScreen(Screen):
         self.prediction = self.highlight
         self.progress.predicted(self.lesson.id, self.prediction)
         self.start()
+
+    def action_slow_motion(self) -> None:
+        """Runs long enough to watch (lab/core/slow.py), for this lab's next runs."""
+        controller = self.app.controller
+        controller.slow = not controller.slow
+        self.notify("slow motion %s" % (
+            "on: the next runs last several seconds per mode, measuring the same thing"
+            " (m: off)" if controller.slow else "off"))
 
     def action_stop(self) -> None:
         if self.step == "run":

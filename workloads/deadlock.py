@@ -26,7 +26,7 @@ go of what it holds, backs off and tries again: it completes, at the price of re
 """
 REQUIRES = ()
 TIMEOUT_S = 60
-LESSON_CODE = ("opposite_order", "plan", "back_off_and_retry")
+LESSON_CODE = ("opposite_order", "back_off_and_retry", "plan")
 # May run beside other runs: its threads wait on locks; the wait-for graph does not depend
 # on CPUs.
 CPU_BOUND = False

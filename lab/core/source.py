@@ -273,10 +273,11 @@ def listing_lines(found: dict[str, Any]) -> list[str]:
         lines.append("  ".join("%s %s" % (g, LEGEND[g]) for g in glyphs))
     for mark in found["marks"]:
         lines.append("%s %s:%d  %s" % (mark["glyph"], mark["path"], mark["line"], mark["says"]))
+    width = max((len(str(f["first_line"] + len(f["source"]))) for f in found["functions"]),
+                default=1)
     for function in found["functions"]:
         lines += ["", "%s  (%s:%d)" % (function["name"], function["path"], function["first_line"])]
         by_line = {m["line"]: Mark(**m) for m in function["marks"]}
-        width = len(str(function["first_line"] + len(function["source"])))
         for offset, text in enumerate(function["source"]):
             number = function["first_line"] + offset
             lines.append(gutter(number, by_line.get(number), width) + text)

@@ -16,6 +16,7 @@ from textual.widgets import Button, Collapsible, Static
 
 from lab.core import catalog
 from lab.tui.views import view_class
+from widgets.code_view import CodeView
 from widgets.lab_footer import LabFooter
 from widgets.pane import Pane
 from widgets.param_form import ParamForm
@@ -46,6 +47,7 @@ class ExperimentScreen(Screen):
         Binding("r", "run", "run"),
         Binding("x", "stop", "stop"),
         Binding("escape", "back", "back"),
+        Binding("v", "toggle_code", "code"),
     ]
     AUTO_FOCUS = None  # focus goes to Run without scrolling the lesson away (on_mount)
     DEFAULT_CSS = """
@@ -100,6 +102,18 @@ class ExperimentScreen(Screen):
         height: auto;
         padding: 0 1;
     }
+    /* v: the lesson's code in place of the form; below 120 columns, of the view too */
+    ExperimentScreen #code {
+        display: none;
+        width: 2fr;
+        border-left: vkey $foreground 30%;
+    }
+    ExperimentScreen.-code #code {
+        display: block;
+    }
+    ExperimentScreen.-code #left, ExperimentScreen.-code.-narrow #right {
+        display: none;
+    }
     """
 
     def __init__(self, experiment: str, params: dict[str, Any] | None = None,
@@ -136,6 +150,7 @@ class ExperimentScreen(Screen):
                 yield Static(id="explanation")
                 yield Static("Result", classes="heading")
                 yield ResultTable(id="result")
+            yield CodeView(exp.name, id="code")
         yield LabFooter(KEYS)
 
     def on_mount(self) -> None:
@@ -152,6 +167,7 @@ class ExperimentScreen(Screen):
         state = controller.state(self.key)
         self.query_one("#live", Pane).show(state, controller.refusals.get(self.key),
                                            idle_hint="idle · r run")
+        self.query_one(CodeView).show(state)
         if state is None or state.running:
             result = None
         else:
@@ -210,6 +226,12 @@ class ExperimentScreen(Screen):
 
     def action_stop(self) -> None:
         self.app.stop_runs([self.key])
+
+    def action_toggle_code(self) -> None:
+        self.toggle_class("-code")
+        code = self.query_one(CodeView)
+        self.set_focus(code if self.has_class("-code") else self.query_one("#run", Button),
+                       scroll_visible=False)
 
     def action_back(self) -> None:
         self.app.pop_screen()

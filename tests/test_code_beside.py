@@ -118,6 +118,15 @@ def test_a_real_loop_freeze_run_blames_the_blocking_line_and_the_panel_marks_it(
                for m in found), found  # blocker()'s call of the work
     drawn = asyncio.run(draw("loop-freeze", state))
     assert any(marked(row, source.BLAMED, line) and "time.sleep" in row for row in drawn), drawn
+    # While the block still runs, the watchdog's first word already marks it.
+    events = list(state.events)
+    ongoing = next(i for i, e in enumerate(events) if e["ev"] == "frozen" and e.get("ongoing"))
+    partial = RunState(state.experiment, state.params, state.python)
+    for event in events[:ongoing + 1]:
+        partial.apply_event(event)
+    assert partial.result is None
+    assert [m.line for m in source.marks("loop-freeze", None, partial.last)
+            if m.glyph == source.BLAMED] == [line]
 
 
 def test_a_real_deadlock_marks_the_line_where_each_thread_waits():
@@ -133,6 +142,18 @@ def test_a_real_deadlock_marks_the_line_where_each_thread_waits():
     assert "worker-1" in mark.says and "worker-2" in mark.says
     drawn = asyncio.run(draw("deadlock", state))
     assert any(marked(row, source.WAITING, line) and "with second:" in row for row in drawn), drawn
+
+
+def test_the_interleave_program_marks_where_each_thread_stands():
+    state = real_run("interleave", {"program": "two-locks", "threads": 2})
+    if not state.result["run"]["deadlock_cycle"]:
+        pytest.skip("this schedule did not deadlock: %s" % state.result["run"]["schedule"])
+    lines = open(workloads.load("interleave").__file__).read().splitlines()
+    found = source.marks("interleave", state.result)
+    assert found and all(m.glyph == source.WAITING for m in found), found
+    assert all(lines[m.line - 1].strip() in ("with first:", "with second:") for m in found)
+    assert "thread 1" in " ".join(m.says for m in found) and "thread 2" in " ".join(
+        m.says for m in found)
 
 
 # 5. The widget at 80x24 under NO_COLOR, on the experiment screen --------------------------

@@ -37,7 +37,7 @@ def cmd_show_code(args: argparse.Namespace) -> int:
         record = _saved_record(args.run_id, args.experiment)
         if isinstance(record, int):
             return record
-        result, python = record.get("result"), _python_of(record)
+        result, python = record.get("result"), python_of(record)
     elif args.experiment == "race":
         found = _bytecode_run(args.code_python or args.python)
         if isinstance(found, int):
@@ -55,7 +55,7 @@ def cmd_show_code(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _python_of(record: dict) -> str | None:
+def python_of(record: dict) -> str | None:
     interp = record.get("interpreter") if isinstance(record, dict) else None
     if not isinstance(interp, dict):
         return None

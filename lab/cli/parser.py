@@ -206,10 +206,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _code_listing(record: dict[str, Any]) -> dict[str, Any]:
-    from lab.cli.code import _python_of
+    from lab.cli.code import python_of
     from lab.core import source
 
-    return source.listing(record["experiment"], record.get("result"), python=_python_of(record))
+    return source.listing(record["experiment"], record.get("result"), python=python_of(record))
 
 
 async def _run_until_done(run: Run, signals: list[int], progress=None):

@@ -22,7 +22,7 @@ from lab.core import catalog
 
 WORKLOADS_DIR = os.path.dirname(os.path.abspath(workloads.__file__))
 BLAMED, ON_THE_WAY, WAITING = "▶", "▷", "◆"  # glyphs: the meaning never rests on colour
-LEGEND = {BLAMED: "the line the run blamed", ON_THE_WAY: "a call on the way to it",
+LEGEND = {BLAMED: "the line the run points at", ON_THE_WAY: "a call on the way to it",
           WAITING: "a thread waits here"}
 READS = ("LOAD_GLOBAL", "LOAD_NAME", "LOAD_ATTR", "LOAD_DEREF", "LOAD_FROM_DICT_OR_GLOBALS")
 WRITES = ("STORE_GLOBAL", "STORE_NAME", "STORE_ATTR", "STORE_DEREF")
@@ -137,7 +137,30 @@ def marks(experiment: str, result: dict | None = None,
         cycle = result.get("cycle") or (last.get("deadlock") or {}).get("cycle") or []
         stacks = result.get("stacks") or (last.get("deadlock") or {}).get("stacks") or {}
         return _deadlock_marks(cycle, stacks)
+    if experiment == "interleave":
+        return _interleave_marks(result)
     return []
+
+
+def _interleave_marks(result: dict) -> list[Mark]:
+    """Where each unfinished thread stands at the end of the schedule shown."""
+    trace = (result.get("run") or {}).get("trace") if isinstance(result.get("run"), dict) else None
+    if not isinstance(trace, list) or not trace or not isinstance(trace[-1], dict):
+        return []
+    path = short_path(os.path.join(WORKLOADS_DIR, "interleave.py"))
+    by_line: dict[tuple[str, int], list[str]] = {}
+    for thread in trace[-1].get("threads") or []:
+        if not isinstance(thread, dict) or not isinstance(thread.get("line"), int):
+            continue
+        state = thread.get("state", "?")
+        if state == "done":
+            continue
+        blocked = state == "blocked"
+        says = "thread %s %s" % (thread.get("thread", "?"), "waits for lock %s" % thread.get(
+            "wants", "?") if blocked else "is next at %s" % (thread.get("opname") or "this line"))
+        by_line.setdefault((WAITING if blocked else BLAMED, thread["line"]), []).append(says)
+    return [Mark(path, line, glyph, "; ".join(says))
+            for (glyph, line), says in sorted(by_line.items(), key=lambda kv: kv[0][1])]
 
 
 def _freeze_marks(result: dict, last: dict[str, dict]) -> list[Mark]:
@@ -272,7 +295,9 @@ def listing_lines(found: dict[str, Any]) -> list[str]:
     if glyphs:
         lines.append("  ".join("%s %s" % (g, LEGEND[g]) for g in glyphs))
     for mark in found["marks"]:
-        lines.append("%s %s:%d  %s" % (mark["glyph"], mark["path"], mark["line"], mark["says"]))
+        first, *more = mark["says"].split("; ")  # one thread per line
+        lines.append("%s %s:%d  %s" % (mark["glyph"], mark["path"], mark["line"], first))
+        lines.extend("  " + said for said in more)
     width = max((len(str(f["first_line"] + len(f["source"]))) for f in found["functions"]),
                 default=1)
     for function in found["functions"]:

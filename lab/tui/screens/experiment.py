@@ -23,7 +23,7 @@ from widgets.param_form import ParamForm
 from widgets.result_table import ResultTable
 from lab.core.catalog import ParamError
 
-KEYS = "r run  x stop  esc back  ? help  q quit"
+KEYS = "r run  x stop  v code  esc back  ? help  q quit"
 TALL = 36  # rows from which the lesson starts unfolded
 
 

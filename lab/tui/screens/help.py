@@ -32,6 +32,8 @@ Keys (dashboard)
 Keys (experiment screen)
   r        run with the form's values  x      stop
   enter    in a field: run             escape back to the dashboard
+  v        the lesson's code: ▶ the line the run points at, ▷ a call on the
+           way, ◆ a thread waits there; race: R read │ between W write
 
 Thread rows
   █ on a CPU    ▒ runnable, waiting for a CPU (run_delay)    · off-CPU

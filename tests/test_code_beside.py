@@ -56,6 +56,8 @@ def test_a_name_no_file_defines_is_refused_with_the_experiment_and_the_name(monk
     monkeypatch.setattr(module, "LESSON_CODE", ("cpu_work", "no_such_loop"))
     with pytest.raises(source.SourceError, match="gil-cpu.*no_such_loop.*workloads/gil_cpu.py"):
         source.lesson_functions("gil-cpu")
+    panel = CodeView("gil-cpu")  # the experiment screen still opens, and says why
+    assert "✗ gil-cpu: LESSON_CODE names 'no_such_loop'" in panel.code_text().plain
 
 
 # 3. Race's bytecode, from the child's interpreter ------------------------------------------

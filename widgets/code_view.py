@@ -55,7 +55,12 @@ class CodeView(VerticalScroll):
 
     def __init__(self, experiment: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._functions = source.lesson_functions(experiment)
+        try:
+            self._functions = source.lesson_functions(experiment)
+            self._problem = ""
+        except source.SourceError as exc:  # a wrong LESSON_CODE: say so, draw the rest
+            self._functions, self._problem = [], str(exc)
+        self._scrolled_for: frozenset = frozenset()
         self.set_reactive(CodeView.experiment, experiment)
         self._seen: tuple[int, int] = (0, -1)  # (id of the state, its version) last read
         self.first_mark_row: int | None = None
@@ -78,7 +83,11 @@ class CodeView(VerticalScroll):
                                   hello.get("version") or "")).strip()
 
     def watch_marks(self) -> None:
-        self._redraw(scroll=True)
+        # Scroll to a mark only when the marked lines change, not when a still-growing
+        # freeze only updates its figure (the reader may have scrolled meanwhile).
+        lines = frozenset((m.path, m.line, m.glyph) for m in self.marks)
+        self._redraw(scroll=bool(lines) and lines != self._scrolled_for)
+        self._scrolled_for = lines
 
     def watch_bytecode(self) -> None:
         self._redraw()
@@ -107,6 +116,8 @@ class CodeView(VerticalScroll):
         legend = "  ".join("%s %s" % (g, source.LEGEND[g]) for g in glyphs)
         rows.append(Text(legend or "the lesson's code · a run marks the lines it blames",
                          style="dim" if not legend else ""))
+        if self._problem:
+            rows.append(Text("✗ " + self._problem, style="bold"))
         for mark in self.marks:
             if mark.path.startswith("workloads/"):
                 first, *more = mark.says.split("; ")  # one thread per row

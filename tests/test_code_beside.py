@@ -220,3 +220,22 @@ def test_show_code_of_an_unknown_experiment_says_one_line_and_exits_2():
     assert done.returncode == 2
     assert done.stdout == "" and len(done.stderr.strip().splitlines()) == 1
     assert "no-such-thing" in done.stderr
+
+
+def test_a_saved_run_marks_the_same_lines_headless(tmp_path):
+    env = {"CONLAB_DATA_DIR": str(tmp_path)}
+    done = conlab("run", "deadlock", "-p", "hold_ms=100", "-p", "rounds=2", "--code", "--json",
+                  timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    record = json.loads(done.stdout)
+    if not record["result"]["deadlocked"]:
+        pytest.skip("the threads did not collide this time (a busy machine)")
+    line = record["result"]["cycle"][0]["line"]
+    assert [(m["line"], m["glyph"]) for m in record["code"]["marks"]] == [(line, source.WAITING)]
+    shown = conlab("show-code", "deadlock", "--run", "1", timeout=60, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert any(marked(row, source.WAITING, line) for row in shown.stdout.splitlines()), shown.stdout
+    other = conlab("show-code", "race", "--run", "1", timeout=60, env=env)
+    assert other.returncode == 2 and "run 1 is of deadlock, not race" in other.stderr

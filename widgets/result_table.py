@@ -8,7 +8,7 @@ from textual.widgets import DataTable
 
 from lab.core.formatting import flatten, fmt_value
 
-SKIP = {"explanation"}
+SKIP = {"explanation", "bytecode"}  # prose, and race's listings (the code panel shows them)
 MAX_ROWS = 200
 
 

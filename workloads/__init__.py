@@ -10,6 +10,8 @@ Each experiment is one module named after its id (``gil-cpu`` -> ``gil_cpu.py``)
     REQUIRES_FOR  optional: modules needed only for some parameter values,
                ``{"loop": {"uvloop": "uvloop"}}`` = loop=uvloop needs module uvloop
     TIMEOUT_S  how long a run with default parameters may take before the watchdog stops it
+    LESSON_CODE  the functions that are the lesson, shown beside the picture: names in the
+               module (`"cpu_work"`, `"Class.method"`) or in a sibling (`"_loops:run_on"`)
     CPU_BOUND  optional (default False): the run keeps CPUs busy or its figures are times
                that other runs' CPU use would stretch; the TUI runs such runs in turn
     run(params, events) -> dict   the result record

@@ -106,3 +106,15 @@ def stack_of(ident, limit=6):
         lines.append("%s:%d in %s: %s" % (os.path.basename(entry.filename), entry.lineno,
                                            entry.name, (entry.line or "").strip()))
     return lines[-limit:]
+
+
+def waiting_at(ident, filename):
+    """{"line", "function"} of a thread's innermost frame in `filename` (the experiment's
+    own line where it waits, below the lock's machinery), or None."""
+    frame = sys._current_frames().get(ident)
+    target = os.path.abspath(filename)
+    while frame is not None:
+        if os.path.abspath(frame.f_code.co_filename) == target:
+            return {"line": frame.f_lineno, "function": frame.f_code.co_name}
+        frame = frame.f_back
+    return None

@@ -26,6 +26,7 @@ free-threaded build there is no GIL to wait for, and the convoy should vanish.
 """
 REQUIRES = ()
 TIMEOUT_S = 180
+LESSON_CODE = ("round_trips", "cpu_bound")
 # In the TUI it runs in turn with other CPU-bound runs: a thread spins, and round trips
 # stretch whenever a thread waits for a CPU.
 CPU_BOUND = True

@@ -25,6 +25,7 @@ the sleeping side must be woken on another CPU, which can cost much more.
 """
 REQUIRES = ()
 TIMEOUT_S = 600
+LESSON_CODE = ("_pingpong:ping", "_pingpong:pong")
 # In the TUI it runs in turn with other CPU-bound runs: ping-pong keeps CPUs busy; a
 # switch across cores needs an idle core.
 CPU_BOUND = True

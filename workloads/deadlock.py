@@ -6,7 +6,7 @@ import random
 import threading
 import time
 
-from ._locks import LockGraph, TrackedLock, find_cycle, holdings, stack_of
+from ._locks import LockGraph, TrackedLock, find_cycle, holdings, stack_of, waiting_at
 from ._proto import name_this_thread, start_thread
 from ._spec import Param, ParamError
 from ._words import times
@@ -26,6 +26,7 @@ go of what it holds, backs off and tries again: it completes, at the price of re
 """
 REQUIRES = ()
 TIMEOUT_S = 60
+LESSON_CODE = ("opposite_order", "back_off_and_retry", "plan")
 # May run beside other runs: its threads wait on locks; the wait-for graph does not depend
 # on CPUs.
 CPU_BOUND = False
@@ -148,10 +149,13 @@ class Watchdog:
         formed = max(waiting[t][1] for t, _l, _h in cycle)  # the wait that closed the cycle
         stacks = {t: stack_of(self.graph.idents[t]) for t, _l, _h in cycle}
         held = holdings(self.graph.snapshot()[0])
+        # Each thread's own line in this file where it waits: the code panel marks it.
+        where = {t: waiting_at(self.graph.idents[t], __file__) or {} for t, _l, _h in cycle}
         self.report = {
             "detected_after_ms": (now - formed) * 1000,
             "detected_at_ms": (now - self.started) * 1000,
-            "cycle": [{"thread": t, "holds": held.get(t, []), "waits_for": lock, "held_by": holder}
+            "cycle": [dict({"thread": t, "holds": held.get(t, []), "waits_for": lock,
+                            "held_by": holder}, **where[t])
                       for t, lock, holder in cycle],
             "stacks": stacks,
         }

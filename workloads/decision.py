@@ -30,6 +30,7 @@ needs a core, and under the GIL only processes get more than one.
 """
 REQUIRES = ()
 TIMEOUT_S = 300
+LESSON_CODE = ("cpu_work", "run_jobs_until", "model_threads")
 # In the TUI it runs in turn with other CPU-bound runs: its jobs compute; throughput per
 # model is what other runs' CPU use lowers.
 CPU_BOUND = True

@@ -34,6 +34,7 @@ runs in its own fresh process, so one cannot warm the heap for the next.
 REQUIRES = ()
 REQUIRES_FOR = {"loop": {"uvloop": "uvloop"}}
 TIMEOUT_S = 300
+LESSON_CODE = ("_tiny_loop:TinyLoop.run", "_tiny_loop:TinyLoop._wait", "echo", "ping")
 # In the TUI it runs in turn with other CPU-bound runs: one thread echoes flat out:
 # requests per second is one CPU's throughput.
 CPU_BOUND = True

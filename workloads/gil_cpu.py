@@ -25,6 +25,7 @@ over the cores on either build. Wall-clock speedups follow, with more noise.
 """
 REQUIRES = ()
 TIMEOUT_S = 300
+LESSON_CODE = ("cpu_work", "run_threads")
 # In the TUI it runs in turn with other CPU-bound runs: every mode computes on all the
 # CPUs it can get; its figure is cores used.
 CPU_BOUND = True

@@ -29,6 +29,12 @@ costs: a goroutine, a Python thread, an asyncio task, a G of the Python runtime.
 """
 REQUIRES = ()
 TIMEOUT_S = 600
+LESSON_CODE = (
+    "goroutine",
+    "spin",
+    "_mn_runtime:Runtime.schedule",
+    "_mn_runtime:Runtime.findrunnable",
+)
 # In the TUI it runs in turn with other CPU-bound runs: goroutines compute on GOMAXPROCS
 # threads; its figure is cores used.
 CPU_BOUND = True

@@ -29,6 +29,13 @@ picks a losing interleaving is a different question from whether one exists.
 """
 REQUIRES = ()
 TIMEOUT_S = 120
+LESSON_CODE = (
+    "counter_body",
+    "counter_locked_body",
+    "check_then_act_body",
+    "two_locks_body",
+    "two_locks_ordered_body",
+)
 CPU_BOUND = False  # one thread moves at a time; the figures are counts, not times
 
 PROGRAMS = ("counter", "counter-locked", "check-then-act", "two-locks", "two-locks-ordered")

@@ -26,6 +26,7 @@ kernel thread and a stack, a task is a small Python object.
 """
 REQUIRES = ("aiohttp",)
 TIMEOUT_S = 300
+LESSON_CODE = ("fetch", "run_threads", "fetch_async", "gather_all")
 # May run beside other runs: it waits on a local server; N waits vs one wait holds on busy
 # CPUs.
 CPU_BOUND = False

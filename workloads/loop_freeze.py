@@ -32,6 +32,7 @@ process and the ticks stay punctual.
 REQUIRES = ()
 REQUIRES_FOR = {"loop": {"uvloop": "uvloop"}}
 TIMEOUT_S = 700  # the longest run allowed (duration_s 600) and its set-up
+LESSON_CODE = ("blocker", "cpu_heavy", "sleep_block", "ticker")
 # In the TUI it runs in turn with other CPU-bound runs: its blocks compute, and tick
 # lateness is what a loop thread waiting for a CPU (other runs) adds to.
 CPU_BOUND = True

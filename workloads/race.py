@@ -6,6 +6,7 @@ import sys
 import threading
 import time
 
+from ._bytecode import listing
 from ._proto import free_threaded, gil_enabled, start_thread
 from ._spec import Param
 from ._words import grouped
@@ -23,6 +24,7 @@ A lock, or per-thread counts summed at the end, never lose anything.
 """
 REQUIRES = ()
 TIMEOUT_S = 300
+LESSON_CODE = ("naive", "call", "sleep0", "length", "locked", "local")
 # In the TUI it runs in turn with other CPU-bound runs: threads spin on one counter;
 # whether they run at once decides the losses.
 CPU_BOUND = True
@@ -173,6 +175,8 @@ def run(params, out):
         "free_threaded": free_threaded(),
         "explanation": explain(results),
         "verdict": verdict(results),
+        # What this interpreter runs for each variant: the read, the add, the write.
+        "bytecode": {variant: listing(STEPS[variant]) for variant in VARIANTS},
     }
 
 

@@ -27,6 +27,7 @@ checked before anything starts, and free memory is watched while spawning.
 """
 REQUIRES = ()
 TIMEOUT_S = 600
+LESSON_CODE = ("spawn_threads", "spawn_tasks_async")
 # In the TUI it runs in turn with other CPU-bound runs: spawning thousands of units is CPU
 # work, timed per unit.
 CPU_BOUND = True

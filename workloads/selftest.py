@@ -20,6 +20,7 @@ and leaves nothing running behind it.
 """
 REQUIRES = ()
 TIMEOUT_S = 60
+LESSON_CODE = ("spin", "sleep_forever")
 # May run beside other runs: it checks the lab's error paths, not a figure.
 CPU_BOUND = False
 

@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "several seconds (what is measured is unchanged)")
     run.add_argument("-q", "--quiet", action="store_true",
                      help="no progress on the terminal while the run goes")
+    run.add_argument("--code", action="store_true",
+                     help="then the lesson's code, with the lines this run blamed")
 
     doctor = sub.add_parser("doctor", help="what this machine offers the lab")
     doctor.add_argument("--json", action="store_true")
@@ -202,16 +204,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     record = build_record(prepared, state)
     save_run_record(with_timeline(record, state))
+    code = _code_listing(record) if args.code else None
     if args.json:
-        print(json.dumps(record, indent=1))
+        print(json.dumps(dict(record, code=code) if code else record, indent=1))
     else:
         print_record(record)
+        if code:
+            from lab.core.source import listing_lines
+
+            print("\n" + "\n".join(listing_lines(code)))
     if signal.SIGINT in signals:
         print("conlab: interrupted: %s" % ("the run was stopped, its record saved"
                                            if state.status == "stopped" else state.status),
               file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK if state.status == "done" else EXIT_FAILED
+
+
+def _code_listing(record: dict[str, Any]) -> dict[str, Any]:
+    from lab.cli.code import python_of
+    from lab.core import source
+
+    return source.listing(record["experiment"], record.get("result"), python=python_of(record))
 
 
 async def _run_until_done(run: Run, signals: list[int], progress=None):

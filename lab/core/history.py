@@ -542,7 +542,9 @@ def compare(entries: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
     results = []
     for r in records:
         result = r.get("result") if isinstance(r.get("result"), dict) else {}
-        results.append(_leaves((k, v) for k, v in flatten(result) if k != "explanation"))
+        # Prose and race's bytecode listings are not figures to line up.
+        results.append(_leaves((k, v) for k, v in flatten(result)
+                               if k != "explanation" and not k.startswith("bytecode.")))
     taken = {label for label, _ in rows}
     # A result figure keeps its own name unless a row above has it (gil-cpu's `cpus`,
     # a `duration_s`): then it is `result.NAME`, so no label is ever shown twice.

@@ -16,6 +16,7 @@ from textual.widgets import Button, Collapsible, Static
 
 from lab.core import catalog
 from lab.tui.views import extra_views, view_class
+from widgets.code_view import CodeView
 from widgets.lab_footer import LabFooter
 from widgets.pane import Pane
 from widgets.param_form import ParamForm
@@ -23,8 +24,8 @@ from widgets.result_table import ResultTable
 from widgets.run_strip import RunStrip
 from lab.core.catalog import ParamError
 
-KEYS = "r run  x stop  esc back  ? help  q quit"
-SCHEDULER_KEYS = "r run  x stop  b be the scheduler  esc back  q quit"  # interleave's screen
+KEYS = "r run  x stop  v code  esc back  ? help  q quit"
+SCHEDULER_KEYS = "r run  x stop  b be the scheduler  v code  esc back  q quit"  # interleave's screen
 TALL = 36  # rows from which the lesson starts unfolded
 
 
@@ -57,6 +58,7 @@ class ExperimentScreen(Screen):
         Binding("space", "replay('toggle_play')", "replay", show=False),
         Binding("comma", "replay('cycle_speed', 1)", "slower", show=False),
         Binding("full_stop", "replay('cycle_speed', -1)", "faster", show=False),
+        Binding("v", "toggle_code", "code"),
     ]
     AUTO_FOCUS = None  # focus goes to Run without scrolling the lesson away (on_mount)
     DEFAULT_CSS = """
@@ -111,6 +113,18 @@ class ExperimentScreen(Screen):
         height: auto;
         padding: 0 1;
     }
+    /* v: the lesson's code in place of the form; below 120 columns, of the view too */
+    ExperimentScreen #code {
+        display: none;
+        width: 2fr;
+        border-left: vkey $foreground 30%;
+    }
+    ExperimentScreen.-code #code {
+        display: block;
+    }
+    ExperimentScreen.-code #left, ExperimentScreen.-code.-narrow #right {
+        display: none;
+    }
     """
 
     def __init__(self, experiment: str, params: dict[str, Any] | None = None,
@@ -151,6 +165,7 @@ class ExperimentScreen(Screen):
                 yield Static(id="explanation")
                 yield Static("Result", classes="heading")
                 yield ResultTable(id="result")
+            yield CodeView(exp.name, id="code")
         yield LabFooter(SCHEDULER_KEYS if exp.name == "interleave" else KEYS)
 
     def on_mount(self) -> None:
@@ -172,6 +187,7 @@ class ExperimentScreen(Screen):
                                            idle_hint="idle · r run")
         for view in self.query("#right > LiveView"):
             view.show(state)
+        self.query_one(CodeView).show(state)
         if state is None or state.running:
             result = None
         else:
@@ -256,6 +272,12 @@ class ExperimentScreen(Screen):
         strip = self.query_one(RunStrip)
         if getattr(strip, what)(*args):
             self.refresh_live()
+
+    def action_toggle_code(self) -> None:
+        self.toggle_class("-code")
+        code = self.query_one(CodeView)
+        self.set_focus(code if self.has_class("-code") else self.query_one("#run", Button),
+                       scroll_visible=False)
 
     def action_back(self) -> None:
         self.app.pop_screen()

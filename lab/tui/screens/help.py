@@ -39,6 +39,8 @@ Keys (watch screen)
 Keys (experiment screen)
   r        run with the form's values  x      stop
   enter    in a field: run             escape back to the dashboard
+  v        the lesson's code: ▶ the line the run points at, ▷ a call on the
+           way, ◆ a thread waits there; race: R read │ between W write
 
 Keys (be the scheduler: e, then interleave's second line; b on interleave)
   1-4      let that thread run to its next instruction (or line)

@@ -115,6 +115,7 @@ def start_runs(term: Terminal, scenario: str, timeout: float = 30.0) -> None:
     """From the first frame: `a` on the dashboard, or open an experiment and `r`.
     Returns as soon as the key that starts the runs has been sent."""
     import workloads
+    from lab.tui.screens.experiments import option_ids
     from tests.helpers import wait_for
 
     wait_for(lambda: term.seen("Threads & the GIL"), timeout, "the first frame")
@@ -123,7 +124,7 @@ def start_runs(term: Terminal, scenario: str, timeout: float = 30.0) -> None:
         return
     term.send(b"e")
     wait_for(lambda: term.seen("Experiments (enter opens"), timeout, "the experiment list")
-    term.send(b"\x1b[B" * workloads.experiment_names().index(scenario) + b"\r")
+    term.send(b"\x1b[B" * option_ids(workloads.experiment_names()).index(scenario) + b"\r")
     wait_for(lambda: term.seen(scenario + " \u00b7"), timeout, "the %s screen" % scenario)
     term.send(b"r")
 

@@ -114,3 +114,13 @@ def test_paths_a_result_keeps_for_json_are_left_out_of_the_text_and_named():
     assert "lost update" in text and "in --json only: run.trace" in text
     assert "xxxxxxxx" not in text and "json only" not in text.replace("--json only", "")
     assert len(result["run"]["trace"]) == 50  # the record itself stays whole
+
+
+def test_the_tui_result_table_leaves_out_what_a_result_keeps_for_json_only():
+    from widgets.result_table import result_rows
+
+    result = {"run": {"trace": [{"step": i} for i in range(50)], "steps": ["1 LOAD"]},
+              "counter": 1, "json_only": ["run.trace"]}
+    keys = [key for key, _ in result_rows(result)]
+    assert "counter" in keys and any(key.startswith("run.steps") for key in keys)
+    assert not any("trace" in key or "json_only" in key for key in keys), keys

@@ -142,6 +142,8 @@ class GilTimelineView(LinesView):
         out += self.rows(state, inside, start, end, width, rows - 1 - FOOTER_ROWS)
         out.append(legend(width, gil_enabled(state) is not False))
         out += self.figures(state, summary, inside, start, end, width)
+        for line in out:  # figures wider than a narrow column are cut, never spilled
+            line.truncate(width, overflow="ellipsis")
         return out
 
     def header(self, state, segments, start, end, width, live) -> Text:
@@ -221,8 +223,8 @@ class GilTimelineView(LinesView):
             line = "I/O thread, each answer to running: p50 %s p95 %s ms" % (
                 fmt_ms(waits["p50"]), fmt_ms(waits.get("p95")))
             if len(line) > width:
-                line = "I/O answer→run p50 %s p95 %s ms" % (fmt_ms(waits["p50"]),
-                                                         fmt_ms(waits.get("p95")))
+                line = "I/O wait p50 %s p95 %s ms" % (fmt_ms(waits["p50"]),
+                                                    fmt_ms(waits.get("p95")))
             out.append(Text(line))
         return out
 

@@ -6,14 +6,16 @@ from typing import Any, Iterator
 
 from textual.widgets import DataTable
 
-from lab.core.formatting import flatten, fmt_value
+from lab.core.formatting import flatten, fmt_value, without_json_only
 
-SKIP = {"explanation", "bytecode"}  # prose, and race's listings (the code panel shows them)
+SKIP = {"explanation", "bytecode", "json_only"}  # prose, and race's listings (the code panel shows them)
 MAX_ROWS = 200
 
 
 def result_rows(result: Any) -> Iterator[tuple[str, Any]]:
     """The result's leaves, without the top-level prose (shown on its own)."""
+    if isinstance(result, dict):
+        result, _ = without_json_only(result)  # e.g. interleave's every-step trace
     for key, value in flatten(result, max_items=20):
         if key.split(".", 1)[0].split("[", 1)[0] not in SKIP:
             yield key, value

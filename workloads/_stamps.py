@@ -61,7 +61,7 @@ _PREAD = None
 
 def _run_delay_reader():
     """(read, fd): read() gives the calling thread's run_delay in ns, or None where the
-    kernel has no schedstat. One open file per thread, re-read with pread (~2 us)."""
+    kernel has no schedstat. One open file per thread, re-read with pread (~2 µs)."""
     global _PREAD
     if _PREAD is None:
         _PREAD = _pread_holding_the_gil() or (lambda fd, size: os.pread(fd, size, 0))

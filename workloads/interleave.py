@@ -26,6 +26,7 @@ thread runs at a time by construction, the same schedule gives the same result o
 every CPython from 3.9 to 3.13, with a GIL or without one. Beside the search, the
 same program runs freely many times: whether this interpreter's own scheduler ever
 picks a losing interleaving is a different question from whether one exists.
+In the TUI, b on this screen takes the scheduler's seat: keys 1-4 move a thread one step.
 """
 REQUIRES = ()
 TIMEOUT_S = 120

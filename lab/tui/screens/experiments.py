@@ -15,6 +15,12 @@ LINE_W = 68
 SCHEDULER = "interleave:scheduler"  # the option under interleave that opens the stepper
 
 
+def option_ids(names: list[str]) -> list[str]:
+    """The list's rows in order: every experiment, and the stepper under interleave."""
+    return [row for name in names
+            for row in ((name, SCHEDULER) if name == "interleave" else (name,))]
+
+
 class ExperimentListScreen(ModalScreen[str]):
     """Dismisses with the chosen experiment's id (or None on escape)."""
 
@@ -52,10 +58,9 @@ class ExperimentListScreen(ModalScreen[str]):
             line = "%-12s %s" % (exp.name, exp.title)
             if len(line) > LINE_W:  # one line each: the list stays scannable at 80x24
                 line = line[:LINE_W - 1] + "…"
-            options.append(Option(line, id=exp.name))
-            if exp.name == "interleave":
-                options.append(Option("%-12s └ be the scheduler: step its threads yourself"
-                                      % "", id=SCHEDULER))
+            for row in option_ids([exp.name]):
+                options.append(Option(line, id=row) if row == exp.name else Option(
+                    "%-12s └ be the scheduler: step its threads yourself" % "", id=row))
         with Vertical():
             yield Static(" Experiments (enter opens, escape closes)", classes="title")
             yield OptionList(*options)

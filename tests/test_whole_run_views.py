@@ -157,3 +157,24 @@ async def test_the_pane_says_replay_and_the_cursor_time_during_a_replay(runs):
         await pilot.press("space")  # playing: still a replay, the time moves on
         await until(pilot, lambda: pane._status.plain != status, what="the time to move")
         assert pane._status.plain.startswith("REPLAY")
+
+
+async def test_a_replay_inside_a_freeze_draws_it_up_to_the_cursor_not_to_the_run_end(runs):
+    """The view's clock in a replay is the cursor: an ongoing freeze stops there."""
+    state = runs["loop-freeze"]
+    rec = state.timeline
+    frozen = [(rec.offset(item), item[2]) for item in rec.items
+              if item[1] == "e" and item[2].get("ev") == "frozen"]
+    pairs = [(at, event) for at, event in frozen if event.get("ongoing")]
+    if not pairs:
+        pytest.skip("the watchdog reported no freeze while it lasted")
+    at, ongoing = pairs[0]
+    closed = next(t for t, e in frozen if t > at and e.get("index") == ongoing["index"]
+                  and not e.get("ongoing"))
+    final = next(s for s in state.result["frozen_spans"]
+                 if abs(s["start_s"] - ongoing["start_s"]) < 1e-6)
+    lines = await drawn(replay_of(state, (at + closed) / 2))
+    label = [line for line in lines if "FROZEN" in line and "…" in line]
+    assert label, "\n".join(lines)
+    ms = float(re.search(r"FROZEN ([0-9.]+) ms…", label[-1]).group(1))
+    assert ms <= final["duration_ms"] + 1, (ms, final["duration_ms"])

@@ -178,3 +178,23 @@ async def test_a_replay_inside_a_freeze_draws_it_up_to_the_cursor_not_to_the_run
     assert label, "\n".join(lines)
     ms = float(re.search(r"FROZEN ([0-9.]+) ms…", label[-1]).group(1))
     assert ms <= final["duration_ms"] + 1, (ms, final["duration_ms"])
+
+
+def test_series_reads_new_items_only_yet_stays_whole_through_growth_thinning_and_replay():
+    from lab.core.state import RunState
+
+    state = RunState("race", {}, "python")
+    state.started_at = 100.0
+    state.timeline.max_items = 400
+    for i in range(300):
+        state.apply_event({"ev": "counter", "variant": "naive", "expected": i})
+        state.timeline.items[-1] = (100.0 + i / 100, "e", state.timeline.items[-1][2])
+        assert len(timeline.series(state, "counter", "expected")) == i + 1  # every frame
+    for i in range(300, 600):  # past the bound: the recording thins itself
+        state.apply_event({"ev": "counter", "variant": "naive", "expected": i})
+    got = timeline.series(state, "counter", "expected")
+    kept = [item[2]["expected"] for item in state.timeline.items if item[1] == "e"]
+    assert state.timeline.thinned and [value for _, value in got] == kept
+    replayed = timeline.state_at(state.timeline, 1.0, state)
+    assert [v for at, v in timeline.series(replayed, "counter", "expected")] == [
+        v for at, v in got if at <= 1.0 + 1e-9]

@@ -158,8 +158,7 @@ class GoroutinesView(LinesView):
     def queue_line(self, state: RunState, width: int) -> Text | None:
         """Gs waiting in the run queues (local + global) across the whole run, from the
         run's timeline: `queued ▁▃█▅▁ 0-198 in 0.9s` (█ is the run's longest queue)."""
-        points = timeline.series(state, "mn", lambda e: sum(e.get("runq") or []) + (
-            e.get("global_runq") or 0))
+        points = timeline.series(state, "mn", _queued)
         if len(points) < 2:
             return None
         span, until = timeline.run_span(state)
@@ -360,6 +359,11 @@ class GoroutinesView(LinesView):
                     fmt_bytes(thread.get("kernel_stack_bytes_per_unit")))))
             out += self.explanation(state, width)
         return out[:rows]
+
+
+def _queued(event: dict) -> int:
+    """Of an `mn` snapshot: the Gs waiting in every run queue, local and global."""
+    return sum(event.get("runq") or []) + (event.get("global_runq") or 0)
 
 
 def _n(value) -> str:

@@ -48,6 +48,11 @@ def _lost_share(event: dict) -> float | None:
     return max(0.0, lost / expected)
 
 
+def _started(event: dict) -> str | None:
+    """Of a phase event: the variant it starts."""
+    return event.get("variant") if event.get("state") == "start" else None
+
+
 class RaceView(LinesView):
     EXPERIMENTS = ("race",)
 
@@ -163,8 +168,7 @@ class RaceView(LinesView):
         if cols < 8:
             return []
         values = timeline.resample(points, span, cols, until=until)
-        starts = timeline.series(state, "phase", lambda e: e.get("variant")
-                                 if e.get("state") == "start" else None)
+        starts = timeline.series(state, "phase", _started)
         return [Text("lost " + strip(values, cols, top=top or 1.0) + scale),
                 Text("     " + mode_row(starts, span, cols), style="dim")]
 

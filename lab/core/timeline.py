@@ -101,22 +101,29 @@ def recording_of(state: Any) -> tuple[Recording | None, float]:
 def series(state: Any, kind: str, value: Any) -> list[tuple[float, Any]]:
     """(offset s, value(event)) of every `kind` event of the run so far, in order: the whole
     run for a finished state, up to the cursor for a replayed one. `value` is a field name
-    or a function of the event; events where it gives None are skipped."""
+    or a module-level function of the event (it keys a cache: it must read only the event);
+    events where it gives None are skipped. Each call reads only the items added since the
+    last one, so a live view can ask every frame."""
     recording, until = recording_of(state)
     if recording is None:
         return []
+    cache = recording.__dict__.setdefault("_series", {})
+    mark = (recording.thinned, recording.origin)
+    scanned, seen, found = cache.get((kind, value), (0, None, []))
+    if seen != mark or scanned > len(recording.items):
+        scanned, found = 0, []  # thinned, or a new origin: read the items afresh
     get = (lambda event: event.get(value)) if isinstance(value, str) else value
-    found = []
-    for item in recording.items:
-        if item[1] != EVENT or item[2].get("ev") != kind:
-            continue
-        at = recording.offset(item)
-        if at > until + 1e-9:
-            break
-        got = get(item[2])
-        if got is not None:
-            found.append((at, got))
-    return found
+    items = recording.items
+    for item in items[scanned:]:
+        if item[1] == EVENT and item[2].get("ev") == kind:
+            got = get(item[2])
+            if got is not None:
+                found.append((recording.offset(item), got))
+    cache[(kind, value)] = (len(items), mark, found)
+    end = len(found)
+    while end and found[end - 1][0] > until + 1e-9:  # a replay: only up to its cursor
+        end -= 1
+    return found[:end]
 
 
 def run_span(state: Any) -> tuple[float, float]:

@@ -28,6 +28,7 @@ RUNS = {
     "race": {"threads": 2, "increments": 20_000},
     "goroutines": {"gs": 300, "ps": 2},
 }
+PREPARED: dict = {}
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +36,8 @@ def runs():
     async def all_runs():
         states = {}
         for name, params in RUNS.items():  # one after the other: 2 cores, shared
-            states[name] = await Run(prepare(RunRequest(name, params,
-                                                        sample_interval_s=0.05))).run()
+            PREPARED[name] = prepare(RunRequest(name, params, sample_interval_s=0.05))
+            states[name] = await Run(PREPARED[name]).run()
         return states
 
     states = asyncio.run(all_runs())
@@ -112,6 +113,10 @@ async def test_race_draws_the_lost_share_across_the_whole_run(runs):
     assert variants.count("|") == len(started)  # every variant's start is marked
     # A replay at the end draws the same whole-run lines; half-way, blank past the cursor.
     assert lost in await drawn(replay_of(state))
+    kept = timeline.from_json(timeline.to_json(state.timeline))  # as history keeps it
+    from_history = line_starting(await drawn(timeline.state_at(kept, kept.duration_s, state)),
+                                 "lost ")
+    assert from_history.endswith(scale + " in %.1fs" % kept.duration_s)
     half = line_starting(await drawn(replay_of(state, state.timeline.duration_s / 2)), "lost ")
     assert half[len("lost "):][:len(strip)].rstrip() != strip.rstrip()
 
@@ -198,3 +203,24 @@ def test_series_reads_new_items_only_yet_stays_whole_through_growth_thinning_and
     replayed = timeline.state_at(state.timeline, 1.0, state)
     assert [v for at, v in timeline.series(replayed, "counter", "expected")] == [
         v for at, v in got if at <= 1.0 + 1e-9]
+
+
+async def test_a_history_replay_says_replay_from_its_first_frame(runs, tmp_path, monkeypatch):
+    from lab.core import history
+    from lab.core.record import build_record, with_timeline
+    from lab.tui.screens.history import HistoryScreen
+
+    monkeypatch.setenv("CONLAB_DATA_DIR", str(tmp_path))
+    state = runs["goroutines"]
+    history.save(with_timeline(build_record(PREPARED["goroutines"], state), state))
+    app = LabApp(controller=fake_controller(), live_gauge=False, machine_line=MACHINE)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(HistoryScreen())
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen.loaded,
+                    what="the history list")
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, ExperimentScreen), what="replay")
+        pane = app.screen.query_one("#live", Pane)
+        await until(pilot, lambda: pane._status.plain.startswith("REPLAY 0.00/"),
+                    what="REPLAY at the start")
+        assert "RUNNING" not in pane._status.plain

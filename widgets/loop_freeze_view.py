@@ -105,11 +105,12 @@ class FreezeModel:
     def now(self, state: RunState) -> float:
         if self.t0 is None:
             return 0.0
-        if state.replay_at is not None:  # a replay: the cursor, less when the ticker began
+        cursor = getattr(state, "replay_at", None)
+        if cursor is not None:  # a replay: the cursor, less when the ticker began
             if self.start_at is None:
                 starts = timeline.series(state, "start", "t0")
                 self.start_at = starts[0][0] if starts else 0.0
-            return max(self.last_t, min(self.duration_s, state.replay_at - self.start_at))
+            return max(self.last_t, min(self.duration_s, cursor - self.start_at))
         if state.running:
             return min(self.duration_s, time.monotonic() - self.t0)
         return max(self.last_t, min(self.duration_s, (state.ended_at or time.monotonic()) - self.t0))

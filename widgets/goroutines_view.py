@@ -22,6 +22,7 @@ import textwrap
 
 from rich.text import Text
 
+from lab.core import timeline
 from lab.core.state import RunState
 from widgets.threads_view import LinesView, bar, fmt_int, fmt_rate, pct, strip
 
@@ -147,9 +148,27 @@ class GoroutinesView(LinesView):
         out.append(self.m_line(event))
         out.append(self.cpu_line(state, last))
         out.append(self.totals_line(last, width) if ended else self.rate_line(last))
+        queue = self.queue_line(state, width)
+        if queue is not None and (not self.compact or len(out) < rows):
+            out.append(queue)
         if not self.compact:
             out += self.full_extra(state, event, width, rows - len(out))
         return out[:rows]
+
+    def queue_line(self, state: RunState, width: int) -> Text | None:
+        """Gs waiting in the run queues (local + global) across the whole run, from the
+        run's timeline: `queued ▁▃█▅▁ 0-198 in 0.9s` (█ is the run's longest queue)."""
+        points = timeline.series(state, "mn", _queued)
+        if len(points) < 2:
+            return None
+        span, until = timeline.run_span(state)
+        top = max(value for _, value in points)
+        scale = " 0-%s in %.1fs" % (fmt_int(top), span)
+        cols = width - len("queued ") - len(scale)
+        if cols < 8:
+            return None
+        values = timeline.resample(points, span, cols, until=until)
+        return Text("queued " + strip(values, cols, top=max(1, top), linear=True) + scale)
 
     def waiting_line(self, state: RunState) -> Text:
         phase = self.model.phase
@@ -340,6 +359,11 @@ class GoroutinesView(LinesView):
                     fmt_bytes(thread.get("kernel_stack_bytes_per_unit")))))
             out += self.explanation(state, width)
         return out[:rows]
+
+
+def _queued(event: dict) -> int:
+    """Of an `mn` snapshot: the Gs waiting in every run queue, local and global."""
+    return sum(event.get("runq") or []) + (event.get("global_runq") or 0)
 
 
 def _n(value) -> str:

@@ -21,6 +21,7 @@ import time
 
 from rich.text import Text
 
+from lab.core import timeline
 from lab.core.state import RunState
 from widgets.live_view import problem
 from widgets.threads_view import LinesView, fit
@@ -60,6 +61,7 @@ class FreezeModel:
         self.stats: dict = {}
         self.last_t = 0.0
         self.known_until = 0.0  # ticks surely happened until here (reported by the watchdog)
+        self.start_at: float | None = None  # a replay: the `start` event's arrival offset
 
     def configure(self, params: dict) -> None:
         self.period_s = float(params.get("period_ms", 10.0)) / 1000
@@ -103,6 +105,12 @@ class FreezeModel:
     def now(self, state: RunState) -> float:
         if self.t0 is None:
             return 0.0
+        cursor = getattr(state, "replay_at", None)
+        if cursor is not None:  # a replay: the cursor, less when the ticker began
+            if self.start_at is None:
+                starts = timeline.series(state, "start", "t0")
+                self.start_at = starts[0][0] if starts else 0.0
+            return max(self.last_t, min(self.duration_s, cursor - self.start_at))
         if state.running:
             return min(self.duration_s, time.monotonic() - self.t0)
         return max(self.last_t, min(self.duration_s, (state.ended_at or time.monotonic()) - self.t0))
@@ -145,6 +153,7 @@ class LoopFreezeView(LinesView):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.model = FreezeModel()
+        self.unlabelled = 0
 
     def reset(self) -> None:
         super().reset()
@@ -225,6 +234,7 @@ class LoopFreezeView(LinesView):
                 actual.append((" ", ""))
         labels = [(" ", "")] * width
         taken = -1
+        self.unlabelled = len(ranges)  # frozen spans the label row had no room to name
         marked = sorted([(s, e, span, "FROZEN ", "bold red") for s, e, span in ranges]
                         + [(s, e, span, "late ", "yellow") for s, e, span in late],
                         key=lambda r: r[0])
@@ -243,6 +253,7 @@ class LoopFreezeView(LinesView):
                 continue  # no room left on this row: the full view lists every span
             labels[col:col + len(label)] = [(c, style) for c in label]
             taken = col + len(label) - 1
+            self.unlabelled -= word.startswith("F")
         return runs(expected), runs(actual), runs(labels)
 
     def worst_span(self) -> dict | None:
@@ -265,6 +276,21 @@ class LoopFreezeView(LinesView):
         missed = result.get("missed_ticks", self.model.stats.get("missed", 0))
         status = "%.1f/%.1f s" % (now, self.model.duration_s) if state.running else state.status
         return "ticks %d  missed %d  %s" % (ticks, missed, status)
+
+    def spans_line(self, now: float, width: int) -> Text:
+        """Every frozen span of the run so far, by its start: `frozen 3×: 0.17 0.51 0.84 s`;
+        short of room the last ones give way to `+N` (the count stays whole)."""
+        starts = ["%.2f" % start for start, _end, _span in self.model.span_ranges(now)]
+        if not starts:
+            return Text("frozen 0×" if self.model.stats else "", style="dim")
+        head = "frozen %d×:" % len(starts)
+        shown = list(starts)
+        while True:
+            more = len(starts) - len(shown)
+            line = " ".join([head] + shown + (["+%d" % more] if more else []) + ["s"])
+            if len(line) <= width or not shown:
+                return Text(line[:width], style="bold")
+            shown.pop()
 
     def blame_lines(self, width: int) -> list[Text]:
         span = self.worst_span()
@@ -294,6 +320,10 @@ class LoopFreezeView(LinesView):
             (2, Text("exp ") + expected),
             (0, Text("got ") + actual),
             (1, Text(" " * LABEL_W) + labels),
+        ]
+        if self.unlabelled:  # the label row left some out: every span, by its start
+            ranked.append((5.5, self.spans_line(now, width)))
+        ranked += [
             (3, blame),
             (7, code),
             (5, Text(self.lag_line(state)[:width])),
@@ -325,6 +355,7 @@ class LoopFreezeView(LinesView):
                 Text(pad + "0 s".ljust(cols - 6) + ("%.1f s" % m.duration_s).rjust(6), style="dim"),
                 Text(self.lag_line(state)),
                 Text(self.count_line(state, now)),
+                self.spans_line(now, width),
                 Text(""),
                 Text("frozen: a tick >= %s ms late" % _ms(m.threshold_ms), style="bold")]
         spans = m.span_ranges(now)

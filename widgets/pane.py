@@ -24,6 +24,13 @@ def status_text(state: RunState | None, refusal: str | None = None,
     if state is None:
         return Text(idle_hint, style="dim")
     seconds = int(state.duration_s)
+    replay = getattr(state, "replay_at", None)
+    if replay is not None:  # a state rebuilt from a recording: the cursor, not a run
+        total = state.replay_of.duration_s if state.replay_of is not None else replay
+        text = Text.assemble(("REPLAY", "bold"), " %.2f/%.2f s" % (replay, total))
+        if not state.running:
+            text.append(" · ended %s" % state.status)
+        return text
     if state.status == "waiting":
         place, total = state.turn or (1, 1)
         return Text.assemble(("WAITING", "bold"), " for its turn (%d of %d)" % (place, total))
@@ -144,7 +151,8 @@ class Pane(Vertical, can_focus=True):
         key = (id(state), refusal, self.view_error, self.view is None) + (
             () if state is None else (state.status, state.error, state.garbage_lines,
                                       state.pid, int(state.duration_s), state.turn,
-                                      len(state.overlapped_by)))
+                                      len(state.overlapped_by),
+                                      getattr(state, "replay_at", None)))
         if key == self._status_key:
             if (self.view is not None and state is not None and not self.view_error
                     and state.status != "waiting"):

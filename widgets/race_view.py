@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from lab.core import timeline
 from lab.core.state import RunState
+from widgets.run_strip import mode_row
 from widgets.threads_view import LinesView, fmt_int, strip
 
 HISTORY = 32
@@ -35,6 +37,20 @@ def _variants(state: RunState) -> list[str]:
         return [v for v in catalog.get("race").param("variant").choices if v != "all"]
     except Exception:
         return []
+
+
+def _lost_share(event: dict) -> float | None:
+    """Of a counter event: the increments surely lost, as a share of those expected."""
+    expected = event.get("expected") or 0
+    if expected <= 0:
+        return None
+    lost = event["lost"] if "lost" in event else expected - (event.get("actual") or 0)
+    return max(0.0, lost / expected)
+
+
+def _started(event: dict) -> str | None:
+    """Of a phase event: the variant it starts."""
+    return event.get("variant") if event.get("state") == "start" else None
 
 
 class RaceView(LinesView):
@@ -131,9 +147,30 @@ class RaceView(LinesView):
             if strip_w >= 6:
                 row.append(" " + strip(self.history.get(variant, []), strip_w))
             out.append(row)
+        if rows - len(out) >= 2:
+            out += self.run_lines(state, width)
         if rows - len(out) >= 1 and state.params:
             out += self.footer(state, variants, width)[:rows - len(out)]
         return out
+
+    def run_lines(self, state: RunState, width: int) -> list[Text]:
+        """The share of expected increments lost, across the whole run (every variant in
+        turn, from the run's timeline), and where each variant began:
+            lost ▁▁▁▃▆█▁▁▁▁ 0-12% in 1.9s
+                 |naive|call|sleep0…"""
+        points = timeline.series(state, "counter", _lost_share)
+        if len(points) < 2:
+            return []
+        span, until = timeline.run_span(state)
+        top = max(share for _, share in points)
+        scale = (" 0-%.0f%%" % (top * 100) if top >= 0.005 else " none") + " in %.1fs" % span
+        cols = width - 5 - len(scale)
+        if cols < 8:
+            return []
+        values = timeline.resample(points, span, cols, until=until)
+        starts = timeline.series(state, "phase", _started)
+        return [Text("lost " + strip(values, cols, top=top or 1.0) + scale),
+                Text("     " + mode_row(starts, span, cols), style="dim")]
 
     def footer(self, state: RunState, variants: list[str], width: int) -> list[Text]:
         """`4 threads × 200 000 each · sleep0 × 20 000 · GIL on`, wrapped at " · "."""

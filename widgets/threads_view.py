@@ -86,6 +86,9 @@ def strip(values: list[float], width: int, top: float = 1.0, linear: bool = Fals
         return ""
     cells = []
     for value in values[-width:]:
+        if value is None:  # no figure there (before the first, past a replay's cursor)
+            cells.append(" ")
+            continue
         if value <= 0 or top <= 0:
             cells.append(STRIP[0])
             continue

@@ -101,6 +101,10 @@ class RunState:
     version: int = 0
     # Everything applied, for replay (lab.core.timeline); None: record nothing.
     timeline: Recording | None = field(default_factory=Recording)
+    # Set on a state rebuilt by replay (lab.core.timeline.Player): the recording it comes
+    # from and how many seconds into the run it stands. None on a live run.
+    replay_of: Recording | None = None
+    replay_at: float | None = None
     _previous: Sample | None = None
 
     # Reading --------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from lab.core.state import RunState
 FORMAT_VERSION = 1
 MAX_JSON_BYTES = 1_000_000  # a record's timeline, compact JSON
 # Fields naming the mode an experiment is in when it emits a `phase` start.
-MODE_FIELDS = ("mode", "phase", "run", "loop", "runtime")
+MODE_FIELDS = ("mode", "phase", "run", "loop", "runtime", "variant")
 _NAMING = ("thread", "process", "thread_exit", "process_exit")  # events that name a thread
 
 
@@ -71,7 +71,8 @@ class Player:
             else:
                 state.apply_sample(payload)
             self.index += 1
-        self.t = t
+        self.t = state.replay_at = t
+        state.replay_of = rec
         if state.pid is None and state.hello:  # the status line names the run's process
             state.pid = state.hello.get("pid")
         state.ended_at = state.started_at + t
@@ -86,6 +87,76 @@ class Player:
 def state_at(recording: Recording, t: float, like: Any) -> Any:
     """A fresh RunState as the run stood `t` seconds after its start."""
     return Player(recording, like).seek(t)
+
+
+def recording_of(state: Any) -> tuple[Recording | None, float]:
+    """The recording behind a state and how far into it the state stands: a live run's
+    own timeline (all of it), or the one a replayed state was rebuilt from, up to its cursor."""
+    replayed = getattr(state, "replay_of", None)
+    if replayed is not None:
+        return replayed, float(getattr(state, "replay_at", None) or 0.0)
+    return getattr(state, "timeline", None), math.inf
+
+
+def series(state: Any, kind: str, value: Any) -> list[tuple[float, Any]]:
+    """(offset s, value(event)) of every `kind` event of the run so far, in order: the whole
+    run for a finished state, up to the cursor for a replayed one. `value` is a field name
+    or a module-level function of the event (it keys a cache: it must read only the event);
+    events where it gives None are skipped. Each call reads only the items added since the
+    last one, so a live view can ask every frame."""
+    recording, until = recording_of(state)
+    if recording is None:
+        return []
+    cache = recording.__dict__.setdefault("_series", {})
+    mark = (recording.thinned, recording.origin)
+    scanned, seen, found = cache.get((kind, value), (0, None, []))
+    if seen != mark or scanned > len(recording.items):
+        scanned, found = 0, []  # thinned, or a new origin: read the items afresh
+    get = (lambda event: event.get(value)) if isinstance(value, str) else value
+    items = recording.items
+    for item in items[scanned:]:
+        if item[1] == EVENT and item[2].get("ev") == kind:
+            got = get(item[2])
+            if got is not None:
+                found.append((recording.offset(item), got))
+    cache[(kind, value)] = (len(items), mark, found)
+    end = len(found)
+    while end and found[end - 1][0] > until + 1e-9:  # a replay: only up to its cursor
+        end -= 1
+    return found[:end]
+
+
+def run_span(state: Any) -> tuple[float, float]:
+    """(the run's length in seconds, how far into it the state stands): a series is drawn
+    over the whole run, blank past a replay's cursor."""
+    recording, until = recording_of(state)
+    if recording is None:
+        return max(state.duration_s, 0.0), math.inf
+    if until == math.inf:  # a live run: as long as it has gone on
+        return max(recording.duration_s, state.duration_s), until
+    span = recording.duration_s
+    return span, min(until, span)
+
+
+def resample(points: list[tuple[float, float]], span: float, columns: int,
+             pick: Any = max, until: float = math.inf) -> list[float | None]:
+    """`points` (offset, value) folded into `columns` equal slices of `span` seconds:
+    `pick` of the values in each slice; a slice with none holds the previous value
+    (None before the first point, and from the slice past `until` on)."""
+    columns = max(1, columns)
+    span = max(span, 1e-9)
+    slots: list[list[float]] = [[] for _ in range(columns)]
+    for at, value in points:
+        slots[min(columns - 1, max(0, int(at / span * columns)))].append(value)
+    out: list[float | None] = []
+    held = None
+    for index, slot in enumerate(slots):
+        if index * span / columns > until + 1e-9:
+            held = None
+        elif slot:
+            held = pick(slot)
+        out.append(held)
+    return out
 
 
 def modes(recording: Recording) -> list[tuple[float, str]]:

@@ -343,3 +343,18 @@ def test_whatever_a_program_writes_on_the_probe_pipe_never_breaks_the_watch():
     assert probe.dropped == 2
     found = diagnose_figures(figures_of([(0.0, 0.0, 5, 0)], None), probe, TWO_CPUS)
     assert found and all(isinstance(d["says"], str) for d in found)
+
+
+def test_preemption_is_said_only_when_it_costs_the_threads_waiting_time():
+    from lab.core.diagnose import diagnose_figures
+
+    # Two busy threads preempted 40 times a second each on an otherwise idle machine:
+    # the switches are involuntary, but the threads hardly waited (0.5 %): nothing to say.
+    cheap = [(1.6, 0.008, 10, 80), (1.6, 0.008, 10, 80)]
+    assert "preempted" not in kinds({"diagnosis": diagnose_figures(
+        figures_of(cheap, None), None, TWO_CPUS)})
+    # The same switches while they waited for a CPU a quarter of their runnable time.
+    costly = [(1.2, 0.4, 10, 80), (1.2, 0.4, 10, 80)]
+    found = diagnose_figures(figures_of(costly, None), None, TWO_CPUS)
+    said = next(d for d in found if d["kind"] == "preempted")
+    assert "run_delay_share" in said["figures"] and "waited for a CPU" in said["says"]

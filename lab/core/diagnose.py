@@ -32,6 +32,7 @@ THRESHOLDS = {
     "waiting_voluntary_per_s": 2.0,
     "preempted_involuntary_share": 0.5,  # of all switches
     "preempted_switches_per_s": 50.0,
+    "preempted_run_delay_share": 0.05,  # ...and the preemptions cost it time: waiting for a CPU
     "idle_cores": 0.02,
     "one_core_cores": 0.7,
 }
@@ -183,12 +184,16 @@ def diagnose_process(pid: int, facts: dict, figs: dict, probe: Any = None,
         say("parallel", "parallel: %.2f cores in use by %d busy threads" % (
             cores, figs["busy_threads"]), keys=("cores", "busy_threads"), usable_cpus=usable)
     switches = figs["voluntary_per_s"] + figs["involuntary_per_s"]
+    # A busy thread is preempted at every tick someone else wants the CPU; that is only
+    # worth saying when it dominates the switches *and* costs the threads waiting time.
     if switches >= t["preempted_switches_per_s"] and \
-            figs["involuntary_per_s"] / switches > t["preempted_involuntary_share"]:
+            figs["involuntary_per_s"] / switches > t["preempted_involuntary_share"] and \
+            (delay_share or 0.0) >= t["preempted_run_delay_share"]:
         say("preempted", "preempted: involuntary switches dominate (%.0f/s against %.0f/s "
-            "voluntary): its threads want to run longer than the scheduler lets them" % (
-                figs["involuntary_per_s"], figs["voluntary_per_s"]),
-            keys=("involuntary_per_s", "voluntary_per_s"))
+            "voluntary) and runnable threads waited for a CPU %s of the time: they want to "
+            "run longer than the scheduler lets them" % (
+                figs["involuntary_per_s"], figs["voluntary_per_s"], _pct(delay_share)),
+            keys=("involuntary_per_s", "voluntary_per_s", "run_delay_share"))
     if not any(d["kind"] in ("gil-bound", "one-core", "cpu-saturated") for d in found) \
             and figs["busy_threads"] >= 1 and cores >= t["one_core_cores"] \
             and cores <= t["parallel_cores"]:

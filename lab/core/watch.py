@@ -330,6 +330,9 @@ class Watch:
         self._process_cpu_last: dict[int, float] = {}
         self._load_start: tuple | None = None
         self._load_end: tuple | None = None
+        # The CPUs' reading taken with the newest sample: the watched tree's CPU is known
+        # only up to that sample, so other programs' share is measured up to it too.
+        self._load_at_sample: tuple | None = None
         self._interpreters: dict[str, Any] = {}
         self._done = False
 
@@ -525,6 +528,7 @@ class Watch:
             if name:
                 view.name = name
         self._samples.append(sample)
+        self._load_at_sample = self._load_now()
 
     def _finish(self) -> None:
         state = self.state
@@ -652,7 +656,7 @@ class Watch:
 
     def load(self) -> dict[str, Any]:
         """Other programs' share of the usable CPUs while we watched."""
-        end = self._load_end or self._load_now()
+        end = self._load_at_sample or self._load_end or self._load_now()
         figures = self.figures()
         watched = sum(t["cpu_s"] for t in figures["threads"])
         return diagnosis.load_block(self._load_start, end, watched)

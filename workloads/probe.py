@@ -227,56 +227,77 @@ def _lock_name(lock):
     return "%s (%s)" % (variable, place) if variable else place
 
 
-def _make_lock_types(get_ident, get_native_id):
-    class TrackedLock:
-        """A lock that knows its owner (one attribute store per acquire); the waits are
-        recorded only when it is contended, with the waiting thread's line."""
+def _make_lock_types(get_ident, get_native_id, gil):
+    from operator import attrgetter
 
-        __slots__ = ("_lock", "site", "_owner", "__weakref__")
+    class TrackedLock:
+        """A lock that remembers the last thread to acquire it (its owner while it is
+        locked) and, only when contended, which thread waits at which line.
+
+        Only acquiring runs Python code: release and __exit__ are the lock's own C methods
+        (reached through a C-level property), so the program's critical sections are no
+        longer than they were and the interpreter finds no more places inside them to
+        switch threads (a longer one would make threads queue on the lock)."""
+
+        __slots__ = ("_lock", "site", "_owner", "_release", "_exit", "_enter", "__weakref__")
 
         def __init__(self, lock, site):
             self._lock, self.site, self._owner = lock, site, None
+            self._release, self._exit, self._enter = lock.release, lock.__exit__, lock.__enter__
 
         def acquire(self, blocking=True, timeout=-1):
+            me = get_ident()
             if self._lock.acquire(False):
-                self._owner = get_ident()
+                self._owner = me
                 return True
             if not blocking:
                 return False
-            return self._wait(timeout)
+            return self._wait(me, timeout)
 
         def __enter__(self):
-            if self._lock.acquire(False):
-                self._owner = get_ident()
-                return True
-            return self._wait(-1)
-
-        def _wait(self, timeout):
             me = get_ident()
+            if self._lock.acquire(False):
+                self._owner = me
+                return True
+            return self._wait(me, -1)
+
+        _enter_slowly = __enter__
+
+        if gil:
+            def _pick_enter(self):
+                """`with lock:` under a GIL: the work is done before the lock is taken and
+                the lock's own C __enter__ takes it, so no thread switch can fall between
+                taking the lock and the program's first line. (If another thread takes it in
+                between, this wait goes unrecorded and the owner is wrong until we get it.)"""
+                me = get_ident()
+                if self._lock.locked():
+                    return self._enter_slowly
+                self._owner = me
+                return self._enter
+
+            __enter__ = property(_pick_enter)
+
+        def _wait(self, me, timeout):
             _natives[me] = get_native_id()
             caller = _user_frame(sys._getframe(2))
             _waiting[me] = (self, _describe(caller) if caller is not None else None)
             try:
                 got = self._lock.acquire(True, timeout)
+                if got:
+                    self._owner = me
             finally:
                 _waiting.pop(me, None)
-            if got:
-                self._owner = me
             return got
 
-        def release(self):
-            self._owner = None  # before the release: the next owner's store must survive
-            self._lock.release()
-
-        def __exit__(self, kind, value, traceback):
-            self._owner = None
-            self._lock.release()
-
+        release = property(attrgetter("_release"))
+        __exit__ = property(attrgetter("_exit"))
         acquire_lock = acquire
         release_lock = release
 
-        def locked(self):
-            return self._lock.locked()
+        def owner(self):
+            """The ident of the thread holding the lock, or None."""
+            owner = self._owner
+            return owner if self._lock.locked() else None
 
         def _at_fork_reinit(self):
             self._owner = None
@@ -291,70 +312,22 @@ def _make_lock_types(get_ident, get_native_id):
             return repr(self._lock)  # what the program would have printed
 
     class TrackedRLock(TrackedLock):
-        __slots__ = ("_count",)
+        __slots__ = ()
+        __enter__ = TrackedLock._enter_slowly  # its owner is known to the C lock itself
 
-        def __init__(self, lock, site):
-            TrackedLock.__init__(self, lock, site)
-            self._count = 0
+        def owner(self):
+            text = repr(self._lock)  # "<locked _thread.RLock object owner=1407... count=1 ...>"
+            if not text.startswith("<locked"):
+                return None
+            try:
+                return int(text.split("owner=", 1)[1].split()[0])
+            except (IndexError, ValueError):
+                return self._owner
 
-        def acquire(self, blocking=True, timeout=-1):
-            if self._lock.acquire(False):
-                self._count += 1
-                self._owner = get_ident()
-                return True
-            if not blocking:
-                return False
-            got = self._wait(timeout)
-            if got:
-                self._count += 1
-            return got
-
-        def __enter__(self):
-            if self._lock.acquire(False):
-                self._count += 1
-                self._owner = get_ident()
-                return True
-            got = self._wait(-1)
-            self._count += 1
-            return got
-
-        def release(self):
-            if self._owner != get_ident():
-                return self._lock.release()  # not ours: the lock's own error
-            count = self._count  # only the owner changes it
-            if count == 1:
-                self._owner = None
-            self._count = count - 1
-            self._lock.release()
-
-        def __exit__(self, kind, value, traceback):
-            count = self._count
-            if count == 1:
-                self._owner = None
-            self._count = count - 1
-            self._lock.release()
-
-        def locked(self):
-            return self._owner is not None
-
-        # What threading.Condition uses to wait on an RLock held several times over.
-        def _is_owned(self):
-            return self._lock._is_owned()
-
-        def _release_save(self):
-            self._owner = None
-            count, self._count = self._count, 0
-            return (self._lock._release_save(), count)
-
+        # threading.Condition: waiting gives the lock away and takes it back.
         def _acquire_restore(self, state):
-            self._lock._acquire_restore(state[0])
-            self._count = state[1]
+            self._lock._acquire_restore(state)
             self._owner = get_ident()
-
-        def _at_fork_reinit(self):
-            self._owner = None
-            self._count = 0
-            self._lock._at_fork_reinit()
 
     return TrackedLock, TrackedRLock
 
@@ -365,7 +338,9 @@ def _track_locks(threading, _thread):
     plain_lock = threading.Lock
     plain_rlock = threading.RLock
     _CONDITION_INIT[0] = threading.Condition.__init__.__code__
-    TrackedLock, TrackedRLock = _make_lock_types(_thread.get_ident, threading.get_native_id)
+    check = getattr(sys, "_is_gil_enabled", None)
+    TrackedLock, TrackedRLock = _make_lock_types(_thread.get_ident, threading.get_native_id,
+                                                 check() if check is not None else True)
     getframe = sys._getframe
 
     def Lock():
@@ -390,7 +365,7 @@ def _locks_now():
     for ident, (lock, where) in _waiting.copy().items():
         name = _lock_name(lock)
         waiting[ident] = (name, where)
-        owner = lock._owner
+        owner = lock.owner()
         if owner is not None:
             held[name] = owner
     return held, waiting

@@ -8,8 +8,12 @@ the runs interleaved so a change in the machine's load hits both sides alike):
   loop     one thread, a pure-Python loop of ~2 s;
   threads  4 threads doing the same work in quarters, each taking a shared lock (made after
            start-up, so the probe tracks it) every 200 iterations.
-The figure is the median of the paired ratios (with / without) of the process's wall time
-and of its CPU time (user + system, from wait4). The probe's budget is 2 %.
+Figures: the median of the paired ratios (with / without) of the process's wall time and of
+its CPU time (user + system, from wait4), and the ratio of the best (least disturbed) CPU
+times of each side. On a machine other programs share, a single pair moves by several
+per cent either way; the best-of ratio is the steadiest, and it is what the budget (2 %) is
+checked against. The probe's own start-up (loading probe.py: ~1.5 ms with its bytecode
+cached, ~8 ms compiling it when PYTHONDONTWRITEBYTECODE is set) is inside every figure.
 """
 
 from __future__ import annotations
@@ -106,8 +110,9 @@ def measure(python, program, n, repeats):
         pairs.append((runs[False], runs[True]))
     wall = statistics.median(w[0] / wo[0] for wo, w in pairs)
     cpu = statistics.median(w[1] / wo[1] for wo, w in pairs)
+    best = min(w[1] for _wo, w in pairs) / min(wo[1] for wo, _w in pairs)
     base = statistics.median(wo[0] for wo, _w in pairs)
-    return base, wall - 1.0, cpu - 1.0
+    return base, wall - 1.0, cpu - 1.0, best - 1.0
 
 
 def main(argv=None):
@@ -120,16 +125,18 @@ def main(argv=None):
     version = subprocess.run([args.python, "-c", "import sys; print(sys.version.split()[0],"
                               " 't' if 't' in sys.abiflags else '')"], capture_output=True,
                              text=True).stdout.split()
-    print("probe cost, %s %s, %d interleaved pairs, load average %.2f"
-          % (args.python, " ".join(version), args.repeats, os.getloadavg()[0]))
+    print("probe cost, %s %s, %d interleaved pairs, load average %.2f%s"
+          % (args.python, " ".join(version), args.repeats, os.getloadavg()[0],
+             ", bytecode not cached" if os.environ.get("PYTHONDONTWRITEBYTECODE") else ""))
     worst = 0.0
     for program in ("loop", "threads"):
-        base, wall, cpu = measure(args.python, program, n, args.repeats)
-        worst = max(worst, wall, cpu)
-        print("  %-8s %.2f s without the probe: wall %+.1f %%, CPU %+.1f %% with it"
-              % (program, base, 100 * wall, 100 * cpu))
-    print("  worst %+.1f %% (budget %.0f %%): %s" % (100 * worst, 100 * BUDGET,
-                                                  "within" if worst <= BUDGET else "OVER"))
+        base, wall, cpu, best = measure(args.python, program, n, args.repeats)
+        worst = max(worst, best)
+        print("  %-8s %.2f s without the probe; with it: CPU best-of %+.1f %%, median pair: "
+              "CPU %+.1f %%, wall %+.1f %%" % (program, base, 100 * best, 100 * cpu, 100 * wall))
+    print("  worst best-of %+.1f %% (budget %.0f %%): %s"
+          % (100 * worst, 100 * BUDGET, "within" if worst <= BUDGET else "OVER"))
+    print("  load average after: %.2f" % os.getloadavg()[0])
     return 0 if worst <= BUDGET else 1
 
 

@@ -480,6 +480,7 @@ class _Probe:
         self.tid = None
         self.json = None
         self.greeted = False
+        self.cpu_s = 0.0  # the probe thread's own CPU time so far
         self.greeting = _thread.allocate_lock()  # hello before anything, from either thread
         self.threads = None
         self.threads_at = 0.0
@@ -496,10 +497,12 @@ class _Probe:
 
             self.monotonic = time.monotonic
             self.tid = self.threading.get_native_id()
+            self.thread_time = time.thread_time
             self._name_thread()
             self.hello()
             while not self.writer.closed and self.pid == os.getpid():
                 self.tick()
+                self.cpu_s = self.thread_time()
                 time.sleep(TICK_LOOPS_S if _loops else TICK_IDLE_S)
         except Exception:
             pass  # never disturb the program
@@ -636,7 +639,7 @@ class _Probe:
         """At exit (a program may end before the probe's thread has said hello)."""
         if self.pid == os.getpid() and not self.writer.closed:
             self.hello()
-            event = {"ev": "probe_bye"}
+            event = {"ev": "probe_bye", "probe_cpu_ms": _ms(self.cpu_s)}
             if self.writer.dropped:
                 event["dropped"] = self.writer.dropped
             self.send(event)

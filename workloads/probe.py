@@ -103,6 +103,9 @@ class _Writer:
     def send(self, json, event):
         if self.closed:
             return
+        if not self.still_ours():  # the program closed it, or gave its number to a file
+            self.closed = True
+            return
         line = json.dumps(event, separators=(",", ":"), default=str).encode() + b"\n"
         if len(line) > MAX_LINE:
             line = json.dumps(_shrunk(event), separators=(",", ":"), default=str).encode() + b"\n"
@@ -351,10 +354,27 @@ def _track_locks(threading, _thread):
         site = _creation_site(getframe(1))
         return plain_rlock() if site is None else TrackedRLock(plain_rlock(), site)
 
+    if isinstance(plain_lock, type):  # 3.13+: threading.Lock is the lock type itself
+        Lock = _LockTypeStandIn(plain_lock, TrackedLock)
     Lock.__doc__ = plain_lock.__doc__
     RLock.__doc__ = plain_rlock.__doc__
     threading.Lock = Lock
     threading.RLock = RLock
+
+
+def _LockTypeStandIn(plain_type, tracked_type):
+    """A class standing in for threading.Lock where that is a type: calling it makes a lock
+    as before, and isinstance() with it still answers for plain and tracked locks alike."""
+
+    class LockMeta(type):
+        def __instancecheck__(cls, obj):
+            return isinstance(obj, (plain_type, tracked_type))
+
+        def __call__(cls):
+            site = _creation_site(sys._getframe(1))
+            return plain_type() if site is None else tracked_type(plain_type(), site)
+
+    return LockMeta("lock", (), {"__module__": plain_type.__module__})
 
 
 def _locks_now():
@@ -541,9 +561,6 @@ class _Probe:
                    "argv": list(sys.argv), "ppid": os.getppid(), "probe_tid": self.tid})
 
     def tick(self):
-        if not self.writer.still_ours():
-            self.writer.closed = True
-            return
         now = self.monotonic()
         if _loops:
             self.loops(now)

@@ -155,7 +155,7 @@ def _facts(python):
 def test_hello_and_thread_names_and_the_program_sees_no_difference(python, run, tmp_path):
     program = tmp_path / "plain.py"
     program.write_text(PLAIN)
-    watched = run(python, [program, "a b", "0.6"])
+    watched = run(python, [program, "a b", "0.4"])
     hello = watched.wait_event(lambda e: e["ev"] == "probe_hello", what="probe_hello")
     assert hello["pid"] == watched.proc.pid
     assert (hello["gil_enabled"], hello["free_threaded"]) == _facts(python)
@@ -163,12 +163,12 @@ def test_hello_and_thread_names_and_the_program_sees_no_difference(python, run, 
                        [t["name"] for t in e["threads"]], what="the worker's name")
     out, err = watched.finish()
     assert watched.proc.returncode == 3
-    bare = subprocess.run([python, str(program), "a b", "0.6"], capture_output=True, text=True,
+    bare = subprocess.run([python, str(program), "a b", "0.4"], capture_output=True, text=True,
                           timeout=30, env={k: v for k, v in os.environ.items()
                                            if k != "PYTHONPATH"})
     assert bare.returncode == 3
     assert (out, err) == (bare.stdout, bare.stderr)  # argv, __main__ and output untouched
-    assert json.loads(out)["argv"] == [str(program), "a b", "0.6"]
+    assert json.loads(out)["argv"] == [str(program), "a b", "0.4"]
     assert json.loads(out)["main"] == "__main__"
     assert watched.events[-1]["ev"] == "probe_bye"
     for event in watched.events:
@@ -357,3 +357,34 @@ def test_with_lock_runs_no_probe_code_while_the_lock_is_held(run, tmp_path):
     watched = run(sys.executable, [program])
     out, err = watched.finish()
     assert (out, err) == ("[]\n", "")
+
+
+@pytest.mark.parametrize("python", INTERPRETERS[2:])  # 3.13 and 3.13t: fork warns from 3.12
+@pytest.mark.parametrize("threads", [0, 1])
+def test_os_fork_warns_exactly_as_without_the_probe(run, tmp_path, python, threads):
+    """3.12+ warns when a multi-threaded process forks; the probe's own thread must not
+    make a single-threaded program warn, and must not hide the warning from one that is not."""
+    program = tmp_path / "forker.py"
+    program.write_text(textwrap.dedent("""\
+        import os, sys, threading, time
+        done = threading.Event()
+        for _ in range(int(sys.argv[1])):
+            threading.Thread(target=done.wait).start()
+        time.sleep(0.2)  # the probe's thread is up
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(0.3)  # time for the child's probe to say hello
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print(pid)
+        done.set()
+        """))
+    watched = run(python, [program, threads])
+    out, err = watched.finish()
+    bare = subprocess.run([python, str(program), str(threads)], capture_output=True, text=True,
+                          timeout=30, env={k: v for k, v in os.environ.items()
+                                           if k != "PYTHONPATH"})
+    assert ("multi-threaded" in err) == ("multi-threaded" in bare.stderr) == bool(threads)
+    if not threads:
+        assert err == bare.stderr == ""
+    assert int(out) in {e["pid"] for e in watched.events if e["ev"] == "probe_hello"}

@@ -562,6 +562,8 @@ class _Probe:
 
     def tick(self):
         now = self.monotonic()
+        if _QUIET_FORK:
+            _unquiet_fork(older_than=0.5)
         if _loops:
             self.loops(now)
         if now - self.threads_at >= THREADS_EVERY_S:
@@ -693,7 +695,7 @@ def start(environ=None):
     else:
         sys.meta_path.insert(0, _AsyncioFinder(threading, _thread))
     atexit.register(_at_exit)
-    os.register_at_fork(after_in_child=_after_fork)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork)
     probe.start()
     return True
 
@@ -705,7 +707,60 @@ def _at_exit():
         pass  # never a traceback in the program's stderr
 
 
+_QUIET_FORK = []  # [(the warnings filter entry, when it was added)] while one is in place
+
+
+def _before_fork():
+    """From 3.12 os.fork() warns when the process runs other threads. A program whose only
+    other thread is the probe's must not get that warning (on its stderr, or as an error
+    under -W error): for that fork, a filter ignores it. CPython warns after the fork
+    hooks have run, so the probe's thread takes the filter away a moment later."""
+    if sys.version_info < (3, 12):
+        return
+    try:
+        if _os_threads() > 2:
+            _unquiet_fork()  # the program's own threads: the warning is the program's
+        elif not _QUIET_FORK:
+            import time
+            import warnings
+
+            warnings.filterwarnings("ignore", message=r"This process \(pid=\d+\) is multi-threaded",
+                                    category=DeprecationWarning)
+            _QUIET_FORK.append((warnings.filters[0], time.monotonic()))
+    except Exception:
+        pass
+
+
+def _unquiet_fork(older_than=None):
+    if not _QUIET_FORK:
+        return
+    import time
+    import warnings
+
+    entry, added = _QUIET_FORK[0]
+    if older_than is not None and time.monotonic() - added < older_than:
+        return
+    _QUIET_FORK.clear()
+    try:
+        warnings.filters.remove(entry)
+        mutated = getattr(warnings, "_filters_mutated", None)
+        if mutated is not None:
+            mutated()
+    except Exception:
+        pass
+
+
+def _os_threads():
+    """The threads of this process as the kernel counts them (what 3.12's warning counts)."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[17])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _after_fork():
+    _unquiet_fork()  # a child does not warn
     """In a forked child: a fresh probe with the child's pid, none of the parent's threads."""
     try:
         old = _PROBE[0]

@@ -127,7 +127,7 @@ PLAIN = textwrap.dedent("""\
         done = threading.Event()
         worker = threading.Thread(target=work, args=(done,), name="worker-7", daemon=True)
         worker.start()
-        time.sleep(float(sys.argv[2]))  # time for the probe to see the worker
+        time.sleep(float(sys.argv[2]))  # threads are reported at most twice a second
         try:
             kind = isinstance(threading.Lock(), threading.Lock)
         except TypeError:  # before 3.13, threading.Lock is a function
@@ -155,7 +155,7 @@ def _facts(python):
 def test_hello_and_thread_names_and_the_program_sees_no_difference(python, run, tmp_path):
     program = tmp_path / "plain.py"
     program.write_text(PLAIN)
-    watched = run(python, [program, "a b", "0.4"])
+    watched = run(python, [program, "a b", "0.7"])
     hello = watched.wait_event(lambda e: e["ev"] == "probe_hello", what="probe_hello")
     assert hello["pid"] == watched.proc.pid
     assert (hello["gil_enabled"], hello["free_threaded"]) == _facts(python)
@@ -163,12 +163,12 @@ def test_hello_and_thread_names_and_the_program_sees_no_difference(python, run, 
                        [t["name"] for t in e["threads"]], what="the worker's name")
     out, err = watched.finish()
     assert watched.proc.returncode == 3
-    bare = subprocess.run([python, str(program), "a b", "0.4"], capture_output=True, text=True,
+    bare = subprocess.run([python, str(program), "a b", "0.7"], capture_output=True, text=True,
                           timeout=30, env={k: v for k, v in os.environ.items()
                                            if k != "PYTHONPATH"})
     assert bare.returncode == 3
     assert (out, err) == (bare.stdout, bare.stderr)  # argv, __main__ and output untouched
-    assert json.loads(out)["argv"] == [str(program), "a b", "0.4"]
+    assert json.loads(out)["argv"] == [str(program), "a b", "0.7"]
     assert json.loads(out)["main"] == "__main__"
     assert watched.events[-1]["ev"] == "probe_bye"
     for event in watched.events:

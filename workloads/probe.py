@@ -413,12 +413,15 @@ class _LoopWatch:
 
 
 _loops = {}  # ident of the thread running the loop -> _LoopWatch
+_stopped = []  # loops that stopped with figures not yet reported
 
 
 def _loop_started(loop, threading, _thread):
     ident = _thread.get_ident()
     if loop is None:
-        _loops.pop(ident, None)
+        watch = _loops.pop(ident, None)
+        if watch is not None and (watch.blocks or watch.samples):
+            _stopped.append(watch)  # its last figures are still to be reported
         return
     module = type(loop).__module__ or ""
     kind = "uvloop" if module.split(".")[0] == "uvloop" else "asyncio"
@@ -564,6 +567,8 @@ class _Probe:
         now = self.monotonic()
         if _QUIET_FORK:
             _unquiet_fork(older_than=0.5)
+        if _stopped:
+            self.flush_stopped()
         if _loops:
             self.loops(now)
         if now - self.threads_at >= THREADS_EVERY_S:
@@ -583,12 +588,30 @@ class _Probe:
                 event["more"] = len(rows) - MAX_ITEMS
             self.send(event)
 
+    def flush_stopped(self):
+        while _stopped:
+            watch = _stopped.pop(0)
+            self.report_blocks(watch)
+            self.report_lag(watch, self.monotonic())
+
+    def report_blocks(self, watch):
+        if watch.blocks:
+            blocks, watch.blocks = watch.blocks, []
+            for lag, where in blocks[-4:]:
+                self.blocked(watch, lag, where, ongoing=False)
+
+    def report_lag(self, watch, now):
+        if watch.samples:
+            samples, watch.samples = sorted(watch.samples), []
+            watch.last_lag = now
+            self.send({"ev": "loop_lag", "tid": watch.tid, "loop": watch.kind,
+                       "p50_ms": _ms(_quantile(samples, 0.5)),
+                       "p99_ms": _ms(_quantile(samples, 0.99)), "max_ms": _ms(samples[-1]),
+                       "beats": len(samples)})
+
     def loops(self, now):
         for watch in list(_loops.values()):
-            if watch.blocks:
-                blocks, watch.blocks = watch.blocks, []
-                for lag, where in blocks[-4:]:
-                    self.blocked(watch, lag, where, ongoing=False)
+            self.report_blocks(watch)
             sent = watch.sent  # read once: the loop's thread clears it when the beat runs
             if sent is None:
                 try:
@@ -606,13 +629,8 @@ class _Probe:
                     where = watch.where
                     self.blocked(watch, late, where[1] if where and where[0] == sent else None,
                                  ongoing=True)
-            if watch.samples and now - watch.last_lag >= LAG_EVERY_S:
-                samples, watch.samples = sorted(watch.samples), []
-                watch.last_lag = now
-                self.send({"ev": "loop_lag", "tid": watch.tid, "loop": watch.kind,
-                           "p50_ms": _ms(_quantile(samples, 0.5)),
-                           "p99_ms": _ms(_quantile(samples, 0.99)), "max_ms": _ms(samples[-1]),
-                           "beats": len(samples)})
+            if now - watch.last_lag >= LAG_EVERY_S:
+                self.report_lag(watch, now)
 
     def blocked(self, watch, lag, where, ongoing):
         self.send({"ev": "loop_blocked", "tid": watch.tid, "lag_ms": _ms(lag),
@@ -658,6 +676,8 @@ class _Probe:
         """At exit (a program may end before the probe's thread has said hello)."""
         if self.pid == os.getpid() and not self.writer.closed:
             self.hello()
+            if getattr(self, "monotonic", None) is not None:
+                self.flush_stopped()
             event = {"ev": "probe_bye", "probe_cpu_ms": _ms(self.cpu_s)}
             if self.writer.dropped:
                 event["dropped"] = self.writer.dropped

@@ -185,8 +185,8 @@ def main(argv=None):
         base, wall, cpu, best = measure(args.python, program, n, args.repeats)
         share = startup / base
         worst = max(worst, cpu + share)
-        print("  %-8s %.2f s with the probe idle; at work: median pair CPU %+.1f %% (wall %+.1f %%, "
-              "best-of CPU %+.1f %%) + start-up %.1f %% = %+.1f %%"
+        print("  %-8s %.2f s with the probe idle; at work: median pair CPU %+.1f %% "
+              "(wall %+.1f %%, best-of CPU %+.1f %%) + start-up %.1f %% = %+.1f %%"
               % (program, base, 100 * cpu, 100 * wall, 100 * best, 100 * share,
                  100 * (cpu + share)))
     plain, tracked = lock_cost()

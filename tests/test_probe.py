@@ -183,7 +183,8 @@ def test_hello_and_thread_names_and_the_program_sees_no_difference(python, run, 
         assert event["pid"] == watched.proc.pid
         for thread in event.get("threads", []):
             assert thread["name"] != "conlab-probe"  # its own thread is not the program's
-    assert hello["probe_tid"] not in [t["tid"] for e in watched.events for t in e.get("threads", [])]
+    listed = [t["tid"] for e in watched.events for t in e.get("threads", [])]
+    assert hello["probe_tid"] not in listed
 
 
 @pytest.mark.parametrize("python", INTERPRETERS)
@@ -342,7 +343,8 @@ def test_the_program_runs_on_when_the_lab_stops_reading(run, tmp_path):
 
 
 def test_with_lock_runs_no_probe_code_while_the_lock_is_held(run, tmp_path):
-    """`with lock:` (the common way to take a lock) under a GIL: Python code of the probe inside a critical section gives the interpreter
+    """`with lock:` (the common way to take a lock) under a GIL: Python code of the probe
+    inside a critical section gives the interpreter
     more places to switch threads while the lock is held, and threads start queueing on it
     (measured: +4..10 % CPU on benchmarks/probe_cost.py's threaded program)."""
     program = tmp_path / "hold.py"

@@ -10,6 +10,11 @@ every running event loop's lag and the user line a blocked loop was executing, a
 and who waits for the locks created after start-up. Its own thread ("conlab-probe", started
 with ``_thread`` so the program's ``threading.enumerate()`` does not list it) does all the
 writing, a few times a second, and stops quietly when the pipe goes away.
+
+Locks: threading.Lock/RLock made by the program's own code after start-up are thin proxies
+that know their owner; the standard library's internal locks (an Event's, a Queue's) stay
+plain. `locks` events list the waits (seen at two looks in a row, 250 ms apart) and, in
+`held`, the owners of the locks waited for: what a wait-for graph needs.
 """
 
 from __future__ import annotations
@@ -221,7 +226,8 @@ def _lock_name(lock):
         import linecache
         import re
 
-        match = re.match(r"\s*([A-Za-z_][\w.]*)\s*(?::[^=]+)?=[^=]", linecache.getline(filename, line))
+        source = linecache.getline(filename, line)
+        match = re.match(r"\s*([A-Za-z_][\w.]*)\s*(?::[^=]+)?=[^=]", source)
         _names[(filename, line)] = match.group(1) if match else ""
     place = "%s:%d" % (os.path.basename(filename), line)
     if serial > 1:

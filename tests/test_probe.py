@@ -122,8 +122,16 @@ PLAIN = textwrap.dedent("""\
         done = threading.Event()
         worker = threading.Thread(target=work, args=(done,), name="worker-7", daemon=True)
         worker.start()
-        time.sleep(float(sys.argv[2]))  # time for the probe to see the worker
-        print(json.dumps({"argv": sys.argv, "main": __name__}))
+        time.sleep(float(sys.argv[2]))  # threads are reported at most twice a second
+        try:
+            kind = isinstance(threading.Lock(), threading.Lock)
+        except TypeError:  # before 3.13, threading.Lock is a function
+            kind = "TypeError"
+        waits = threading.Condition(threading.RLock())
+        with waits:
+            with waits:
+                waits.wait(0.01)
+        print(json.dumps({"argv": sys.argv, "main": __name__, "lock": kind}))
         sys.stderr.write("to stderr\\n")
         done.set()
         sys.exit(3)
@@ -142,7 +150,7 @@ def _facts(python):
 def test_hello_and_thread_names_and_the_program_sees_no_difference(python, run, tmp_path):
     program = tmp_path / "plain.py"
     program.write_text(PLAIN)
-    watched = run(python, [program, "a b", "0.6"])
+    watched = run(python, [program, "a b", "0.7"])
     hello = watched.wait_event(lambda e: e["ev"] == "probe_hello", what="probe_hello")
     assert hello["pid"] == watched.proc.pid
     assert (hello["gil_enabled"], hello["free_threaded"]) == _facts(python)
@@ -150,18 +158,20 @@ def test_hello_and_thread_names_and_the_program_sees_no_difference(python, run, 
                        [t["name"] for t in e["threads"]], what="the worker's name")
     out, err = watched.finish()
     assert watched.proc.returncode == 3
-    bare = subprocess.run([python, str(program), "a b", "0.6"], capture_output=True, text=True,
+    bare = subprocess.run([python, str(program), "a b", "0.7"], capture_output=True, text=True,
                           timeout=30, env={k: v for k, v in os.environ.items()
                                            if k != "PYTHONPATH"})
     assert bare.returncode == 3
     assert (out, err) == (bare.stdout, bare.stderr)  # argv, __main__ and output untouched
-    assert json.loads(out) == {"argv": [str(program), "a b", "0.6"], "main": "__main__"}
+    assert json.loads(out)["argv"] == [str(program), "a b", "0.7"]
+    assert json.loads(out)["main"] == "__main__"
     assert watched.events[-1]["ev"] == "probe_bye"
     for event in watched.events:
         assert event["pid"] == watched.proc.pid
         for thread in event.get("threads", []):
             assert thread["name"] != "conlab-probe"  # its own thread is not the program's
-    assert hello["probe_tid"] not in [t["tid"] for e in watched.events for t in e.get("threads", [])]
+    listed = [t["tid"] for e in watched.events for t in e.get("threads", [])]
+    assert hello["probe_tid"] not in listed
 
 
 @pytest.mark.parametrize("python", INTERPRETERS)
@@ -270,10 +280,108 @@ def test_a_multiprocessing_child_reports_with_its_own_pid(run, tmp_path, method)
             ready.set()
             worker.join()
         """))
-    watched = run(sys.executable, [program, method, "1.5"])
+    watched = run(sys.executable, [program, method, "1.0"])
     out, _err = watched.finish()
     child = int(out.split()[0])
     assert child != watched.proc.pid
     hellos = {e["pid"]: e for e in watched.events if e["ev"] == "probe_hello"}
     assert set(hellos) >= {watched.proc.pid, child}
     assert hellos[child]["ppid"] == watched.proc.pid
+
+
+def test_the_probe_stops_quietly_when_its_fd_is_closed_and_reused(run, tmp_path):
+    """The program closes the probe's fd and opens a file that gets the same number:
+    the probe must not write a byte into the program's file."""
+    program = tmp_path / "closer.py"
+    program.write_text(textwrap.dedent("""\
+        import os, sys, threading, time
+        fd = int(os.environ["CONLAB_PROBE_FD"])
+        mine = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+        os.dup2(mine, fd)  # the pipe's number now names the program's file
+        os.write(fd, b"program data\\n")
+        workers = [threading.Thread(target=time.sleep, args=(0.2,), name="w%d" % i)
+                   for i in range(3)]  # a change of threads the probe would report
+        for worker in workers:
+            worker.start()
+        time.sleep(1.0)
+        """))
+    data = tmp_path / "data.txt"
+    watched = run(sys.executable, [program, data])
+    out, err = watched.finish()
+    assert (watched.proc.returncode, err) == (0, "")
+    assert data.read_bytes() == b"program data\n"
+
+
+def test_the_program_runs_on_when_the_lab_stops_reading(run, tmp_path):
+    program = tmp_path / "long.py"
+    program.write_text(textwrap.dedent("""\
+        import threading, time
+        for i in range(6):
+            threading.Thread(target=time.sleep, args=(0.05,), name="t%d" % i).start()
+            time.sleep(0.1)
+        print("done")
+        """))
+    watched = run(sys.executable, [program])
+    watched.wait_event(lambda e: e["ev"] == "probe_hello", what="probe_hello")
+    os.close(watched.read_end)  # the lab went away: writes now fail with EPIPE
+    watched.read_end = os.open(os.devnull, os.O_RDONLY)  # for close()
+    out, err = watched.proc.communicate(timeout=20)
+    assert (watched.proc.returncode, out, err) == (0, b"done\n", b"")
+
+
+def test_with_lock_runs_no_probe_code_while_the_lock_is_held(run, tmp_path):
+    """`with lock:` (the common way to take a lock) under a GIL: Python code of the probe
+    inside a critical section gives the interpreter
+    more places to switch threads while the lock is held, and threads start queueing on it
+    (measured: +4..10 % CPU on benchmarks/probe_cost.py's threaded program)."""
+    program = tmp_path / "hold.py"
+    program.write_text(textwrap.dedent("""\
+        import sys, threading
+        lock = threading.Lock()
+        assert type(lock).__name__ == "TrackedLock", type(lock)
+        seen = []
+
+        def profile(frame, event, arg):
+            if event in ("call", "return") and "probe" in frame.f_code.co_filename:
+                seen.append((frame.f_code.co_name, event, lock.locked()))
+
+        sys.setprofile(profile)
+        with lock:
+            pass
+        sys.setprofile(None)
+        print([entry for entry in seen if entry[2]])
+        """))
+    watched = run(sys.executable, [program])
+    out, err = watched.finish()
+    assert (out, err) == ("[]\n", "")
+
+
+@pytest.mark.parametrize("python", INTERPRETERS[2:])  # 3.13 and 3.13t: fork warns from 3.12
+@pytest.mark.parametrize("threads", [0, 1])
+def test_os_fork_warns_exactly_as_without_the_probe(run, tmp_path, python, threads):
+    """3.12+ warns when a multi-threaded process forks; the probe's own thread must not
+    make a single-threaded program warn, and must not hide the warning from one that is not."""
+    program = tmp_path / "forker.py"
+    program.write_text(textwrap.dedent("""\
+        import os, sys, threading, time
+        done = threading.Event()
+        for _ in range(int(sys.argv[1])):
+            threading.Thread(target=done.wait).start()
+        time.sleep(0.2)  # the probe's thread is up
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(0.3)  # time for the child's probe to say hello
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print(pid)
+        done.set()
+        """))
+    watched = run(python, [program, threads])
+    out, err = watched.finish()
+    bare = subprocess.run([python, str(program), str(threads)], capture_output=True, text=True,
+                          timeout=30, env={k: v for k, v in os.environ.items()
+                                           if k != "PYTHONPATH"})
+    assert ("multi-threaded" in err) == ("multi-threaded" in bare.stderr) == bool(threads)
+    if not threads:
+        assert err == bare.stderr == ""
+    assert int(out) in {e["pid"] for e in watched.events if e["ev"] == "probe_hello"}

@@ -10,6 +10,11 @@ every running event loop's lag and the user line a blocked loop was executing, a
 and who waits for the locks created after start-up. Its own thread ("conlab-probe", started
 with ``_thread`` so the program's ``threading.enumerate()`` does not list it) does all the
 writing, a few times a second, and stops quietly when the pipe goes away.
+
+Locks: threading.Lock/RLock made by the program's own code after start-up are thin proxies
+that know their owner; the standard library's internal locks (an Event's, a Queue's) stay
+plain. `locks` events list the waits (seen at two looks in a row, 250 ms apart) and, in
+`held`, the owners of the locks waited for: what a wait-for graph needs.
 """
 
 from __future__ import annotations
@@ -102,6 +107,9 @@ class _Writer:
 
     def send(self, json, event):
         if self.closed:
+            return
+        if not self.still_ours():  # the program closed it, or gave its number to a file
+            self.closed = True
             return
         line = json.dumps(event, separators=(",", ":"), default=str).encode() + b"\n"
         if len(line) > MAX_LINE:
@@ -218,7 +226,8 @@ def _lock_name(lock):
         import linecache
         import re
 
-        match = re.match(r"\s*([A-Za-z_][\w.]*)\s*(?::[^=]+)?=[^=]", linecache.getline(filename, line))
+        source = linecache.getline(filename, line)
+        match = re.match(r"\s*([A-Za-z_][\w.]*)\s*(?::[^=]+)?=[^=]", source)
         _names[(filename, line)] = match.group(1) if match else ""
     place = "%s:%d" % (os.path.basename(filename), line)
     if serial > 1:
@@ -227,56 +236,77 @@ def _lock_name(lock):
     return "%s (%s)" % (variable, place) if variable else place
 
 
-def _make_lock_types(get_ident, get_native_id):
-    class TrackedLock:
-        """A lock that knows its owner (one attribute store per acquire); the waits are
-        recorded only when it is contended, with the waiting thread's line."""
+def _make_lock_types(get_ident, get_native_id, gil):
+    from operator import attrgetter
 
-        __slots__ = ("_lock", "site", "_owner", "__weakref__")
+    class TrackedLock:
+        """A lock that remembers the last thread to acquire it (its owner while it is
+        locked) and, only when contended, which thread waits at which line.
+
+        Only acquiring runs Python code: release and __exit__ are the lock's own C methods
+        (reached through a C-level property), so the program's critical sections are no
+        longer than they were and the interpreter finds no more places inside them to
+        switch threads (a longer one would make threads queue on the lock)."""
+
+        __slots__ = ("_lock", "site", "_owner", "_release", "_exit", "_enter", "__weakref__")
 
         def __init__(self, lock, site):
             self._lock, self.site, self._owner = lock, site, None
+            self._release, self._exit, self._enter = lock.release, lock.__exit__, lock.__enter__
 
         def acquire(self, blocking=True, timeout=-1):
+            me = get_ident()
             if self._lock.acquire(False):
-                self._owner = get_ident()
+                self._owner = me
                 return True
             if not blocking:
                 return False
-            return self._wait(timeout)
+            return self._wait(me, timeout)
 
         def __enter__(self):
-            if self._lock.acquire(False):
-                self._owner = get_ident()
-                return True
-            return self._wait(-1)
-
-        def _wait(self, timeout):
             me = get_ident()
+            if self._lock.acquire(False):
+                self._owner = me
+                return True
+            return self._wait(me, -1)
+
+        _enter_slowly = __enter__
+
+        if gil:
+            def _pick_enter(self):
+                """`with lock:` under a GIL: the work is done before the lock is taken and
+                the lock's own C __enter__ takes it, so no thread switch can fall between
+                taking the lock and the program's first line. (If another thread takes it in
+                between, this wait goes unrecorded and the owner is wrong until we get it.)"""
+                me = get_ident()
+                if self._lock.locked():
+                    return self._enter_slowly
+                self._owner = me
+                return self._enter
+
+            __enter__ = property(_pick_enter)
+
+        def _wait(self, me, timeout):
             _natives[me] = get_native_id()
             caller = _user_frame(sys._getframe(2))
             _waiting[me] = (self, _describe(caller) if caller is not None else None)
             try:
                 got = self._lock.acquire(True, timeout)
+                if got:
+                    self._owner = me
             finally:
                 _waiting.pop(me, None)
-            if got:
-                self._owner = me
             return got
 
-        def release(self):
-            self._owner = None  # before the release: the next owner's store must survive
-            self._lock.release()
-
-        def __exit__(self, kind, value, traceback):
-            self._owner = None
-            self._lock.release()
-
+        release = property(attrgetter("_release"))
+        __exit__ = property(attrgetter("_exit"))
         acquire_lock = acquire
         release_lock = release
 
-        def locked(self):
-            return self._lock.locked()
+        def owner(self):
+            """The ident of the thread holding the lock, or None."""
+            owner = self._owner
+            return owner if self._lock.locked() else None
 
         def _at_fork_reinit(self):
             self._owner = None
@@ -291,70 +321,22 @@ def _make_lock_types(get_ident, get_native_id):
             return repr(self._lock)  # what the program would have printed
 
     class TrackedRLock(TrackedLock):
-        __slots__ = ("_count",)
+        __slots__ = ()
+        __enter__ = TrackedLock._enter_slowly  # its owner is known to the C lock itself
 
-        def __init__(self, lock, site):
-            TrackedLock.__init__(self, lock, site)
-            self._count = 0
+        def owner(self):
+            text = repr(self._lock)  # "<locked _thread.RLock object owner=1407... count=1 ...>"
+            if not text.startswith("<locked"):
+                return None
+            try:
+                return int(text.split("owner=", 1)[1].split()[0])
+            except (IndexError, ValueError):
+                return self._owner
 
-        def acquire(self, blocking=True, timeout=-1):
-            if self._lock.acquire(False):
-                self._count += 1
-                self._owner = get_ident()
-                return True
-            if not blocking:
-                return False
-            got = self._wait(timeout)
-            if got:
-                self._count += 1
-            return got
-
-        def __enter__(self):
-            if self._lock.acquire(False):
-                self._count += 1
-                self._owner = get_ident()
-                return True
-            got = self._wait(-1)
-            self._count += 1
-            return got
-
-        def release(self):
-            if self._owner != get_ident():
-                return self._lock.release()  # not ours: the lock's own error
-            count = self._count  # only the owner changes it
-            if count == 1:
-                self._owner = None
-            self._count = count - 1
-            self._lock.release()
-
-        def __exit__(self, kind, value, traceback):
-            count = self._count
-            if count == 1:
-                self._owner = None
-            self._count = count - 1
-            self._lock.release()
-
-        def locked(self):
-            return self._owner is not None
-
-        # What threading.Condition uses to wait on an RLock held several times over.
-        def _is_owned(self):
-            return self._lock._is_owned()
-
-        def _release_save(self):
-            self._owner = None
-            count, self._count = self._count, 0
-            return (self._lock._release_save(), count)
-
+        # threading.Condition: waiting gives the lock away and takes it back.
         def _acquire_restore(self, state):
-            self._lock._acquire_restore(state[0])
-            self._count = state[1]
+            self._lock._acquire_restore(state)
             self._owner = get_ident()
-
-        def _at_fork_reinit(self):
-            self._owner = None
-            self._count = 0
-            self._lock._at_fork_reinit()
 
     return TrackedLock, TrackedRLock
 
@@ -365,7 +347,9 @@ def _track_locks(threading, _thread):
     plain_lock = threading.Lock
     plain_rlock = threading.RLock
     _CONDITION_INIT[0] = threading.Condition.__init__.__code__
-    TrackedLock, TrackedRLock = _make_lock_types(_thread.get_ident, threading.get_native_id)
+    check = getattr(sys, "_is_gil_enabled", None)
+    TrackedLock, TrackedRLock = _make_lock_types(_thread.get_ident, threading.get_native_id,
+                                                 check() if check is not None else True)
     getframe = sys._getframe
 
     def Lock():
@@ -376,10 +360,27 @@ def _track_locks(threading, _thread):
         site = _creation_site(getframe(1))
         return plain_rlock() if site is None else TrackedRLock(plain_rlock(), site)
 
+    if isinstance(plain_lock, type):  # 3.13+: threading.Lock is the lock type itself
+        Lock = _LockTypeStandIn(plain_lock, TrackedLock)
     Lock.__doc__ = plain_lock.__doc__
     RLock.__doc__ = plain_rlock.__doc__
     threading.Lock = Lock
     threading.RLock = RLock
+
+
+def _LockTypeStandIn(plain_type, tracked_type):
+    """A class standing in for threading.Lock where that is a type: calling it makes a lock
+    as before, and isinstance() with it still answers for plain and tracked locks alike."""
+
+    class LockMeta(type):
+        def __instancecheck__(cls, obj):
+            return isinstance(obj, (plain_type, tracked_type))
+
+        def __call__(cls):
+            site = _creation_site(sys._getframe(1))
+            return plain_type() if site is None else tracked_type(plain_type(), site)
+
+    return LockMeta("lock", (), {"__module__": plain_type.__module__})
 
 
 def _locks_now():
@@ -390,7 +391,7 @@ def _locks_now():
     for ident, (lock, where) in _waiting.copy().items():
         name = _lock_name(lock)
         waiting[ident] = (name, where)
-        owner = lock._owner
+        owner = lock.owner()
         if owner is not None:
             held[name] = owner
     return held, waiting
@@ -418,12 +419,15 @@ class _LoopWatch:
 
 
 _loops = {}  # ident of the thread running the loop -> _LoopWatch
+_stopped = []  # loops that stopped with figures not yet reported
 
 
 def _loop_started(loop, threading, _thread):
     ident = _thread.get_ident()
     if loop is None:
-        _loops.pop(ident, None)
+        watch = _loops.pop(ident, None)
+        if watch is not None and (watch.blocks or watch.samples):
+            _stopped.append(watch)  # its last figures are still to be reported
         return
     module = type(loop).__module__ or ""
     kind = "uvloop" if module.split(".")[0] == "uvloop" else "asyncio"
@@ -505,6 +509,7 @@ class _Probe:
         self.tid = None
         self.json = None
         self.greeted = False
+        self.cpu_s = 0.0  # the probe thread's own CPU time so far
         self.greeting = _thread.allocate_lock()  # hello before anything, from either thread
         self.threads = None
         self.threads_at = 0.0
@@ -521,10 +526,12 @@ class _Probe:
 
             self.monotonic = time.monotonic
             self.tid = self.threading.get_native_id()
+            self.thread_time = time.thread_time
             self._name_thread()
             self.hello()
             while not self.writer.closed and self.pid == os.getpid():
                 self.tick()
+                self.cpu_s = self.thread_time()
                 time.sleep(TICK_LOOPS_S if _loops else TICK_IDLE_S)
         except Exception:
             pass  # never disturb the program
@@ -563,10 +570,11 @@ class _Probe:
                    "argv": list(sys.argv), "ppid": os.getppid(), "probe_tid": self.tid})
 
     def tick(self):
-        if not self.writer.still_ours():
-            self.writer.closed = True
-            return
         now = self.monotonic()
+        if _QUIET_FORK:
+            _unquiet_fork(older_than=0.5)
+        if _stopped:
+            self.flush_stopped()
         if _loops:
             self.loops(now)
         if now - self.threads_at >= THREADS_EVERY_S:
@@ -586,12 +594,30 @@ class _Probe:
                 event["more"] = len(rows) - MAX_ITEMS
             self.send(event)
 
+    def flush_stopped(self):
+        while _stopped:
+            watch = _stopped.pop(0)
+            self.report_blocks(watch)
+            self.report_lag(watch, self.monotonic())
+
+    def report_blocks(self, watch):
+        if watch.blocks:
+            blocks, watch.blocks = watch.blocks, []
+            for lag, where in blocks[-4:]:
+                self.blocked(watch, lag, where, ongoing=False)
+
+    def report_lag(self, watch, now):
+        if watch.samples:
+            samples, watch.samples = sorted(watch.samples), []
+            watch.last_lag = now
+            self.send({"ev": "loop_lag", "tid": watch.tid, "loop": watch.kind,
+                       "p50_ms": _ms(_quantile(samples, 0.5)),
+                       "p99_ms": _ms(_quantile(samples, 0.99)), "max_ms": _ms(samples[-1]),
+                       "beats": len(samples)})
+
     def loops(self, now):
         for watch in list(_loops.values()):
-            if watch.blocks:
-                blocks, watch.blocks = watch.blocks, []
-                for lag, where in blocks[-4:]:
-                    self.blocked(watch, lag, where, ongoing=False)
+            self.report_blocks(watch)
             sent = watch.sent  # read once: the loop's thread clears it when the beat runs
             if sent is None:
                 try:
@@ -609,13 +635,8 @@ class _Probe:
                     where = watch.where
                     self.blocked(watch, late, where[1] if where and where[0] == sent else None,
                                  ongoing=True)
-            if watch.samples and now - watch.last_lag >= LAG_EVERY_S:
-                samples, watch.samples = sorted(watch.samples), []
-                watch.last_lag = now
-                self.send({"ev": "loop_lag", "tid": watch.tid, "loop": watch.kind,
-                           "p50_ms": _ms(_quantile(samples, 0.5)),
-                           "p99_ms": _ms(_quantile(samples, 0.99)), "max_ms": _ms(samples[-1]),
-                           "beats": len(samples)})
+            if now - watch.last_lag >= LAG_EVERY_S:
+                self.report_lag(watch, now)
 
     def blocked(self, watch, lag, where, ongoing):
         self.send({"ev": "loop_blocked", "tid": watch.tid, "lag_ms": _ms(lag),
@@ -661,7 +682,9 @@ class _Probe:
         """At exit (a program may end before the probe's thread has said hello)."""
         if self.pid == os.getpid() and not self.writer.closed:
             self.hello()
-            event = {"ev": "probe_bye"}
+            if getattr(self, "monotonic", None) is not None:
+                self.flush_stopped()
+            event = {"ev": "probe_bye", "probe_cpu_ms": _ms(self.cpu_s)}
             if self.writer.dropped:
                 event["dropped"] = self.writer.dropped
             self.send(event)
@@ -698,7 +721,7 @@ def start(environ=None):
     else:
         sys.meta_path.insert(0, _AsyncioFinder(threading, _thread))
     atexit.register(_at_exit)
-    os.register_at_fork(after_in_child=_after_fork)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork)
     probe.start()
     return True
 
@@ -710,7 +733,60 @@ def _at_exit():
         pass  # never a traceback in the program's stderr
 
 
+_QUIET_FORK = []  # [(the warnings filter entry, when it was added)] while one is in place
+
+
+def _before_fork():
+    """From 3.12 os.fork() warns when the process runs other threads. A program whose only
+    other thread is the probe's must not get that warning (on its stderr, or as an error
+    under -W error): for that fork, a filter ignores it. CPython warns after the fork
+    hooks have run, so the probe's thread takes the filter away a moment later."""
+    if sys.version_info < (3, 12):
+        return
+    try:
+        if _os_threads() > 2:
+            _unquiet_fork()  # the program's own threads: the warning is the program's
+        elif not _QUIET_FORK:
+            import time
+            import warnings
+
+            warnings.filterwarnings("ignore", message=r"This process \(pid=\d+\) is multi-threaded",
+                                    category=DeprecationWarning)
+            _QUIET_FORK.append((warnings.filters[0], time.monotonic()))
+    except Exception:
+        pass
+
+
+def _unquiet_fork(older_than=None):
+    if not _QUIET_FORK:
+        return
+    import time
+    import warnings
+
+    entry, added = _QUIET_FORK[0]
+    if older_than is not None and time.monotonic() - added < older_than:
+        return
+    _QUIET_FORK.clear()
+    try:
+        warnings.filters.remove(entry)
+        mutated = getattr(warnings, "_filters_mutated", None)
+        if mutated is not None:
+            mutated()
+    except Exception:
+        pass
+
+
+def _os_threads():
+    """The threads of this process as the kernel counts them (what 3.12's warning counts)."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[17])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _after_fork():
+    _unquiet_fork()  # a child does not warn
     """In a forked child: a fresh probe with the child's pid, none of the parent's threads."""
     try:
         old = _PROBE[0]

@@ -183,7 +183,8 @@ def diagnose_process(pid: int, facts: dict, figs: dict, probe: Any = None,
         say("parallel", "parallel: %.2f cores in use by %d busy threads" % (
             cores, figs["busy_threads"]), keys=("cores", "busy_threads"), usable_cpus=usable)
     switches = figs["voluntary_per_s"] + figs["involuntary_per_s"]
-    if switches >= t["preempted_switches_per_s"] and \
+    saturated = any(d["kind"] == "cpu-saturated" for d in found)  # that explains preemption
+    if not saturated and switches >= t["preempted_switches_per_s"] and \
             figs["involuntary_per_s"] / switches > t["preempted_involuntary_share"]:
         say("preempted", "preempted: involuntary switches dominate (%.0f/s against %.0f/s "
             "voluntary): its threads want to run longer than the scheduler lets them" % (

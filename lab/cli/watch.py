@@ -175,7 +175,7 @@ def live_line(watch: Any, seen: set) -> str:
 
 def _print_end(record: dict) -> None:
     """The end of a watch in 80 columns: each process's figures, then the diagnosis."""
-    print(_wrap("%s: %s, %.1f s" % (record["params"]["command"], record["ended"],
+    print(_wrap("%s: %s, %.1fs" % (record["params"]["command"], record["ended"],
                                     record["duration_s"]), "    "))
     print("  pid     name        cores thr cpu-wait off-cpu  vol/s  inv/s    rss")
     for row in record["processes"]:

@@ -343,3 +343,14 @@ def test_whatever_a_program_writes_on_the_probe_pipe_never_breaks_the_watch():
     assert probe.dropped == 2
     found = diagnose_figures(figures_of([(0.0, 0.0, 5, 0)], None), probe, TWO_CPUS)
     assert found and all(isinstance(d["says"], str) for d in found)
+
+
+def test_headless_watch_shows_a_live_line_each_second_and_the_diagnosis_in_80_columns():
+    done = conlab("watch", "--duration", "2.5", "--", *program("sleepy.py", "2", "30"),
+                  timeout=60)
+    assert done.returncode == 0, done.stderr
+    live = [line for line in done.stderr.splitlines() if " cores " in line]
+    assert live and all(len(line) <= 80 for line in live), done.stderr
+    lines = done.stdout.splitlines()
+    assert "diagnosis:" in lines and "mostly waiting" in done.stdout
+    assert all(len(line) <= 80 for line in lines if not line.startswith("program output"))

@@ -353,8 +353,20 @@ def test_preemption_is_said_only_when_it_costs_the_threads_waiting_time():
     cheap = [(1.6, 0.008, 10, 80), (1.6, 0.008, 10, 80)]
     assert "preempted" not in kinds({"diagnosis": diagnose_figures(
         figures_of(cheap, None), None, TWO_CPUS)})
-    # The same switches while they waited for a CPU a quarter of their runnable time.
-    costly = [(1.2, 0.4, 10, 80), (1.2, 0.4, 10, 80)]
+    # The same switches while they waited for a CPU a tenth of their runnable time (under
+    # the cpu-saturated threshold, which would explain them itself).
+    costly = [(1.8, 0.2, 10, 80), (1.8, 0.2, 10, 80)]
     found = diagnose_figures(figures_of(costly, None), None, TWO_CPUS)
     said = next(d for d in found if d["kind"] == "preempted")
     assert "run_delay_share" in said["figures"] and "waited for a CPU" in said["says"]
+
+
+def test_headless_watch_shows_a_live_line_each_second_and_the_diagnosis_in_80_columns():
+    done = conlab("watch", "--duration", "2.5", "--", *program("sleepy.py", "2", "30"),
+                  timeout=60)
+    assert done.returncode == 0, done.stderr
+    live = [line for line in done.stderr.splitlines() if " cores " in line]
+    assert live and all(len(line) <= 80 for line in live), done.stderr
+    lines = done.stdout.splitlines()
+    assert "diagnosis:" in lines and "mostly waiting" in done.stdout
+    assert all(len(line) <= 80 for line in lines if not line.startswith("program output"))

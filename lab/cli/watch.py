@@ -21,6 +21,7 @@ from lab.core.runner import Refused
 
 EXIT_INTERRUPTED = 130
 LIVE_EVERY_S = 1.0
+WIDTH = 80  # an SSH terminal
 COMMANDS = ("watch", "attach")
 
 
@@ -164,40 +165,47 @@ def live_line(watch: Any, seen: set) -> str:
     seen.update(alive)
     procs = [p for p in state.processes.values() if p.alive]
     found = watch.diagnose()
-    return "%5.0fs  %.2f cores  %d proc %d thr (+%d -%d)  wait-cpu %d%%  vol %d/s inv %d/s  " \
-           "rss %d MB fds %d  | %s" % (
-               state.duration_s, cpu / wall, len(procs), len(alive), new, ended,
-               round(100 * delay / (cpu + delay)) if cpu + delay > 0 else 0,
-               sum(t["voluntary"] for t in threads) / wall,
-               sum(t["involuntary"] for t in threads) / wall,
-               sum(p.rss_bytes for p in procs) >> 20, sum(p.num_fds for p in procs),
-               found[0]["kind"] if found else "-")
+    return "%4.0fs %5.2f cores %dp %dt(+%d-%d) cpu-wait %d%% sw %d/%d/s %dMB | %s" % (
+        state.duration_s, cpu / wall, len(procs), len(alive), new, ended,
+        round(100 * delay / (cpu + delay)) if cpu + delay > 0 else 0,
+        sum(t["voluntary"] for t in threads) / wall,
+        sum(t["involuntary"] for t in threads) / wall,
+        sum(p.rss_bytes for p in procs) >> 20, found[0]["kind"] if found else "-")
 
 
 def _print_end(record: dict) -> None:
-    print("%s: %s, %.1f s, %s" % (record["params"]["command"], record["ended"],
-                                  record["duration_s"], time.strftime("%H:%M:%S")))
+    """The end of a watch in 80 columns: each process's figures, then the diagnosis."""
+    print(_wrap("%s: %s, %.1fs" % (record["params"]["command"], record["ended"],
+                                    record["duration_s"]), "    "))
+    print("  pid     name        cores thr cpu-wait off-cpu  vol/s  inv/s    rss")
     for row in record["processes"]:
         if not row["alive"] and row["cores"] < 0.005:
             continue  # a helper that came and went (a shell, a version shim)
-        print("  pid %-7d %-15s %5.2f cores  %d threads  wait-cpu %s  off-cpu %s  "
-              "vol %.0f/s inv %.0f/s  rss %d MB" % (
-                  row["pid"], row["name"][:15], row["cores"], row["threads"],
-                  _pct(row["run_delay_share"]), _pct(row["off_cpu_share"]),
-                  row["voluntary_per_s"], row["involuntary_per_s"], row["rss_bytes"] >> 20))
+        print("  %-7d %-10s %6.2f %3d %8s %7s %6.0f %6.0f %4d MB" % (
+            row["pid"], row["name"][:10], row["cores"], row["threads"],
+            _pct(row["run_delay_share"]), _pct(row["off_cpu_share"]),
+            row["voluntary_per_s"], row["involuntary_per_s"], row["rss_bytes"] >> 20))
     print("diagnosis:")
     for item in record["diagnosis"] or [{"process": "-", "says": "nothing to say (no samples)",
                                          "lesson": None}]:
-        print("  %s: %s%s" % (item["process"], item["says"],
-                              "  (see `conlab run %s`)" % item["lesson"] if item["lesson"] else ""))
+        print(_wrap("  %s: %s%s" % (item["process"], item["says"],
+                                    " (see `conlab run %s`)" % item["lesson"]
+                                    if item["lesson"] else ""), "      "))
     load = record["result"]["load"]
     if load.get("other_cpu_share") is not None:
-        print("load: other programs took %s of the %d usable CPUs meanwhile%s" % (
+        print(_wrap("load: other programs took %s of the %d usable CPUs meanwhile%s" % (
             _pct(load["other_cpu_share"]), load["usable_cpus"],
-            " (a busy machine: figures shared)" if load["busy"] else ""))
-    print("probe: %s" % record["result"]["probe"]["status"])
+            " (busy: the figures are shared)" if load["busy"] else ""), "    "))
+    print(_wrap("probe: %s" % record["result"]["probe"]["status"], "    "))
     if record["result"].get("log"):
         print("program output: %s" % record["result"]["log"])
+
+
+def _wrap(text: str, indent: str) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, WIDTH, subsequent_indent=indent,
+                                   break_on_hyphens=False, break_long_words=False))
 
 
 def _pct(share: Any) -> str:

@@ -185,8 +185,10 @@ def diagnose_process(pid: int, facts: dict, figs: dict, probe: Any = None,
             cores, figs["busy_threads"]), keys=("cores", "busy_threads"), usable_cpus=usable)
     switches = figs["voluntary_per_s"] + figs["involuntary_per_s"]
     # A busy thread is preempted at every tick someone else wants the CPU; that is only
-    # worth saying when it dominates the switches *and* costs the threads waiting time.
-    if switches >= t["preempted_switches_per_s"] and \
+    # worth saying when it dominates the switches *and* costs the threads waiting time,
+    # and not again when cpu-saturated already explains it.
+    saturated = any(d["kind"] == "cpu-saturated" for d in found)
+    if not saturated and switches >= t["preempted_switches_per_s"] and \
             figs["involuntary_per_s"] / switches > t["preempted_involuntary_share"] and \
             (delay_share or 0.0) >= t["preempted_run_delay_share"]:
         say("preempted", "preempted: involuntary switches dominate (%.0f/s against %.0f/s "

@@ -192,23 +192,21 @@ async def test_no_color_every_segment_of_the_view_has_a_style(monkeypatch):
 
 
 # With the real child ----------------------------------------------------------------------
-def real_stepper():
-    try:
-        from lab.core.stepper import StepperSession  # noqa: F401
-    except ImportError:
-        pytest.skip("lab/core/stepper.py is not merged into this branch yet (stepper-core)")
+async def open_on_the_real_child(app, pilot, program: str) -> SchedulerScreen:
+    """The scheduler screen on a real stepper child, once its first state has arrived."""
+    screen = SchedulerScreen(program, 2)
+    app.push_screen(screen)
+    await until(pilot, lambda: screen.is_mounted and screen.view.state is not None,
+                timeout=20, what="the child's first state")
+    return screen
 
 
 async def test_by_hand_on_the_real_child_the_counter_loses_an_update(monkeypatch):
-    real_stepper()
     tag = new_tag()
     monkeypatch.setenv("CONLAB_TEST_TAG", tag)
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = SchedulerScreen("counter", 2)
-        app.push_screen(screen)
-        await until(pilot, lambda: screen.is_mounted and screen.view.state is not None,
-                    timeout=20, what="the child's first state")
+        screen = await open_on_the_real_child(app, pilot, "counter")
         assert workload_processes(tag), "the test should see the stepper's child"
 
         def thread(n):
@@ -322,15 +320,11 @@ async def test_the_experiment_list_palette_and_interleave_screen_open_the_schedu
 
 
 async def test_by_hand_on_the_real_child_two_locks_deadlock_and_the_cycle_is_shown(monkeypatch):
-    real_stepper()
     tag = new_tag()
     monkeypatch.setenv("CONLAB_TEST_TAG", tag)
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = SchedulerScreen("two-locks", 2)
-        app.push_screen(screen)
-        await until(pilot, lambda: screen.is_mounted and screen.view.state is not None,
-                    timeout=20, what="the child's first state")
+        screen = await open_on_the_real_child(app, pilot, "two-locks")
 
         def thread(n):
             return screen.view.state["threads"][n - 1]
@@ -366,7 +360,6 @@ async def test_by_hand_on_the_real_child_two_locks_deadlock_and_the_cycle_is_sho
 async def test_the_exit_guards_sweep_kills_an_adopted_sessions_child(monkeypatch):
     """SIGHUP with a stuck driver ends in RunController.kill_leftovers (the exit guard's
     sweep), not in close(): the sweep must know the stepper's child too."""
-    real_stepper()
     from lab.core.stepper import StepperSession
 
     tag = new_tag()

@@ -32,7 +32,6 @@ import os
 # environment names. Everything else here is the children's own business.
 from workloads._proto import (ENV_COMMAND_FD, ENV_CPU_CLOCKS, ENV_EVENT_FD, ENV_PARENT_PID,
                               die_with_parent)
-from workloads.probe import ENV_PROBE_FD, boot_dir
 from workloads._limits import rlimit
 from workloads import _load as machine_load  # other programs' CPU share (conlab watch)
 from workloads._spec import Param, ParamError, resolve
@@ -88,3 +87,13 @@ def check(module, params, timeout_s=None):
     check_limits = getattr(module, "check_limits", None)
     if check_limits is not None:
         check_limits(params, timeout_s or getattr(module, "TIMEOUT_S", 120))
+
+
+def __getattr__(name):
+    """`ENV_PROBE_FD` and `boot_dir` come from the probe on first use: every experiment
+    child imports this package, and none of them needs the probe's code."""
+    if name in ("ENV_PROBE_FD", "boot_dir"):
+        from workloads import probe
+
+        return getattr(probe, name)
+    raise AttributeError("module 'workloads' has no attribute %r" % name)

@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, AsyncIterator
 
 from lab.core import catalog
 from lab.core.interpreters import Interpreter, InterpreterError, probe, workloads_path
@@ -210,13 +210,7 @@ class Run:
         await read_json_lines(reader, self.state)
 
     async def _read_output(self) -> None:
-        """The child's stdout and stderr: kept for error reports, never shown raw."""
-        stream = self._process.stdout
-        while True:
-            line = await stream.readline()
-            if not line:
-                return
-            self.state.stderr_tail.append(line.decode("utf-8", "replace").rstrip()[:300])
+        await read_output(self._process.stdout, self.state.stderr_tail.append)
 
     async def _sample(self) -> None:
         """Poll, apply, then schedule the next poll: never two samples at once."""
@@ -360,29 +354,51 @@ async def clear_group(pgid: int) -> None:
         await asyncio.sleep(0.01)
 
 
-async def read_json_lines(reader: asyncio.StreamReader, state: RunState,
-                          on_event: Any = None, kinds: set | None = None) -> None:
-    """JSON object lines with an "ev" key (one of `kinds`, if given) into `state` (and
-    `on_event`) until EOF; anything else is counted as garbage, never raised."""
+async def json_events(reader: asyncio.StreamReader, kinds: set | None = None,
+                      on_garbage: Any = None) -> AsyncIterator[dict]:
+    """JSON object lines with an "ev" key (one of `kinds`, if given) until EOF; anything
+    else (an over-long line, not JSON, another kind) goes to `on_garbage`, never raised."""
     while True:
         try:
             line = await reader.readline()
         except ValueError:  # a line over MAX_EVENT_LINE: protocol broken
-            state.garbage_lines += 1
+            line, event = b"-", None
+        else:
+            if not line:
+                return
+            try:
+                event = json.loads(line)
+            except ValueError:
+                event = None
+        if not isinstance(event, dict) or "ev" not in event or (
+                kinds is not None and event["ev"] not in kinds):
+            if on_garbage is not None:
+                on_garbage()
             continue
-        if not line:
-            return
-        try:
-            event = json.loads(line)
-            if not isinstance(event, dict) or "ev" not in event or (
-                    kinds is not None and event["ev"] not in kinds):
-                raise ValueError
-        except ValueError:
-            state.garbage_lines += 1
-            continue
+        yield event
+
+
+async def read_json_lines(reader: asyncio.StreamReader, state: RunState,
+                          on_event: Any = None, kinds: set | None = None) -> None:
+    """The events into `state` (and `on_event`) until EOF; garbage is counted in it."""
+    def garbage() -> None:
+        state.garbage_lines += 1
+
+    async for event in json_events(reader, kinds, garbage):
         state.apply_event(event)
         if on_event is not None:
             on_event(event)
+
+
+async def read_output(stream: asyncio.StreamReader, keep: Any) -> None:
+    """A child's stdout and stderr, line by line (300 characters at most) to `keep`: kept
+    for error reports, never shown raw."""
+    while True:
+        line = await stream.readline()
+        if not line:
+            return
+        keep(line.decode("utf-8", "replace").rstrip()[:300])
+
 
 async def run_experiment(request: RunRequest) -> RunState:
     """Prepare, run to the end, return the final state (Refused before anything starts)."""

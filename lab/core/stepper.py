@@ -17,12 +17,13 @@ process group, death signal, stdin /dev/null; close() ends it and reaps its grou
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 import json
 import os
 from typing import Any
 
 from lab.core.runner import (STOP_GRACE_S, Refused, RunRequest, clear_group, event_reader,
-                             prepare, spawn, stop_child)
+                             json_events, prepare, read_output, spawn, stop_child)
 from workloads import ENV_COMMAND_FD
 
 COMMAND_DEADLINE_S = 5.0
@@ -53,7 +54,7 @@ class StepperSession:
         self._waiting: tuple[int, asyncio.Future] | None = None
         self._first_state: asyncio.Future | None = None
         self._next_id = 0
-        self._output: list[str] = []
+        self._output: deque = deque(maxlen=20)
 
     # Lifecycle -----------------------------------------------------------------------
     async def start(self, program: str, threads: int = 2, unit: str = "instruction",
@@ -177,19 +178,8 @@ class StepperSession:
     # Reading the child ---------------------------------------------------------------
     async def _read_events(self, reader: asyncio.StreamReader) -> None:
         try:
-            while True:
-                try:
-                    line = await reader.readline()
-                except ValueError:
-                    continue  # an over-long line: not ours to answer
-                if not line:
-                    break
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(event, dict):
-                    self._apply(event)
+            async for event in json_events(reader):
+                self._apply(event)
         finally:
             ended = "the stepper child ended" + (": %s" % self.error if self.error else "")
             if self._waiting is not None and not self._waiting[1].done():
@@ -217,12 +207,7 @@ class StepperSession:
                 waiting[1].set_result(event)
 
     async def _read_output(self) -> None:
-        stream = self._process.stdout
-        while True:
-            line = await stream.readline()
-            if not line:
-                return
-            self._output = (self._output + [line.decode("utf-8", "replace").rstrip()[:300]])[-20:]
+        await read_output(self._process.stdout, self._output.append)
 
 
 def _clean(event: dict) -> dict:

@@ -29,8 +29,8 @@ from lab.core.runner import (MAX_EVENT_LINE, GroupGuard, Refused, clear_group,
                              read_json_lines, start_child, stop_child)
 from lab.core.sampler import CLOCK_TICK_S, Sample, make_sampler
 from lab.core.state import RunState
+from workloads import ENV_PROBE_FD, boot_dir
 
-ENV_PROBE_FD = "CONLAB_PROBE_FD"  # workloads.probe exports the same name once it exists
 PROBE_EVENTS = {"probe_hello", "probe_threads", "loop_lag", "loop_blocked", "locks",
                 "probe_bye"}
 SAMPLE_INTERVAL_S = 0.25
@@ -39,15 +39,6 @@ KEEP_LOGS = 20  # the newest program logs kept in the watch folder
 PF_KTHREAD = 0x00200000  # /proc/PID/stat flags: a kernel thread
 PYTHON_NAME = re.compile(r"(python|pypy)[0-9.]*[a-z]?\Z")
 PYTHON_OPTIONS_WITH_VALUE = {"-W", "-X", "-Q"}
-
-
-def probe_module():
-    """workloads.probe, or None with the reason (it lives on another branch until merged)."""
-    try:
-        from workloads import probe
-    except ImportError:
-        return None
-    return probe
 
 
 def watch_dir() -> str:
@@ -388,16 +379,12 @@ class Watch:
         pass_fds: tuple[int, ...] = ()
         read_fd = write_fd = None
         if self.python and self.probe_wanted:
-            module = probe_module()
-            if module is None:
-                self.probe.status = "off: this copy of the lab has no probe (workloads.probe)"
-            else:
-                read_fd, write_fd = os.pipe()
-                env[getattr(module, "ENV_PROBE_FD", ENV_PROBE_FD)] = str(write_fd)
-                env["PYTHONPATH"] = os.pathsep.join(
-                    [module.boot_dir()] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-                pass_fds = (write_fd,)
-                self.probe.status = "on"
+            read_fd, write_fd = os.pipe()
+            env[ENV_PROBE_FD] = str(write_fd)
+            env["PYTHONPATH"] = os.pathsep.join(
+                [boot_dir()] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+            pass_fds = (write_fd,)
+            self.probe.status = "on"
         elif self.python:
             self.probe.status = "off: --no-probe"
         else:

@@ -187,7 +187,8 @@ class ExperimentScreen(Screen):
                                            idle_hint="idle · r run")
         for view in self.query("#right > LiveView"):
             view.show(state)
-        self.query_one(CodeView).show(state)
+        if self.has_class("-code"):  # a hidden panel costs nothing per frame
+            self.query_one(CodeView).show(state)
         if state is None or state.running:
             result = None
         else:
@@ -276,6 +277,8 @@ class ExperimentScreen(Screen):
     def action_toggle_code(self) -> None:
         self.toggle_class("-code")
         code = self.query_one(CodeView)
+        if self.has_class("-code"):
+            self.refresh_live()  # the panel draws the current run at once
         self.set_focus(code if self.has_class("-code") else self.query_one("#run", Button),
                        scroll_visible=False)
 

@@ -13,10 +13,10 @@ import asyncio
 import json
 import signal
 import sys
-import time
 from typing import Any
 
 from lab.cli.common import EXIT_OK, refuse
+from lab.core.formatting import count_of
 from lab.core.runner import Refused
 
 EXIT_INTERRUPTED = 130
@@ -193,8 +193,8 @@ def _print_end(record: dict) -> None:
                                     if item["lesson"] else ""), "      "))
     load = record["result"]["load"]
     if load.get("other_cpu_share") is not None:
-        print(_wrap("load: other programs took %s of the %d usable CPUs meanwhile%s" % (
-            _pct(load["other_cpu_share"]), load["usable_cpus"],
+        print(_wrap("load: other programs took %s of the %s meanwhile%s" % (
+            _pct(load["other_cpu_share"]), count_of(load["usable_cpus"], "usable CPU"),
             " (busy: the figures are shared)" if load["busy"] else ""), "    "))
     print(_wrap("probe: %s" % record["result"]["probe"]["status"], "    "))
     if record["result"].get("log"):

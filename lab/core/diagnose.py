@@ -13,6 +13,7 @@ import os
 import time
 from typing import Any
 
+from lab.core.formatting import count_of
 from workloads import machine_load as _load
 
 # Where each threshold comes from is the lab's own experiments: gil-cpu's threads on a GIL
@@ -178,7 +179,7 @@ def diagnose_process(pid: int, facts: dict, figs: dict, probe: Any = None,
         other = (load or {}).get("other_cpu_share")
         say("cpu-saturated", "CPU-saturated: runnable threads waited for a CPU %s of the time"
             "%s" % (_pct(delay_share), "" if other is None else
-                    "; other programs took %s of the %d usable CPUs" % (_pct(other), usable)),
+                    "; other programs took %s of the %s" % (_pct(other), count_of(usable, "usable CPU"))),
             keys=("run_delay_share", "cores"), other_cpu_share=other, usable_cpus=usable)
     if cores > t["parallel_cores"]:
         say("parallel", "parallel: %.2f cores in use by %d busy threads" % (
